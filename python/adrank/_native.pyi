@@ -1,0 +1,62 @@
+# Typed stub for adrank._native, the C++ extension. Private: use adrank.ops.
+# tests/test_native_stub.py checks that this stub and the module name the same things.
+
+import numpy as np
+import numpy.typing as npt
+
+def set_num_threads(num_threads: int) -> None: ...
+def get_num_threads() -> int: ...
+
+# --- hashing (cpp/bindings/bind_hashing.cpp) ---
+
+class StringColumn:
+    @staticmethod
+    def from_objects(values: object) -> StringColumn: ...
+    @staticmethod
+    def from_arrow(
+        data: npt.NDArray[np.uint8],
+        offsets: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+        validity: npt.NDArray[np.uint8] | None,
+        validity_offset: int,
+    ) -> StringColumn: ...
+    @staticmethod
+    def from_fixed(data: npt.NDArray[np.uint8], itemsize: int, ucs4: bool) -> StringColumn: ...
+    def __len__(self) -> int: ...
+
+def hash_strings(
+    values: StringColumn,
+    key_offsets: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    num_buckets: npt.NDArray[np.int64],
+    seed: int,
+    out: npt.NDArray[np.int64],
+) -> None: ...
+def hash_ids(
+    ids: npt.NDArray[np.int64],
+    validity: npt.NDArray[np.uint8] | None,
+    validity_offset: int,
+    key_offsets: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    num_buckets: npt.NDArray[np.int64],
+    seed: int,
+    out: npt.NDArray[np.int64],
+) -> None: ...
+def hash_cross(
+    columns: list[npt.NDArray[np.int64]],
+    slot: int,
+    num_buckets: int,
+    seed: int,
+    out: npt.NDArray[np.int64],
+) -> None: ...
+def bucketize(
+    values: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    boundaries: npt.NDArray[np.float64],
+    out: npt.NDArray[np.int64],
+) -> None: ...
+def hash_sklearn(
+    values: StringColumn,
+    n_features: int,
+    alternate_sign: bool,
+    indices: npt.NDArray[np.int64],
+    signs: npt.NDArray[np.int8],
+) -> None: ...
