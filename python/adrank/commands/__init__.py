@@ -1,0 +1,1 @@
+"""Subcommands of the ``adrank`` command line, one module each (see ``adrank.cli``)."""
