@@ -5,8 +5,9 @@ Each benchmark names its comparison group and its role::
     benchmark.group = "hash strings 1M"
     benchmark.extra_info.update(role="adrank", items=1_000_000)    # or role="baseline"
 
-After the run, a table per group gives throughput (items per second) and each entry's speed
-relative to the strongest baseline of the same group, measured in the same run. Ratios are
+After the run, a table per group gives the median time and throughput (items per second) of
+each entry, and each non-baseline entry's speed relative to every baseline of the same group,
+measured in the same run (the first listed is the strongest). Ratios are
 what to compare across machines; absolute figures are for this machine only.
 """
 
@@ -42,12 +43,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     write(f"adrank benchmark ratios on {_machine()}")
     for group, benches in sorted(groups.items()):
         baselines = [b for b in benches if b.extra_info.get("role") == "baseline"]
-        best = min((b.stats.median for b in baselines), default=None)
-        write(f"\n[{group}]" + ("" if best else "  (no baseline in this group)"))
+        write(f"\n[{group}]" + ("" if baselines else "  (no baseline in this group)"))
         for b in sorted(benches, key=lambda b: b.stats.median):
             median = b.stats.median
             items = b.extra_info.get("items")
-            rate = f"{items / median / 1e6:10.2f} M items/s" if items else " " * 21
-            ratio = f"{best / median:8.2f}x best baseline" if best else ""
-            role = b.extra_info.get("role", "?")
-            write(f"  {b.name:<60} {role:<9} {median * 1e6:12.1f} us  {rate}  {ratio}")
+            rate = f"{items / median / 1e6:9.2f} M items/s" if items else ""
+            write(
+                f"  {b.name:<45} {b.extra_info.get('role', '?'):<9} {median * 1e6:12.1f} us {rate}"
+            )
+            if b.extra_info.get("role") != "baseline":
+                for base in sorted(baselines, key=lambda x: x.stats.median):
+                    write(f"      {base.stats.median / median:8.2f}x  vs {base.name}")
