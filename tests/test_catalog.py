@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adrank.serving.catalog import ALL_REGIONS, Catalog, CatalogStore
-from adrank.serving.scoring import Objective
+from adrank.orchestrator.catalog import ALL_REGIONS, Catalog, CatalogStore
+from adrank.orchestrator.scoring import Objective
 
 
 def catalog_table(**overrides) -> pa.Table:

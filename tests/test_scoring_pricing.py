@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adrank.serving.pricing import gsp_prices
-from adrank.serving.scoring import (
+from adrank.orchestrator.pricing import gsp_prices
+from adrank.orchestrator.scoring import (
     Objective,
     ScoringConfig,
     bid_to_ecpm_factor,

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from adrank.serving.scoring import Objective
+from adrank.orchestrator.scoring import Objective
 
 REQUIRED_COLUMNS = (
     "creative_id",

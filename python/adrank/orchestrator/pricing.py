@@ -1,7 +1,7 @@
 """Generalized second-price (GSP) pricing of the chosen creatives.
 
 Glossary: ``k`` winners in rank order; ``score_i`` their eCPM; ``factor_i = d ecpm / d bid``
-(see :func:`adrank.serving.scoring.bid_to_ecpm_factor`); ``penalty_i`` the part of the eCPM
+(see :func:`adrank.orchestrator.scoring.bid_to_ecpm_factor`); ``penalty_i`` the part of the eCPM
 that does not scale with the bid (the negative-feedback penalty).
 
 Winner ``i`` pays the least bid that keeps its position, never above its own bid and never

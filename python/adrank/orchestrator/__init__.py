@@ -1,0 +1,1 @@
+"""The request path around the model: catalog join, features, scoring, selection, pricing."""

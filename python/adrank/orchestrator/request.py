@@ -1,0 +1,107 @@
+"""The ranking request and response of the Python API (the HTTP schema mirrors them).
+
+Glossary: ``C`` candidate creatives in a request; ``k`` creatives asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Per-request overrides of the selection rules (None: the ranker's setting)."""
+
+    max_per_advertiser: int | None = None
+    blocked_categories: tuple[int, ...] = ()
+    frequency_cap: int | None = None  # impressions of one creative after which it is not shown
+
+    def __post_init__(self) -> None:
+        for name in ("max_per_advertiser", "frequency_cap"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"constraints.{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One ad request: who, where, which candidates, how many to return.
+
+    ``recently_seen`` lists creative ids the user was shown recently, once per impression,
+    for frequency caps.
+    """
+
+    request_id: str
+    user: Mapping[str, Any]
+    context: Mapping[str, Any]
+    candidates: np.ndarray  # int64 [C]
+    k: int
+    region: str | None = None
+    recently_seen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    constraints: Constraints = field(default_factory=Constraints)
+
+    def __post_init__(self) -> None:
+        candidates = np.asarray(self.candidates)
+        if candidates.ndim != 1 or (candidates.size and candidates.dtype.kind not in "iu"):
+            raise ValueError("candidates must be a 1-D array of integer creative ids")
+        object.__setattr__(self, "candidates", candidates.astype(np.int64, copy=False))
+        seen = np.asarray(self.recently_seen)
+        if seen.ndim != 1 or (seen.size and seen.dtype.kind not in "iu"):
+            raise ValueError("recently_seen must be a 1-D array of integer creative ids")
+        object.__setattr__(self, "recently_seen", seen.astype(np.int64, copy=False))
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+
+
+@dataclass(frozen=True)
+class RankResponse:
+    """The chosen creatives in rank order (arrays [k'], k' <= k) and the request's metadata.
+
+    ``price`` is in the campaign's own unit (see :mod:`adrank.orchestrator.pricing`). ``degraded``
+    is True when the model could not answer and the documented fallback rates were used.
+    """
+
+    request_id: str
+    model_version: str
+    creative_id: np.ndarray
+    campaign_id: np.ndarray
+    advertiser_id: np.ndarray
+    p_ctr: np.ndarray
+    p_cvr: np.ndarray
+    p_neg: np.ndarray
+    ecpm: np.ndarray
+    price: np.ndarray
+    timings_ms: dict[str, float]
+    unknown_candidates: int = 0
+    degraded: bool = False
+
+    def __len__(self) -> int:
+        return len(self.creative_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: one object per chosen creative, in rank order."""
+        columns = (
+            "creative_id",
+            "campaign_id",
+            "advertiser_id",
+            "p_ctr",
+            "p_cvr",
+            "p_neg",
+            "ecpm",
+            "price",
+        )
+        lists = {name: getattr(self, name).tolist() for name in columns}
+        return {
+            "request_id": self.request_id,
+            "model_version": self.model_version,
+            "degraded": self.degraded,
+            "unknown_candidates": self.unknown_candidates,
+            "creatives": [
+                dict(zip(columns, row, strict=True)) for row in zip(*lists.values(), strict=True)
+            ],
+            "timings_ms": self.timings_ms,
+        }

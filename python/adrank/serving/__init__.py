@@ -1,1 +1,0 @@
-"""The request path around the model: catalog join, scoring, pricing, orchestration."""
