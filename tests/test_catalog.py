@@ -18,7 +18,7 @@ def catalog_table(**overrides) -> pa.Table:
         "creative_id": pa.array([30, 10, 20], pa.int64()),
         "advertiser_id": pa.array([3, 1, 1], pa.int64()),
         "campaign_id": pa.array([300, 100, 101], pa.int64()),
-        "category_id": pa.array([7, 5, 5], pa.int64()),
+        "category": pa.array([7, 5, 5], pa.int64()),
         "objective": pa.array(["OCPM", "CPM", "cpc"]),
         "bid": pa.array([0.0, 12.0, 1.5]),
         "target_cpa": pa.array([40.0, 0.0, 0.0]),
@@ -37,8 +37,7 @@ def test_columns_are_sorted_by_creative_id(tmp_path) -> None:
     np.testing.assert_array_equal(catalog.campaign_id, [100, 101, 300])
     np.testing.assert_array_equal(catalog.objective, [Objective.CPM, Objective.CPC, Objective.OCPM])
     np.testing.assert_array_equal(catalog.active, [False, True, True])
-    assert catalog.features.column_names == ["language"]
-    assert catalog.features["language"].to_pylist() == ["de", "ja", "en"]
+    assert catalog.table["language"].to_pylist() == ["de", "ja", "en"]
     assert catalog.regions == ("DE", "JP", "US")
     assert "catalog.parquet" in catalog.version
 

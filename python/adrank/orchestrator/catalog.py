@@ -12,14 +12,15 @@ Required columns (Parquet/Arrow types)::
     creative_id    int64    unique
     advertiser_id  int64
     campaign_id    int64
-    category_id    int64
+    category       int64    category id (blocked categories apply per region)
     objective      string   CPM | CPC | OCPM
     bid            float64  CPM: per thousand impressions; CPC: per click; unused for OCPM
     target_cpa     float64  OCPM: target cost per conversion; unused otherwise
     regions        list<string>  regions the campaign targets; empty: everywhere
     status         string   active | paused
 
-Every other column is a creative feature, kept as an Arrow array for the feature pipeline.
+The whole table, sorted by creative id, is kept as ``table`` for the feature pipeline: its
+creative-side feature columns are hashed once per snapshot, not once per request.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ REQUIRED_COLUMNS = (
     "creative_id",
     "advertiser_id",
     "campaign_id",
-    "category_id",
+    "category",
     "objective",
     "bid",
     "target_cpa",
@@ -55,14 +56,14 @@ class Catalog:
     creative_id: np.ndarray
     advertiser_id: np.ndarray
     campaign_id: np.ndarray
-    category_id: np.ndarray
+    category: np.ndarray
     objective: np.ndarray  # int8, values of Objective
     bid: np.ndarray
     target_cpa: np.ndarray
     region_mask: np.ndarray  # uint64: bit r set where the campaign targets regions[r]
     active: np.ndarray  # bool
     regions: tuple[str, ...]
-    features: Any = None  # pyarrow.Table of the creative feature columns, same row order
+    table: Any = None  # the pyarrow.Table these columns came from, in the same row order
     version: str = ""
     _region_bits: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -143,20 +144,19 @@ class Catalog:
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[targeted]
             region_mask[targeted] = np.bitwise_or.reduceat(bits, starts)
 
-        feature_names = [c for c in table.column_names if c not in REQUIRED_COLUMNS]
         regions = tuple(str(r) for r in vocabulary)
         return cls(
             creative_id=creative_id,
             advertiser_id=column("advertiser_id", np.int64),
             campaign_id=column("campaign_id", np.int64),
-            category_id=column("category_id", np.int64),
+            category=column("category", np.int64),
             objective=objective,
             bid=column("bid", np.float64),
             target_cpa=column("target_cpa", np.float64),
             region_mask=region_mask,
             active=status == "active",
             regions=regions,
-            features=table.select(feature_names),
+            table=table,
             version=version,
             _region_bits={r: i for i, r in enumerate(regions)},
         )
