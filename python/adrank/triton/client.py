@@ -9,6 +9,7 @@ same host.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -113,7 +114,7 @@ class _SharedMemoryPool:
         for array in arrays:
             offsets.append(offset)
             offset += -(-array.nbytes // _SHM_ALIGNMENT) * _SHM_ALIGNMENT
-        for array, start in zip(arrays, offsets):
+        for array, start in zip(arrays, offsets, strict=True):
             self._shm.set_shared_memory_region(region.handle, [array], offset=start)
         return offsets
 
@@ -121,10 +122,9 @@ class _SharedMemoryPool:
         with self._lock:
             regions, self._all, self._free = self._all, [], []
         for region in regions:
-            try:
+            # The server may be gone; the memory is ours to free either way.
+            with contextlib.suppress(InferenceServerException):
                 self._client.unregister_system_shared_memory(region.name, client_timeout=1.0)
-            except InferenceServerException:
-                pass  # the server may be gone; the memory is ours to free either way
             self._shm.destroy_shared_memory_region(region.handle)
 
 
@@ -295,7 +295,9 @@ class RankerClient:
             region = pool.acquire(nbytes + _SHM_ALIGNMENT)
             try:
                 offsets = pool.write(region, [embeddings, dense])
-                for infer_input, array, offset in zip(inputs, [embeddings, dense], offsets):
+                for infer_input, array, offset in zip(
+                    inputs, [embeddings, dense], offsets, strict=True
+                ):
                     infer_input.set_shared_memory(region.name, array.nbytes, offset)
                 result = self._infer(inputs)
             finally:

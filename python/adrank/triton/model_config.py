@@ -209,9 +209,8 @@ def ranker_signature(config: pb.ModelConfig) -> RankerSignature:
             )
     for output in OUTPUT_NAMES:
         if list(outputs[output].dims) != [1]:
-            raise ValueError(
-                f"model {config.name!r}: {output} dims must be [1], got {list(outputs[output].dims)}"
-            )
+            got = list(outputs[output].dims)
+            raise ValueError(f"model {config.name!r}: {output} dims must be [1], got {got}")
     if config.max_batch_size < 1:
         raise ValueError(
             f"model {config.name!r}: max_batch_size must be >= 1, got {config.max_batch_size}"

@@ -63,7 +63,7 @@ def run_dense(
             f"({', '.join(OUTPUT_NAMES)}), got {type(outputs).__name__}"
         )
     arrays = []
-    for name, output in zip(OUTPUT_NAMES, outputs):
+    for name, output in zip(OUTPUT_NAMES, outputs, strict=True):
         if not isinstance(output, torch.Tensor) or tuple(output.shape) != (batch, 1):
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
             raise RuntimeError(f"{name}: expected shape ({batch}, 1), got {shape}")
@@ -72,7 +72,7 @@ def run_dense(
 
 
 class TritonPythonModel:
-    """Triton Python-backend model: ``initialize`` loads ``<version>/model.pt``, ``execute`` runs it."""
+    """Python-backend model: ``initialize`` loads ``<version>/model.pt``, ``execute`` runs it."""
 
     def initialize(self, args: dict) -> None:
         model_config = json.loads(args["model_config"])
@@ -86,18 +86,19 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         pb_utils = _pb_utils()
-        try:
-            embeddings, dense = zip(*(self._inputs(pb_utils, r) for r in requests))
-            sizes = [e.shape[0] for e in embeddings]
-            if len(requests) == 1:
-                batched = [run_dense(self.module, embeddings[0], dense[0])]
-            else:
-                joined = run_dense(self.module, np.concatenate(embeddings), np.concatenate(dense))
-                splits = np.cumsum(sizes)[:-1]
-                batched = list(zip(*(np.split(out, splits) for out in joined)))
-            return [self._response(pb_utils, outputs) for outputs in batched]
-        except Exception:  # retried one by one below, to isolate the failure
-            return [self._execute_one(pb_utils, r) for r in requests]
+        if len(requests) > 1:
+            try:
+                return self._execute_batched(pb_utils, requests)
+            except Exception:  # one request is bad: run each alone, so only it gets the error
+                pass
+        return [self._execute_one(pb_utils, r) for r in requests]
+
+    def _execute_batched(self, pb_utils: Any, requests: list) -> list:
+        embeddings, dense = zip(*(self._inputs(pb_utils, r) for r in requests), strict=True)
+        joined = run_dense(self.module, np.concatenate(embeddings), np.concatenate(dense))
+        splits = np.cumsum([e.shape[0] for e in embeddings])[:-1]
+        per_request = zip(*(np.split(out, splits) for out in joined), strict=True)
+        return [self._response(pb_utils, list(outputs)) for outputs in per_request]
 
     def _execute_one(self, pb_utils: Any, request: Any) -> Any:
         try:
@@ -109,16 +110,16 @@ class TritonPythonModel:
 
     @staticmethod
     def _inputs(pb_utils: Any, request: Any) -> tuple[np.ndarray, np.ndarray]:
-        # Copies: the stub's buffers are read-only and torch.from_numpy wants writable memory.
+        # Writable fp32 views of the stub's shared memory (Triton checked dtype and dims).
         embeddings = pb_utils.get_input_tensor_by_name(request, INPUT_EMBEDDINGS).as_numpy()
         dense = pb_utils.get_input_tensor_by_name(request, INPUT_DENSE).as_numpy()
-        return np.array(embeddings, dtype=np.float32), np.array(dense, dtype=np.float32)
+        return embeddings, dense
 
     @staticmethod
     def _response(pb_utils: Any, outputs: list[np.ndarray]) -> Any:
         tensors = [
             pb_utils.Tensor(name, np.ascontiguousarray(out))
-            for name, out in zip(OUTPUT_NAMES, outputs)
+            for name, out in zip(OUTPUT_NAMES, outputs, strict=True)
         ]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 

@@ -1,4 +1,4 @@
-"""The embedded Triton Inference Server: the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel.
+"""The embedded Triton Inference Server: ``tritonserver`` from the ``nvidia-pytriton`` wheel.
 
 :class:`EmbeddedTriton` starts the real server (Python backend, CPU) on loopback ports with a
 model repository, waits until every model is ready, writes the server's log to a file and
@@ -323,10 +323,8 @@ class EmbeddedTriton:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=self.exit_timeout_s + 10)
-            except subprocess.TimeoutExpired:
-                pass
         self._kill()
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -392,6 +390,7 @@ class EmbeddedTriton:
     def _launch(self, install: TritonInstall, backends: Path) -> None:
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        parent = os.getpid()
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 self._command(install, backends),
@@ -401,7 +400,7 @@ class EmbeddedTriton:
                 env=self._environment(),
                 cwd=self.workdir,
                 start_new_session=True,  # its own process group: stop() owns its lifetime
-                preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
+                preexec_fn=lambda: _die_with_parent(parent),
             )
 
     def _wait_ready(self) -> None:
