@@ -33,7 +33,7 @@ _EXPORTS = {
     "read_model_config": "model_config",
     "ranker_signature": "model_config",
     "write_model_config": "model_config",
-    "write_python_model": "model_config",
+    "write_python_backend_model": "model_config",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -116,7 +116,8 @@ def build_model_config(
     config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     config.instance_group.add(count=instances, kind=group_kind)
     config.version_policy.latest.num_versions = 1
-    config.parameters[TORCH_THREADS_PARAMETER].string_value = str(torch_threads)
+    if kind == "cpu":  # the libtorch backend has its own thread settings
+        config.parameters[TORCH_THREADS_PARAMETER].string_value = str(torch_threads)
     return config
 
 
@@ -163,7 +164,7 @@ def write_model_config(
     return path
 
 
-def write_python_model(version_dir: str | Path) -> Path:
+def write_python_backend_model(version_dir: str | Path) -> Path:
     """Write the thin Python-backend ``model.py`` into a version folder; returns its path."""
     version_dir = Path(version_dir)
     version_dir.mkdir(parents=True, exist_ok=True)

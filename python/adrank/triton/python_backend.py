@@ -14,6 +14,7 @@ failure becomes an error on the request that caused it only.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,13 @@ class TritonPythonModel:
         path = Path(args["model_repository"]) / args["model_version"] / TORCHSCRIPT_FILENAME
         if not path.is_file():
             raise FileNotFoundError(f"TorchScript file not found: {path} (run `adrank export`)")
-        self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        try:
+            with warnings.catch_warnings():
+                # TorchScript is what the libtorch backend serves too; torch 2.13 deprecates jit.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        except RuntimeError as error:
+            raise RuntimeError(f"{path} is not a loadable TorchScript file: {error}") from None
         self.name = model_config["name"]
 
     def execute(self, requests: list) -> list:

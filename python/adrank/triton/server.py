@@ -150,11 +150,14 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def log_excerpt(text: str, max_lines: int = _LOG_EXCERPT_LINES) -> str:
-    """The lines of a server log that explain a failure: error lines, else the tail."""
+def log_excerpt(text: str, about: str | None = None, max_lines: int = _LOG_EXCERPT_LINES) -> str:
+    """The lines of a server log that explain a failure: its error lines (those that mention
+    ``about``, if any do), else the log's tail."""
     lines = [line for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not any(h in line for h in _HARMLESS_LOG_LINES)]
     errors = [line for line in lines if _LOG_ERROR_LINE.search(line)]
+    if about is not None:
+        errors = [line for line in errors if about in line] or errors
     return "\n".join((errors or lines)[-max_lines:])
 
 
@@ -469,5 +472,5 @@ class EmbeddedTriton:
             error.close()
             raise TritonError(
                 f"failed to {action} model {name!r}: {body}\n--- {self.log_path} ---\n"
-                + log_excerpt(self.log_text())
+                + log_excerpt(self.log_text(), about=f"'{name}'")
             ) from None

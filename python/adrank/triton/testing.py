@@ -10,6 +10,7 @@ The split-pipeline parity check is three lines with these::
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from adrank.triton.client import RankerClient
 from adrank.triton.model_config import (
     TORCHSCRIPT_FILENAME,
     write_model_config,
-    write_python_model,
+    write_python_backend_model,
 )
 from adrank.triton.server import EmbeddedTriton
 
@@ -64,6 +65,16 @@ class DemoDenseRanker(nn.Module):
         return ctr, cvr, neg
 
 
+def script(module: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` without the deprecation warning torch 2.13 gives (TorchScript is
+    the format both Triton backends serve)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(module)
+
+
 def make_model_repository(
     root: str | Path,
     module: nn.Module,
@@ -84,9 +95,8 @@ def make_model_repository(
     model_dir = root / model
     version_dir = model_dir / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
-    scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
-    scripted.save(str(version_dir / TORCHSCRIPT_FILENAME))
-    write_python_model(version_dir)
+    script(module).save(str(version_dir / TORCHSCRIPT_FILENAME))
+    write_python_backend_model(version_dir)
     for kind in ("cpu", "gpu"):
         write_model_config(
             model_dir,
