@@ -297,7 +297,16 @@ class EmbeddedTriton:
             self.workdir = Path(tempfile.mkdtemp(prefix="adrank-triton-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self._log_path_arg or self.workdir / "tritonserver.log"
-        backends = install.prepare_backends(self.workdir / "backends")
+        try:
+            self._start_with_retries(install, self.workdir / "backends")
+        except BaseException:
+            self._discard_workdir(keep_log=True)  # the error message points at the log
+            raise
+        _running.add(self)
+        return self
+
+    def _start_with_retries(self, install: TritonInstall, backends: Path) -> None:
+        install.prepare_backends(backends)
         # Ports picked here can be taken before the server binds them: retry with new ones.
         auto_ports = 0 in self._requested_ports
         for attempt in range(3):
@@ -313,9 +322,7 @@ class EmbeddedTriton:
                 self._kill()
                 raise
             else:
-                _running.add(self)
-                return self
-        raise AssertionError("unreachable")
+                return
 
     def stop(self) -> None:
         """Stop the server (SIGINT, then SIGKILL after the exit timeout). Safe to call twice."""
@@ -329,9 +336,18 @@ class EmbeddedTriton:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=self.exit_timeout_s + 10)
         self._kill()
-        if self._own_workdir and self.workdir is not None:
+        self._discard_workdir(keep_log=False)
+
+    def _discard_workdir(self, keep_log: bool) -> None:
+        """Remove the temporary work directory this object made (all but a log worth reading)."""
+        if not self._own_workdir or self.workdir is None:
+            return
+        log_inside = self.log_path is not None and self.log_path.parent == self.workdir
+        if keep_log and log_inside and self.log_path.is_file():
+            shutil.rmtree(self.workdir / "backends", ignore_errors=True)
+        else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+        self.workdir = None
 
     def _kill(self) -> None:
         """Kill the server's whole process group (the server and its Python stubs)."""
