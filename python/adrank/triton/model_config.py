@@ -79,7 +79,7 @@ def build_model_config(
     instances: int = 1,
     kind: Kind = "cpu",
     torch_threads: int = 1,
-    max_queue_delay_us: int = 100,
+    max_queue_delay_us: int = 0,
 ) -> pb.ModelConfig:
     """Build the ranker's ``ModelConfig``.
 
@@ -140,7 +140,7 @@ def write_model_config(
     instances: int = 1,
     kind: Kind = "cpu",
     torch_threads: int = 1,
-    max_queue_delay_us: int = 100,
+    max_queue_delay_us: int = 0,
 ) -> Path:
     """Write the ranker config of ``kind`` into ``model_dir`` (named after the folder).
 
