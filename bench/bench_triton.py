@@ -7,7 +7,9 @@ statistics split each request's time into the model (``compute_infer``) and the 
 (serialization, transport, queueing, the Python backend's copies); that share is printed and
 stored in ``extra_info``.
 
-Run: ``.venv/bin/python -m pytest bench/bench_triton.py --benchmark-only``
+Run: ``.venv/bin/python -m pytest bench/bench_triton.py --benchmark-only`` (ratio table), or
+``.venv/bin/python bench/bench_triton.py``: every variant once per round, in turn, which holds up
+better on a shared, noisy machine.
 Shapes: ``ADRANK_BENCH_E`` (embedding width, default 160), ``ADRANK_BENCH_N`` (dense, 8);
 Triton instances: ``ADRANK_BENCH_INSTANCES`` (default 1).
 """
@@ -151,3 +153,93 @@ def _report_time_outside_model(benchmark, before, after, concurrency) -> None:
         f"the model; server queue {per_request['queue']:.0f} us, input "
         f"{per_request['compute_input']:.0f} us, output {per_request['compute_output']:.0f} us"
     )
+
+
+def interleaved_summary(rounds: int = 60) -> None:
+    """Each round runs every variant once, in turn, so that a shared machine's noise hits all
+    of them alike; prints per-variant medians and Triton's split of the time."""
+    import tempfile
+    import time
+
+    module = _module()
+    scripted = script(module)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    inputs = [
+        (
+            rng.standard_normal((CANDIDATES, E), dtype=np.float32),
+            rng.standard_normal((CANDIDATES, N), dtype=np.float32),
+        )
+        for _ in range(max(CONCURRENCY))
+    ]
+
+    def in_process(embeddings: np.ndarray, dense: np.ndarray):
+        with torch.inference_mode():
+            return scripted(torch.from_numpy(embeddings), torch.from_numpy(dense))
+
+    with tempfile.TemporaryDirectory() as root:
+        # One model per transport, so that Triton's statistics tell them apart.
+        for model in ("ranker_grpc", "ranker_shm"):
+            make_model_repository(
+                root, module, embedding_dim=E, dense_dim=N, model=model, instances=INSTANCES
+            )
+        with EmbeddedTriton(root) as server:
+            clients = {
+                "grpc": RankerClient(
+                    server.grpc_url, model="ranker_grpc", timeout_s=30, shm_threshold_bytes=-1
+                ),
+                "shm": RankerClient(
+                    server.grpc_url, model="ranker_shm", timeout_s=30, shm_threshold_bytes=0
+                ),
+            }
+            calls = {"torch": in_process} | {k: c.predict for k, c in clients.items()}
+            print(f"ranker dense part, E={E} N={N}, {CANDIDATES} candidates per request, "
+                  f"{INSTANCES} Triton instance(s), {rounds} interleaved rounds")  # fmt: skip
+            for concurrency in CONCURRENCY:
+                with ThreadPoolExecutor(concurrency) as pool:
+                    for call in calls.values():
+                        for _ in range(5):
+                            _round(pool, call, inputs, concurrency)
+                    before = {k: _model_stats_of(c) for k, c in clients.items()}
+                    times: dict[str, list[float]] = {k: [] for k in calls}
+                    for _ in range(rounds):
+                        for name, call in calls.items():
+                            start = time.perf_counter()
+                            _round(pool, call, inputs, concurrency)
+                            times[name].append(time.perf_counter() - start)
+                    after = {k: _model_stats_of(c) for k, c in clients.items()}
+                base = np.median(times["torch"])
+                for name, samples in times.items():
+                    median, p99 = np.median(samples), np.percentile(samples, 99)
+                    line = (
+                        f"  x{concurrency} {name:<5} round p50 {median * 1e3:7.2f} ms  "
+                        f"p99 {p99 * 1e3:7.2f} ms  {CANDIDATES * concurrency / median / 1e3:7.1f}"
+                        f" k candidates/s  {base / median:5.2f}x torch"
+                    )
+                    if name in clients:
+                        requests = after[name]["requests"] - before[name]["requests"]
+                        model_s = after[name]["compute_infer"] - before[name]["compute_infer"]
+                        model_s = model_s / requests / 1e9
+                        # Requests of a round run together: one request's latency ~ the round.
+                        # Two views of the overhead: the round minus the in-process model time,
+                        # and minus Triton's compute_infer (which holds the stub's IPC too).
+                        line += (
+                            f"  outside the model {1 - base / median:4.0%} (vs torch), "
+                            f"{1 - model_s / median:4.0%} (vs compute_infer)"
+                        )
+                    print(line)
+            for client in clients.values():
+                client.close()
+
+
+def _model_stats_of(client: RankerClient) -> dict[str, int]:
+    stats = client._client.get_inference_statistics(client.model, as_json=True)
+    inference = stats["model_stats"][0]["inference_stats"]
+    return {
+        "requests": int(inference["success"].get("count", 0)),
+        "compute_infer": int(inference["compute_infer"].get("ns", 0)),
+    }
+
+
+if __name__ == "__main__":
+    interleaved_summary()
