@@ -271,3 +271,15 @@ def test_log_excerpt_keeps_the_error_lines():
         == "E1 model_lifecycle.cc] \"failed to load 'b' version 1: worse\""
     )
     assert log_excerpt("I1 one\nI1 two\nI1 three", max_lines=2) == "I1 two\nI1 three"
+
+
+def test_a_killed_server_leaves_no_shared_memory_behind(empty_repository):
+    """SIGKILL gives the Python backend no chance to unlink its pools; stop() does it."""
+    server = EmbeddedTriton(empty_repository, models=[]).start()
+    leftover = Path("/dev/shm") / (server._shm_prefix() + "pool_0")
+    try:
+        leftover.write_bytes(b"\0" * 64)  # what a killed backend leaves
+        os.killpg(server.pid, signal.SIGKILL)
+    finally:
+        server.stop()
+    assert not leftover.exists()

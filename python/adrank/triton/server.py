@@ -358,6 +358,9 @@ class EmbeddedTriton:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         self._process = None
+        # A killed server leaves its Python backend's shared-memory pools behind.
+        for region in Path("/dev/shm").glob(self._shm_prefix() + "*"):
+            region.unlink(missing_ok=True)
 
     def _choose_ports(self) -> None:
         grpc_port, http_port = self._requested_ports
@@ -388,7 +391,7 @@ class EmbeddedTriton:
             f"--backend-config=python,shm-default-byte-size={self.python_shm_bytes}",
             f"--backend-config=python,shm-growth-byte-size={self.python_shm_bytes}",
             # Two servers on one host must not share the stub's shared-memory region names.
-            f"--backend-config=python,shm-region-prefix-name=adrank_{os.getpid()}_{self.grpc_port}_",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix()}",
         ]
         if self.model_control == "poll":
             command.append(f"--repository-poll-secs={self.poll_interval_s}")
@@ -398,6 +401,9 @@ class EmbeddedTriton:
         if self.model_config_name:
             command.append(f"--model-config-name={self.model_config_name}")
         return [*command, *self.extra_args]
+
+    def _shm_prefix(self) -> str:
+        return f"adrank_{os.getpid()}_{self.grpc_port}_"
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
