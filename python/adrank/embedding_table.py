@@ -226,7 +226,7 @@ class EmbeddingTable:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the table as a safetensors file (see the module docstring)."""
-        data = memoryview(self._data).cast("B")
+        data = _bytes_of(self._data)
         header = {
             "__metadata__": {
                 "format": _FORMAT,
@@ -287,12 +287,17 @@ class EmbeddingTable:
             else:
                 storage = aligned_empty(tuple(shape), _STORAGE_DTYPE[dtype])
                 f.seek(data_offset)
-                view = memoryview(storage).cast("B")
+                view = _bytes_of(storage)
                 if f.readinto(view) != nbytes:
                     raise ValueError(f"{path}: the file ended early (truncated)")
-        if verify and _crc32(memoryview(storage).cast("B")) != expected_crc:
+        if verify and _crc32(_bytes_of(storage)) != expected_crc:
             raise ValueError(f"{path}: checksum mismatch, the table data is corrupt")
         return cls._wrap(storage, dtype)
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The array's bytes as a flat memoryview (also for arrays with no rows)."""
+    return memoryview(array.reshape(-1).view(np.uint8))
 
 
 def _crc32(data: memoryview) -> int:
