@@ -95,23 +95,28 @@ inline void prefetch_row(const Rows& rows, std::int64_t r, std::size_t row_bytes
 }
 
 // Pools columns [col, col + kVecs * 8) of one bag. The codes of an int8 row are affine in the
-// value, so sums take scale into the multiply and add the biases once at the end.
+// value, so sums take scale into the multiply and add the biases once at the end. Narrow rows
+// alternate between two sets of accumulators: one chain of dependent adds would otherwise
+// bound a bag to one row per add latency.
 template <Kind K, int kVecs, class Rows, class Index>
 inline void pool_columns(const Rows& rows, const Index* indices, const float* weights,
                          std::size_t begin, std::size_t end, std::int64_t padding_idx,
                          std::size_t col, bool mean, std::size_t prefetch_end,
                          std::size_t row_bytes, float* out) {
-  Vec acc[kVecs];
+  constexpr int kSets = kVecs <= 4 ? 2 : 1;
+  Vec acc[kSets][kVecs];
   const float start = K == Kind::kMax ? -__builtin_inff() : 0.0f;
-  for (int v = 0; v < kVecs; ++v) acc[v] = splat(start);
+  for (int s = 0; s < kSets; ++s) {
+    for (int v = 0; v < kVecs; ++v) acc[s][v] = splat(start);
+  }
   float bias_sum = 0.0f;
   std::size_t count = 0;
-  for (std::size_t p = begin; p < end; ++p) {
+  auto step = [&](std::size_t p, Vec* into) __attribute__((always_inline)) {
     if (col == 0 && p + kPrefetchDistance < prefetch_end) {
       prefetch_row(rows, static_cast<std::int64_t>(indices[p + kPrefetchDistance]), row_bytes);
     }
     const auto r = static_cast<std::int64_t>(indices[p]);
-    if (r == padding_idx) continue;
+    if (r == padding_idx) return;
     ++count;
     const auto* row = rows.row(r);
     const float w = K == Kind::kWeightedSum ? weights[p] : 1.0f;
@@ -121,21 +126,30 @@ inline void pool_columns(const Rows& rows, const Index* indices, const float* we
       for (int v = 0; v < kVecs; ++v) {
         Vec x = Rows::load(row, col + v * kLanes);
         if (Rows::kAffine) x = fmadd(x, splat(scale), splat(bias));
-        acc[v] = vmax(acc[v], x);
+        into[v] = vmax(into[v], x);
       }
+    } else if (K == Kind::kSum && !Rows::kAffine) {
+      for (int v = 0; v < kVecs; ++v) into[v] += Rows::load(row, col + v * kLanes);
     } else {
       const Vec factor = splat(w * scale);
-      for (int v = 0; v < kVecs; ++v)
-        acc[v] = fmadd(Rows::load(row, col + v * kLanes), factor, acc[v]);
+      for (int v = 0; v < kVecs; ++v) {
+        into[v] = fmadd(Rows::load(row, col + v * kLanes), factor, into[v]);
+      }
       if (Rows::kAffine) bias_sum += w * bias;
     }
+  };
+  std::size_t p = begin;
+  for (; p + kSets <= end; p += kSets) {
+    for (int s = 0; s < kSets; ++s) step(p + s, acc[s]);
   }
+  for (; p < end; ++p) step(p, acc[0]);
   if (count == 0) {
     for (int v = 0; v < kVecs; ++v) store8(out + col + v * kLanes, splat(0.0f));
     return;
   }
   for (int v = 0; v < kVecs; ++v) {
-    Vec x = acc[v];
+    Vec x = acc[0][v];
+    if (kSets == 2) x = K == Kind::kMax ? vmax(x, acc[kSets - 1][v]) : x + acc[kSets - 1][v];
     if (K != Kind::kMax) {
       if (Rows::kAffine) x += splat(bias_sum);
       if (mean) x /= splat(static_cast<float>(count));
