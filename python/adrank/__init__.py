@@ -6,7 +6,16 @@ models served by NVIDIA Triton, and a thin orchestrator that joins them.
 
 from adrank import ops
 from adrank._native import get_num_threads, set_num_threads
+from adrank.embedding_table import EmbeddingTable, dequantize_rowwise, quantize_rowwise
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_num_threads", "ops", "set_num_threads"]
+__all__ = [
+    "EmbeddingTable",
+    "__version__",
+    "dequantize_rowwise",
+    "get_num_threads",
+    "ops",
+    "quantize_rowwise",
+    "set_num_threads",
+]

@@ -60,3 +60,42 @@ def hash_sklearn(
     indices: npt.NDArray[np.int64],
     signs: npt.NDArray[np.int8],
 ) -> None: ...
+
+# --- embedding (cpp/bindings/bind_embedding.cpp) ---
+
+class Table:
+    def __init__(
+        self,
+        data: npt.NDArray[np.float32] | npt.NDArray[np.float16] | npt.NDArray[np.uint8],
+        type: int,
+    ) -> None: ...
+    @property
+    def num_rows(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def type(self) -> int: ...
+    @property
+    def data(self) -> np.ndarray: ...
+
+def embedding_bag(
+    table: Table,
+    indices: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    mode: int,
+    per_sample_weights: npt.NDArray[np.float32] | None,
+    include_last_offset: bool,
+    padding_idx: int,
+    out: npt.NDArray[np.float32],
+) -> None: ...
+def embedding_bag_collection(
+    tables: list[Table],
+    modes: list[int],
+    padding_idx: list[int],
+    values: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    per_sample_weights: npt.NDArray[np.float32] | None,
+    out: npt.NDArray[np.float32],
+) -> None: ...
+def embedding_isa() -> str: ...
+def set_embedding_isa(isa: str) -> None: ...

@@ -4,6 +4,7 @@ Like ``torch.nn.functional``: no state, no classes to learn first. Every functio
 its arguments and raises ``TypeError``/``ValueError``/``IndexError`` naming the argument.
 """
 
+from adrank.ops.embedding import embedding_bag, embedding_bag_collection
 from adrank.ops.hashing import (
     bucketize,
     hash_cross,
@@ -16,6 +17,8 @@ from adrank.ops.hashing import (
 
 __all__ = [
     "bucketize",
+    "embedding_bag",
+    "embedding_bag_collection",
     "hash_cross",
     "hash_ids",
     "hash_jagged",

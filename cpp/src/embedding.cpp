@@ -1,0 +1,288 @@
+#include "adrank/embedding.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "adrank/check.hpp"
+#include "adrank/parallel.hpp"
+#include "embedding_internal.hpp"
+
+namespace adrank {
+namespace {
+
+using embedding_internal::BagRun;
+
+// Bytes of rows a chunk of work should read before a second thread is worth waking.
+constexpr std::size_t kChunkBytes = 256 * 1024;
+
+enum class Isa : int { kGeneric = 0, kAvx2 = 1 };
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+Isa best_isa() {
+  const char* forced = std::getenv("ADRANK_EMBEDDING_ISA");
+  if (forced != nullptr && std::strcmp(forced, "generic") == 0) return Isa::kGeneric;
+  return cpu_has_avx2() ? Isa::kAvx2 : Isa::kGeneric;
+}
+
+std::atomic<int>& selected_isa() {
+  static std::atomic<int> isa{static_cast<int>(best_isa())};
+  return isa;
+}
+
+void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
+  if (selected_isa().load(std::memory_order_relaxed) == static_cast<int>(Isa::kAvx2)) {
+    embedding_internal::avx2::pool_bags(table, pooling, run);
+  } else {
+    embedding_internal::generic::pool_bags(table, pooling, run);
+  }
+}
+
+template <class Index>
+Index at(const void* values, std::size_t i) {
+  return static_cast<const Index*>(values)[i];
+}
+
+std::int64_t index_at(IndexType type, const void* values, std::size_t i) {
+  return type == IndexType::kInt32 ? at<std::int32_t>(values, i) : at<std::int64_t>(values, i);
+}
+
+// Throws IndexError for the first id in values[begin, end) outside [0, num_rows). The scan is
+// branch-free so that the common, valid case vectorizes.
+template <class Index>
+void check_ids_typed(const Index* values, std::size_t begin, std::size_t end, std::int64_t num_rows,
+                     const char* name, const char* where) {
+  const auto limit = static_cast<std::uint64_t>(num_rows);
+  bool bad = false;
+  for (std::size_t p = begin; p < end; ++p) {
+    bad |= static_cast<std::uint64_t>(static_cast<std::int64_t>(values[p])) >= limit;
+  }
+  if (!bad) return;
+  for (std::size_t p = begin; p < end; ++p) {
+    const auto id = static_cast<std::int64_t>(values[p]);
+    ADRANK_CHECK_INDEX(id >= 0 && id < num_rows, name, "[", p, "] = ", id, " is out of range [0, ",
+                       num_rows, ")", where);
+  }
+}
+
+void check_ids(IndexType type, const void* values, std::size_t begin, std::size_t end,
+               std::int64_t num_rows, const char* name, const char* where = "") {
+  if (type == IndexType::kInt32) {
+    check_ids_typed(static_cast<const std::int32_t*>(values), begin, end, num_rows, name, where);
+  } else {
+    check_ids_typed(static_cast<const std::int64_t*>(values), begin, end, num_rows, name, where);
+  }
+}
+
+void check_pooling(const TableView& table, const Pooling& pooling, bool weighted,
+                   const char* where) {
+  const int mode = static_cast<int>(pooling.mode);
+  ADRANK_CHECK_VALUE(mode >= 0 && mode <= 2, "mode must be sum, mean or max, got ", mode, where);
+  ADRANK_CHECK_VALUE(pooling.padding_idx >= -1 && pooling.padding_idx < table.num_rows,
+                     "padding_idx must be -1 (none) or in [0, ", table.num_rows, "), got ",
+                     pooling.padding_idx, where);
+  ADRANK_CHECK_VALUE(!weighted || pooling.mode == PoolingMode::kSum,
+                     "per_sample_weights is only supported with mode='sum'", where);
+}
+
+// Chunk size in bags so that a chunk reads about kChunkBytes of rows.
+std::size_t bag_grain(std::size_t num_bags, std::size_t num_ids, std::size_t row_bytes) {
+  const std::size_t total = std::max<std::size_t>(1, (num_ids + num_bags) * row_bytes);
+  return std::max<std::size_t>(1, num_bags * kChunkBytes / total);
+}
+
+}  // namespace
+
+std::size_t TableView::row_bytes() const {
+  const auto d = static_cast<std::size_t>(dim);
+  switch (type) {
+    case TableType::kFloat32:
+      return d * 4;
+    case TableType::kFloat16:
+      return d * 2;
+    case TableType::kInt8Rowwise:
+      return d + kRowwiseTrailerBytes;
+  }
+  return 0;
+}
+
+void validate_table(const TableView& table) {
+  const int type = static_cast<int>(table.type);
+  ADRANK_CHECK_VALUE(type >= 0 && type <= 2, "table type must be float32, float16 or int8 rowwise");
+  ADRANK_CHECK_VALUE(table.num_rows >= 0, "table must have >= 0 rows, got ", table.num_rows);
+  ADRANK_CHECK_VALUE(table.dim >= 1, "table dim must be >= 1, got ", table.dim);
+  ADRANK_CHECK_VALUE(table.data != nullptr || table.num_rows == 0, "table has no data");
+}
+
+void validate_embedding_bag(const TableView& table, const BagBatch& bags, const Pooling& pooling,
+                            const PooledOutput& out) {
+  validate_table(table);
+  check_pooling(table, pooling, bags.per_sample_weights != nullptr, "");
+  const std::size_t n = bags.num_indices;
+  const std::size_t num_offsets = bags.num_bags + (bags.include_last_offset ? 1 : 0);
+  ADRANK_CHECK_VALUE(num_offsets > 0 || n == 0, "offsets is empty but indices holds ", n,
+                     " ids: offsets[0] must be 0");
+  if (num_offsets > 0) {
+    const std::int64_t first = index_at(bags.index_type, bags.offsets, 0);
+    ADRANK_CHECK_VALUE(first == 0, "offsets[0] must be 0, got ", first);
+  }
+  for (std::size_t b = 1; b < num_offsets; ++b) {
+    const std::int64_t previous = index_at(bags.index_type, bags.offsets, b - 1);
+    const std::int64_t current = index_at(bags.index_type, bags.offsets, b);
+    ADRANK_CHECK_VALUE(current >= previous, "offsets must not decrease: offsets[", b,
+                       "] = ", current, " < offsets[", b - 1, "] = ", previous);
+    ADRANK_CHECK_VALUE(static_cast<std::uint64_t>(current) <= n, "offsets[", b, "] = ", current,
+                       " exceeds len(indices) = ", n);
+  }
+  if (bags.include_last_offset) {
+    const std::int64_t last = index_at(bags.index_type, bags.offsets, num_offsets - 1);
+    ADRANK_CHECK_VALUE(static_cast<std::uint64_t>(last) == n,
+                       "with include_last_offset=True the last offset must equal len(indices) = ",
+                       n, ", got ", last);
+  }
+  check_ids(bags.index_type, bags.indices, 0, n, table.num_rows, "indices");
+  ADRANK_CHECK_VALUE(out.data != nullptr || bags.num_bags == 0, "out has no data");
+  ADRANK_CHECK_VALUE(out.row_stride >= static_cast<std::size_t>(table.dim),
+                     "out rows must hold at least dim = ", table.dim, " floats, got ",
+                     out.row_stride);
+}
+
+void embedding_bag_unchecked(const TableView& table, const BagBatch& bags, const Pooling& pooling,
+                             const PooledOutput& out) {
+  BagRun base;
+  base.index_type = bags.index_type;
+  base.offsets_int64 = bags.index_type == IndexType::kInt64;
+  base.indices = bags.indices;
+  base.num_indices = bags.num_indices;
+  base.offsets = bags.offsets;
+  base.num_offsets = bags.num_bags + (bags.include_last_offset ? 1 : 0);
+  base.weights = bags.per_sample_weights;
+  base.out = out.data;
+  base.out_row_stride = out.row_stride;
+  base.row_bytes = table.row_bytes();
+  const std::size_t grain = bag_grain(bags.num_bags, bags.num_indices, base.row_bytes);
+  parallel_for(bags.num_bags, grain, [&](std::size_t begin, std::size_t end) {
+    BagRun run = base;
+    run.bag_begin = begin;
+    run.bag_end = end;
+    pool_bags(table, pooling, run);
+  });
+}
+
+void embedding_bag(const TableView& table, const BagBatch& bags, const Pooling& pooling,
+                   const PooledOutput& out) {
+  validate_embedding_bag(table, bags, pooling, out);
+  embedding_bag_unchecked(table, bags, pooling, out);
+}
+
+std::size_t collection_width(const std::vector<PooledField>& fields) {
+  std::size_t width = 0;
+  for (const auto& field : fields) width += static_cast<std::size_t>(field.table.dim);
+  return width;
+}
+
+std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fields,
+                                              const KeyedBatch& batch, const PooledOutput& out) {
+  const std::size_t num_fields = fields.size();
+  const std::size_t batch_size = batch.batch_size;
+  for (std::size_t f = 0; f < num_fields; ++f) {
+    const std::string where = " (field " + std::to_string(f) + ")";
+    validate_table(fields[f].table);
+    check_pooling(fields[f].table, fields[f].pooling, batch.per_sample_weights != nullptr,
+                  where.c_str());
+  }
+  std::vector<std::int64_t> offsets(num_fields * batch_size + 1);
+  offsets[0] = 0;
+  for (std::size_t i = 0; i < num_fields * batch_size; ++i) {
+    const std::int64_t length = batch.lengths[i];
+    ADRANK_CHECK_VALUE(length >= 0, "lengths must be >= 0, got lengths[", i, "] = ", length);
+    offsets[i + 1] = offsets[i] + length;
+    ADRANK_CHECK_VALUE(static_cast<std::uint64_t>(offsets[i + 1]) <= batch.num_values,
+                       "lengths sum to more than len(values) = ", batch.num_values);
+  }
+  ADRANK_CHECK_VALUE(static_cast<std::uint64_t>(offsets.back()) == batch.num_values,
+                     "lengths sum to ", offsets.back(), " but values has ", batch.num_values,
+                     " entries");
+  for (std::size_t f = 0; f < num_fields; ++f) {
+    const std::string where = " (field " + std::to_string(f) + ")";
+    check_ids(batch.index_type, batch.values, static_cast<std::size_t>(offsets[f * batch_size]),
+              static_cast<std::size_t>(offsets[(f + 1) * batch_size]), fields[f].table.num_rows,
+              "values", where.c_str());
+  }
+  const std::size_t width = collection_width(fields);
+  ADRANK_CHECK_VALUE(out.data != nullptr || width * batch_size == 0, "out has no data");
+  ADRANK_CHECK_VALUE(out.row_stride >= width, "out rows must hold at least ", width,
+                     " floats, got ", out.row_stride);
+  return offsets;
+}
+
+void embedding_bag_collection_unchecked(const std::vector<PooledField>& fields,
+                                        const KeyedBatch& batch,
+                                        const std::vector<std::int64_t>& bag_offsets,
+                                        const PooledOutput& out) {
+  const std::size_t batch_size = batch.batch_size;
+  const std::size_t num_bags = fields.size() * batch_size;
+  if (num_bags == 0) return;
+  std::vector<std::size_t> columns(fields.size());
+  std::size_t bytes = 0;
+  for (std::size_t f = 0, column = 0; f < fields.size(); ++f) {
+    columns[f] = column;
+    column += static_cast<std::size_t>(fields[f].table.dim);
+    bytes += fields[f].table.row_bytes();
+  }
+  const std::size_t grain = bag_grain(num_bags, batch.num_values, bytes / fields.size());
+  // One dispatch over every (field, sample) bag; a chunk may span several fields.
+  parallel_for(num_bags, grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t f = begin / batch_size; f * batch_size < end; ++f) {
+      BagRun run;
+      run.index_type = batch.index_type;
+      run.offsets_int64 = true;
+      run.indices = batch.values;
+      run.num_indices = batch.num_values;
+      run.offsets = bag_offsets.data() + f * batch_size;
+      run.num_offsets = batch_size + 1;
+      run.bag_begin = std::max(begin, f * batch_size) - f * batch_size;
+      run.bag_end = std::min(end, (f + 1) * batch_size) - f * batch_size;
+      run.weights = batch.per_sample_weights;
+      run.out = out.data + columns[f];
+      run.out_row_stride = out.row_stride;
+      run.row_bytes = fields[f].table.row_bytes();
+      pool_bags(fields[f].table, fields[f].pooling, run);
+    }
+  });
+}
+
+void embedding_bag_collection(const std::vector<PooledField>& fields, const KeyedBatch& batch,
+                              const PooledOutput& out) {
+  const std::vector<std::int64_t> offsets = validate_collection(fields, batch, out);
+  embedding_bag_collection_unchecked(fields, batch, offsets, out);
+}
+
+const char* embedding_isa() {
+  return selected_isa().load() == static_cast<int>(Isa::kAvx2) ? "avx2" : "generic";
+}
+
+void set_embedding_isa(const std::string& name) {
+  if (name == "generic") {
+    selected_isa().store(static_cast<int>(Isa::kGeneric));
+  } else if (name == "avx2") {
+    ADRANK_CHECK_VALUE(cpu_has_avx2(), "this CPU lacks AVX2, FMA or F16C");
+    selected_isa().store(static_cast<int>(Isa::kAvx2));
+  } else {
+    ADRANK_CHECK_VALUE(name == "auto", "isa must be 'auto', 'avx2' or 'generic', got '", name, "'");
+    selected_isa().store(static_cast<int>(best_isa()));
+  }
+}
+
+}  // namespace adrank

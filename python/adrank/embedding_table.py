@@ -1,0 +1,337 @@
+"""Embedding tables: fp32, fp16 or int8 row-wise quantized rows, aligned, shareable, mappable.
+
+Glossary: ``R`` rows, ``D`` columns (the dim).
+
+An :class:`EmbeddingTable` owns read-only storage that starts on a 64-byte boundary (rows that
+straddle cache lines halve lookup throughput) and, for tables of 2 MiB and more, sits in
+memory the kernel is asked to back with huge pages. Being read-only, one table can serve any
+number of threads at once.
+
+int8 row-wise quantization is FBGEMM's "byte rowwise" layout, the one
+``torch.ops.quantized.embedding_bag_byte_rowwise_offsets`` reads: each row is ``D`` uint8
+codes followed by an fp32 ``scale`` and an fp32 ``bias`` (``D + 8`` bytes), and a value is
+``code * scale + bias``.
+
+Files are safetensors: one tensor ``"weight"`` (``F32`` [R, D], ``F16`` [R, D] or ``U8``
+[R, D + 8] for int8) and metadata naming the table type and a CRC-32 of the data. The data
+starts on a 64-byte boundary of the file, so a memory-mapped table is aligned as well.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import zlib
+from typing import Any
+
+import numpy as np
+
+from adrank import _native
+
+__all__ = ["EmbeddingTable", "dequantize_rowwise", "quantize_rowwise"]
+
+TABLE_TYPES = ("float32", "float16", "int8_rowwise")
+_NATIVE_TYPE = {"float32": 0, "float16": 1, "int8_rowwise": 2}
+_STORAGE_DTYPE = {"float32": np.float32, "float16": np.float16, "int8_rowwise": np.uint8}
+_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "int8_rowwise": "U8"}
+_TRAILER_BYTES = 8  # fp32 scale, fp32 bias after each int8 row's codes
+_ALIGNMENT = 64
+_HUGE_PAGE = 2 * 1024 * 1024
+_FORMAT = "adrank.embedding_table"
+_MAX_HEADER_BYTES = 1 << 20
+_CRC_CHUNK = 64 * 1024 * 1024
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a 64-byte boundary.
+
+    From 2 MiB on, the memory is an anonymous mapping aligned to 2 MiB and advised for
+    transparent huge pages (where the OS allows; otherwise it is plain memory).
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes >= _HUGE_PAGE:
+        buffer = mmap.mmap(-1, nbytes + _HUGE_PAGE)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            buffer.madvise(mmap.MADV_HUGEPAGE)
+        raw = np.frombuffer(buffer, dtype=np.uint8)
+        alignment = _HUGE_PAGE
+    else:
+        raw = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
+        alignment = _ALIGNMENT
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _float_rows(name: str, weights: Any) -> np.ndarray:
+    array = np.asarray(weights)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name} must hold floats, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [R, D], got shape {array.shape}")
+    if array.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {array.shape}")
+    return array
+
+
+def quantize_rowwise(weights: Any) -> EmbeddingTable:
+    """Quantize float rows to int8 row-wise: ``code = round((x - min) / scale)``.
+
+    ``scale = (max - min) / 255`` and ``bias = min`` per row, as FBGEMM's
+    ``FloatToFused8BitRowwiseQuantized`` (and ``torch.ops.quantized.embedding_bag_byte_prepack``)
+    compute them; a value is recovered within ``scale / 2``.
+
+    Parameters
+    ----------
+    weights : ndarray [R, D], floating point
+
+    Returns
+    -------
+    EmbeddingTable
+        An ``"int8_rowwise"`` table of ``R`` rows and dim ``D``.
+    """
+    rows = _float_rows("weights", weights)
+    num_rows, dim = rows.shape
+    packed = aligned_empty((num_rows, dim + _TRAILER_BYTES), np.uint8)
+    step = max(1, (64 * 1024 * 1024) // (4 * dim))  # bounded temporaries for large tables
+    for begin in range(0, num_rows, step):
+        chunk = rows[begin : begin + step].astype(np.float32)
+        low = chunk.min(axis=1, keepdims=True)
+        high = chunk.max(axis=1, keepdims=True)
+        scale = (high - low) / np.float32(255.0)
+        inverse = np.float32(255.0) / (high - low + np.float32(1e-8))
+        codes = np.rint((chunk - low) * inverse)
+        packed[begin : begin + step, :dim] = np.clip(codes, 0, 255).astype(np.uint8)
+        trailer = np.concatenate([scale, low], axis=1).astype(np.float32)
+        packed[begin : begin + step, dim:] = trailer.view(np.uint8)
+    return EmbeddingTable._wrap(packed, "int8_rowwise")
+
+
+def dequantize_rowwise(packed: Any) -> np.ndarray:
+    """The fp32 rows of int8 row-wise data: ``code * scale + bias``.
+
+    Parameters
+    ----------
+    packed : EmbeddingTable (``"int8_rowwise"``) or ndarray [R, D + 8], uint8
+
+    Returns
+    -------
+    ndarray [R, D], float32
+    """
+    if isinstance(packed, EmbeddingTable):
+        if packed.dtype != "int8_rowwise":
+            raise ValueError(f"packed must be an int8_rowwise table, got {packed.dtype}")
+        packed = packed.data
+    data = np.asarray(packed)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] <= _TRAILER_BYTES:
+        raise ValueError(
+            f"packed must be uint8 [R, D + 8] with D >= 1, got {data.dtype} {data.shape}"
+        )
+    dim = data.shape[1] - _TRAILER_BYTES
+    trailer = np.ascontiguousarray(data[:, dim:]).view(np.float32)
+    return data[:, :dim].astype(np.float32) * trailer[:, :1] + trailer[:, 1:]
+
+
+class EmbeddingTable:
+    """A read-only embedding table in fp32, fp16 or int8 row-wise storage.
+
+    ``EmbeddingTable(weights)`` copies float32 or float16 rows (``[R, D]``) into aligned
+    storage of the same precision; ``dtype="float16"`` (or ``"float32"``) converts on the way.
+    Use :func:`quantize_rowwise` for int8, :meth:`from_rowwise` to adopt already quantized
+    rows, and :meth:`load` to open a saved table (memory-mapped by default).
+
+    Attributes
+    ----------
+    dtype : str
+        ``"float32"``, ``"float16"`` or ``"int8_rowwise"``.
+    num_rows, dim : int
+    data : ndarray
+        The storage, read-only: ``[R, D]`` float32/float16, or ``[R, D + 8]`` uint8.
+    """
+
+    __slots__ = ("_data", "_dtype", "_native")
+
+    def __init__(self, weights: Any, dtype: str | None = None) -> None:
+        rows = _float_rows("weights", weights)
+        if dtype is None:
+            if rows.dtype not in (np.float32, np.float16):
+                raise TypeError(
+                    f"weights must be float32 or float16 (or pass dtype=), got {rows.dtype}"
+                )
+            dtype = str(rows.dtype)
+        if dtype not in ("float32", "float16"):
+            raise ValueError(
+                f"dtype must be 'float32' or 'float16' (use quantize_rowwise for int8), "
+                f"got {dtype!r}"
+            )
+        storage = aligned_empty(rows.shape, _STORAGE_DTYPE[dtype])
+        storage[...] = rows
+        self._init(storage, dtype)
+
+    @classmethod
+    def from_rowwise(cls, packed: Any) -> EmbeddingTable:
+        """Adopt int8 row-wise rows (uint8 ``[R, D + 8]``, e.g. from torch's byte prepack)."""
+        data = np.asarray(packed)
+        if data.dtype != np.uint8:
+            raise TypeError(f"packed must have dtype uint8, got {data.dtype}")
+        if data.ndim != 2 or data.shape[1] <= _TRAILER_BYTES:
+            raise ValueError(f"packed must be [R, D + 8] with D >= 1, got shape {data.shape}")
+        storage = aligned_empty(data.shape, np.uint8)
+        storage[...] = data
+        return cls._wrap(storage, "int8_rowwise")
+
+    @classmethod
+    def _wrap(cls, storage: np.ndarray, dtype: str) -> EmbeddingTable:
+        table = cls.__new__(cls)
+        table._init(storage, dtype)
+        return table
+
+    def _init(self, storage: np.ndarray, dtype: str) -> None:
+        storage.flags.writeable = False
+        self._data = storage
+        self._dtype = dtype
+        self._native = _native.Table(storage, _NATIVE_TYPE[dtype])
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype
+
+    @property
+    def num_rows(self) -> int:
+        return self._native.num_rows
+
+    @property
+    def dim(self) -> int:
+        return self._native.dim
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def to_float32(self) -> np.ndarray:
+        """The rows as a new float32 array ``[R, D]`` (dequantized for int8)."""
+        if self._dtype == "int8_rowwise":
+            return dequantize_rowwise(self._data)
+        return self._data.astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingTable(dtype={self._dtype!r}, num_rows={self.num_rows}, dim={self.dim})"
+
+    # --- files --------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table as a safetensors file (see the module docstring)."""
+        data = _bytes_of(self._data)
+        header = {
+            "__metadata__": {
+                "format": _FORMAT,
+                "table_type": self._dtype,
+                "crc32": str(_crc32(data)),
+            },
+            "weight": {
+                "dtype": _SAFETENSORS_DTYPE[self._dtype],
+                "shape": list(self._data.shape),
+                "data_offsets": [0, self._data.nbytes],
+            },
+        }
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-(8 + len(text)) % _ALIGNMENT)  # data starts 64-byte aligned
+        with open(path, "wb") as f:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            f.write(data)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, mmap_mode: bool = True, verify: bool | None = None
+    ) -> EmbeddingTable:
+        """Open a table saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        mmap_mode : bool
+            True (default): map the file read-only. Opening costs O(1) in the table's size;
+            rows page in on first use. False: read the file into aligned memory.
+        verify : bool, optional
+            Check the data's CRC-32 (reads every byte). Defaults to False when mapping and
+            True when reading. Shape, dtype and the file's size are always checked, so a
+            truncated file is refused either way.
+
+        Raises
+        ------
+        ValueError
+            The file is not an adrank table, is truncated or padded, or fails its checksum.
+        """
+        verify = (not mmap_mode) if verify is None else verify
+        with open(path, "rb") as f:
+            file_size = os.fstat(f.fileno()).st_size
+            dtype, shape, data_offset, expected_crc = _read_header(f, file_size, path)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_STORAGE_DTYPE[dtype]).itemsize
+            if file_size != data_offset + nbytes:
+                raise ValueError(
+                    f"{path}: expected {data_offset + nbytes} bytes for a {dtype} table of shape "
+                    f"{tuple(shape)}, the file has {file_size} (truncated or corrupt)"
+                )
+            if mmap_mode and nbytes > 0:
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                if hasattr(mmap, "MADV_RANDOM"):
+                    mapped.madvise(mmap.MADV_RANDOM)  # lookups are random: skip readahead
+                raw = np.frombuffer(mapped, dtype=np.uint8, count=nbytes, offset=data_offset)
+                storage = raw.view(_STORAGE_DTYPE[dtype]).reshape(shape)
+            else:
+                storage = aligned_empty(tuple(shape), _STORAGE_DTYPE[dtype])
+                f.seek(data_offset)
+                view = _bytes_of(storage)
+                if f.readinto(view) != nbytes:
+                    raise ValueError(f"{path}: the file ended early (truncated)")
+        if verify and _crc32(_bytes_of(storage)) != expected_crc:
+            raise ValueError(f"{path}: checksum mismatch, the table data is corrupt")
+        return cls._wrap(storage, dtype)
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The array's bytes as a flat memoryview (also for arrays with no rows)."""
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _crc32(data: memoryview) -> int:
+    crc = 0
+    for begin in range(0, len(data), _CRC_CHUNK):
+        crc = zlib.crc32(data[begin : begin + _CRC_CHUNK], crc)
+    return crc
+
+
+def _read_header(f: Any, file_size: int, path: Any) -> tuple[str, list[int], int, int]:
+    """(table type, shape, data offset, crc32) from a safetensors header, strictly checked."""
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        raise ValueError(f"{path}: not an adrank table file (shorter than its 8-byte header)")
+    header_size = int.from_bytes(prefix, "little")
+    if header_size > min(file_size - 8, _MAX_HEADER_BYTES):
+        raise ValueError(f"{path}: header length {header_size} is impossible (corrupt file)")
+    try:
+        header = json.loads(f.read(header_size))
+        metadata = header["__metadata__"]
+        tensor = header["weight"]
+        dtype = metadata["table_type"]
+        shape = [int(s) for s in tensor["shape"]]
+        begin, end = (int(o) for o in tensor["data_offsets"])
+        expected_crc = int(metadata["crc32"])
+        ok = metadata.get("format") == _FORMAT and len(header) == 2
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not an adrank table file ({error})") from None
+    if not ok or dtype not in TABLE_TYPES or tensor.get("dtype") != _SAFETENSORS_DTYPE[dtype]:
+        raise ValueError(f"{path}: not an adrank table file (unexpected header {header})")
+    min_columns = _TRAILER_BYTES + 1 if dtype == "int8_rowwise" else 1
+    if len(shape) != 2 or shape[0] < 0 or shape[1] < min_columns:
+        raise ValueError(f"{path}: invalid {dtype} table shape {shape}")
+    nbytes = shape[0] * shape[1] * np.dtype(_STORAGE_DTYPE[dtype]).itemsize
+    if (begin, end) != (0, nbytes):
+        raise ValueError(f"{path}: data_offsets {[begin, end]} do not match shape {shape}")
+    return dtype, shape, 8 + header_size, expected_crc

@@ -1,0 +1,250 @@
+"""Embedding lookup: pooled bags of table rows, ``torch.nn.functional.embedding_bag`` semantics.
+
+Glossary: ``R`` rows in a table, ``D`` its dim, ``N`` ids, ``B`` bags (samples), ``F`` fields
+(keys) of a keyed jagged batch.
+
+Bag ``b`` is ``indices[offsets[b]:offsets[b + 1]]`` (the last bag runs to the end). ``sum``
+adds its rows (times ``per_sample_weights`` when given), ``mean`` divides the sum by the number
+of ids counted, ``max`` takes the elementwise maximum. Ids equal to ``padding_idx`` are skipped
+and not counted; a bag with no id left is a row of zeros. Tables may be fp32, fp16 or int8
+row-wise quantized (see :class:`adrank.EmbeddingTable`); the output is always float32.
+
+Kernels release the GIL and run on ``adrank.set_num_threads(n)`` threads (small calls stay on
+one). All arguments are checked before any work starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from adrank import _native
+from adrank.embedding_table import EmbeddingTable
+from adrank.ops._checks import as_int64_array, check_int
+
+__all__ = ["embedding_bag", "embedding_bag_collection"]
+
+_MODES = {"sum": 0, "mean": 1, "max": 2}
+_INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_NATIVE_TYPE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+
+
+def _index_array(name: str, values: Any) -> np.ndarray:
+    """int32 and int64 ids pass through untouched; other integers become int64."""
+    if (
+        type(values) is np.ndarray
+        and values.dtype in _INDEX_DTYPES
+        and values.ndim == 1
+        and values.flags.c_contiguous
+    ):
+        return values
+    array = np.asarray(values)
+    if array.dtype in _INDEX_DTYPES:
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+        return np.ascontiguousarray(array)
+    return as_int64_array(name, array)
+
+
+def _native_table(table: Any) -> _native.Table:
+    if isinstance(table, EmbeddingTable):
+        return table._native
+    array = np.asarray(table)
+    if array.dtype not in _NATIVE_TYPE:
+        raise TypeError(
+            "table must be an EmbeddingTable or a float32/float16 array [R, D], "
+            f"got {type(table).__name__} of dtype {array.dtype}"
+        )
+    if array.ndim != 2:
+        raise ValueError(f"table must be 2-D [R, D], got shape {array.shape}")
+    return _native.Table(np.ascontiguousarray(array), _NATIVE_TYPE[array.dtype])
+
+
+def _mode(name: str, mode: Any) -> int:
+    try:
+        return _MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"{name} must be 'sum', 'mean' or 'max', got {mode!r}") from None
+
+
+def _padding(name: str, padding_idx: Any, num_rows: int) -> int:
+    if padding_idx is None:
+        return -1
+    padding = check_int(name, padding_idx)
+    if not -num_rows <= padding < num_rows:
+        raise ValueError(f"{name} must be in [-{num_rows}, {num_rows}), got {padding}")
+    return padding + num_rows if padding < 0 else padding
+
+
+def _weights(per_sample_weights: Any, mode: str | None) -> np.ndarray | None:
+    if per_sample_weights is None:
+        return None
+    if mode is not None and mode != "sum":
+        raise ValueError(f"per_sample_weights is only supported with mode='sum', got mode={mode!r}")
+    weights = np.asarray(per_sample_weights)
+    if weights.dtype.kind != "f":
+        raise TypeError(f"per_sample_weights must hold floats, got dtype {weights.dtype}")
+    if weights.ndim != 1:
+        raise ValueError(f"per_sample_weights must be 1-D, got shape {weights.shape}")
+    return np.ascontiguousarray(weights, dtype=np.float32)
+
+
+def embedding_bag(
+    table: Any,
+    indices: Any,
+    offsets: Any = None,
+    mode: str = "sum",
+    per_sample_weights: Any = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pool bags of rows of one table, as ``torch.nn.functional.embedding_bag`` does.
+
+    Stricter than torch, which is silently lenient here: ``offsets[0]`` must be 0, offsets must
+    not decrease nor exceed ``N``, and with ``include_last_offset=True`` the last offset must
+    equal ``N`` (torch silently drops the ids past it).
+
+    Parameters
+    ----------
+    table : EmbeddingTable or ndarray [R, D] (float32 or float16)
+    indices : ndarray [N] of int32 or int64 ids in ``[0, R)``; or [B, L] with ``offsets=None``
+        for ``B`` bags of ``L`` ids each (as torch allows).
+    offsets : ndarray [B] (or [B + 1] with ``include_last_offset``), int32 or int64
+    mode : {"sum", "mean", "max"}
+    per_sample_weights : ndarray [N], float, optional
+        One weight per id; only with ``mode="sum"``.
+    include_last_offset : bool
+        ``offsets`` has ``B + 1`` entries, the last one ``N``.
+    padding_idx : int, optional
+        An id in ``[-R, R)`` (negative counts from the end) that is skipped and not counted.
+    out : ndarray [B, D], float32, optional
+        Caller-owned, C-contiguous output; returned.
+
+    Returns
+    -------
+    ndarray [B, D], float32
+
+    Raises
+    ------
+    IndexError
+        An id outside ``[0, R)``; the message gives its position and value.
+    TypeError, ValueError
+        Any other bad argument, named in the message.
+    """
+    native = _native_table(table)
+    mode_code = _mode("mode", mode)
+    ids = np.asarray(indices) if offsets is None else _index_array("indices", indices)
+    if offsets is None:
+        if ids.ndim != 2:
+            raise ValueError(f"offsets is required unless indices is 2-D, got shape {ids.shape}")
+        if include_last_offset:
+            raise ValueError("include_last_offset=True needs offsets")
+        num_bags, length = ids.shape
+        ids = _index_array("indices", ids.reshape(-1))
+        starts = np.arange(0, num_bags * length, max(length, 1), dtype=ids.dtype)
+    else:
+        starts = _index_array("offsets", offsets)
+        if starts.dtype != ids.dtype:
+            ids, starts = ids.astype(np.int64), starts.astype(np.int64)
+    if not isinstance(include_last_offset, (bool, np.bool_)):
+        raise TypeError(
+            f"include_last_offset must be a bool, got {type(include_last_offset).__name__}"
+        )
+    weights = _weights(per_sample_weights, mode)
+    padding = _padding("padding_idx", padding_idx, native.num_rows)
+    if out is None:
+        num_bags = len(starts) - 1 if include_last_offset else len(starts)
+        out = np.empty((max(num_bags, 0), native.dim), dtype=np.float32)
+    _native.embedding_bag(
+        native, ids, starts, mode_code, weights, bool(include_last_offset), padding, out
+    )
+    return out
+
+
+def embedding_bag_collection(
+    keys: Sequence[str],
+    values: Any,
+    lengths: Any,
+    tables: Mapping[str, Any],
+    modes: str | Mapping[str, str] = "sum",
+    *,
+    per_sample_weights: Any = None,
+    padding_idx: Mapping[str, int] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pool every field of a keyed jagged batch in one call, on one dispatch onto the threads.
+
+    The batch is torchrec's ``KeyedJaggedTensor`` layout: ``values`` is key-major (all of key
+    0's ids for the ``B`` samples, then key 1's, ...) and ``lengths[f * B + b]`` is how many ids
+    sample ``b`` has for ``keys[f]``. Field ``f`` is pooled over ``tables[keys[f]]`` with
+    ``modes[keys[f]]``, exactly as :func:`embedding_bag` would pool it alone; several keys may
+    share a table.
+
+    Parameters
+    ----------
+    keys : sequence [F] of str
+    values : ndarray [N], int32 or int64 ids
+    lengths : ndarray [F * B] or [F, B], integers >= 0 summing to ``N``
+    tables : mapping from key to EmbeddingTable (or float32/float16 ndarray [R, D])
+    modes : "sum" | "mean" | "max", or a mapping from key to one of them
+    per_sample_weights : ndarray [N], float, optional (every mode must be "sum")
+    padding_idx : mapping from key to int, optional
+    out : ndarray [B, F, D] or [B, sum of D_f], float32, optional
+        Caller-owned, C-contiguous output; returned.
+
+    Returns
+    -------
+    ndarray [B, F, D] when every table has dim ``D``, else [B, sum of D_f]; float32.
+        Field ``f`` fills columns ``D_0 + ... + D_{f-1}`` onwards of each row.
+
+    Raises
+    ------
+    IndexError
+        An id outside its table; the message gives its position, value and field number.
+    TypeError, ValueError
+        Any other bad argument, named in the message.
+    """
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+        raise TypeError(f"keys must be a sequence of str, got {type(keys).__name__}")
+    if not keys:
+        raise ValueError("keys must name at least one field")
+    if not isinstance(tables, Mapping):
+        raise TypeError(f"tables must be a mapping from key to table, got {type(tables).__name__}")
+    natives = []
+    for key in keys:
+        if key not in tables:
+            raise ValueError(f"tables has no table for key {key!r}")
+        natives.append(_native_table(tables[key]))
+    if isinstance(modes, str):
+        mode_codes = [_mode("modes", modes)] * len(keys)
+    elif isinstance(modes, Mapping):
+        mode_codes = [_mode(f"modes[{key!r}]", modes.get(key, "sum")) for key in keys]
+    else:
+        raise TypeError(f"modes must be a str or a mapping, got {type(modes).__name__}")
+    if padding_idx is None:
+        paddings = [-1] * len(keys)
+    elif isinstance(padding_idx, Mapping):
+        paddings = [
+            _padding(f"padding_idx[{key!r}]", padding_idx.get(key), native.num_rows)
+            for key, native in zip(keys, natives, strict=True)
+        ]
+    else:
+        raise TypeError(f"padding_idx must be a mapping, got {type(padding_idx).__name__}")
+    ids = _index_array("values", values)
+    length_array = as_int64_array("lengths", lengths, ndim=None).reshape(-1)
+    weights = _weights(per_sample_weights, None)  # the kernel names a field that is not "sum"
+    if out is None:
+        batch_size = length_array.size // len(keys)
+        dims = {native.dim for native in natives}
+        shape = (
+            (batch_size, len(keys), dims.pop())
+            if len(dims) == 1
+            else (batch_size, sum(native.dim for native in natives))
+        )
+        out = np.empty(shape, dtype=np.float32)
+    _native.embedding_bag_collection(natives, mode_codes, paddings, ids, length_array, weights, out)
+    return out

@@ -1,0 +1,233 @@
+"""EmbeddingTable: storage, quantization, files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adrank import EmbeddingTable, dequantize_rowwise, ops, quantize_rowwise
+from adrank.embedding_table import aligned_empty
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (1000, 64), (20000, 64)])
+def test_storage_is_aligned_and_read_only(shape):
+    rows = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    table = EmbeddingTable(rows)
+    assert table.data.ctypes.data % 64 == 0
+    assert (table.num_rows, table.dim, table.dtype) == (*shape, "float32")
+    np.testing.assert_array_equal(table.data, rows)
+    with pytest.raises(ValueError, match="read-only"):
+        table.data[0, 0] = 1.0
+
+
+def test_large_storage_is_huge_page_aligned():
+    array = aligned_empty((1024, 1024), np.float32)
+    assert array.ctypes.data % (2 * 1024 * 1024) == 0
+    assert array.shape == (1024, 1024)
+
+
+def test_dtype_conversion_and_repr():
+    rows = np.arange(6, dtype=np.float64).reshape(2, 3)
+    table = EmbeddingTable(rows, dtype="float16")
+    assert table.data.dtype == np.float16
+    assert table.nbytes == 12
+    assert repr(table) == "EmbeddingTable(dtype='float16', num_rows=2, dim=3)"
+    np.testing.assert_array_equal(table.to_float32(), rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.zeros((2, 3), np.int64),), TypeError, "weights must hold floats"),
+        ((np.zeros((2, 3)),), TypeError, "weights must be float32 or float16"),
+        ((np.zeros(3, np.float32),), ValueError, r"weights must be 2-D \[R, D\]"),
+        ((np.zeros((3, 0), np.float32),), ValueError, "at least one column"),
+        ((np.zeros((2, 3), np.float32), "int8"), ValueError, "use quantize_rowwise"),
+    ],
+)
+def test_constructor_errors(args, error, match):
+    with pytest.raises(error, match=match):
+        EmbeddingTable(*args)
+
+
+def test_quantize_matches_torch_prepack():
+    rows = torch.randn(200, 48)
+    expected = torch.ops.quantized.embedding_bag_byte_prepack(rows).numpy()
+    table = quantize_rowwise(rows.numpy())
+    assert table.dtype == "int8_rowwise"
+    assert (table.num_rows, table.dim) == (200, 48)
+    assert table.data.shape == expected.shape
+    np.testing.assert_allclose(
+        table.data[:, 48:].copy().view(np.float32), expected[:, 48:].copy().view(np.float32)
+    )
+    assert np.abs(table.data[:, :48].astype(int) - expected[:, :48]).max() <= 1
+    scale = table.data[:, 48:52].copy().view(np.float32)
+    assert (np.abs(dequantize_rowwise(table) - rows.numpy()) <= scale / 2 + 1e-6).all()
+
+
+def test_quantize_constant_rows_and_from_rowwise():
+    rows = np.full((3, 10), 2.5, np.float32)
+    table = quantize_rowwise(rows)
+    np.testing.assert_allclose(table.to_float32(), rows)
+    again = EmbeddingTable.from_rowwise(table.data)
+    np.testing.assert_array_equal(again.data, table.data)
+    np.testing.assert_array_equal(dequantize_rowwise(table.data), table.to_float32())
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: quantize_rowwise(np.zeros((2, 3), int)), TypeError, "weights must hold floats"),
+        (lambda: EmbeddingTable.from_rowwise(np.zeros((2, 9))), TypeError, "dtype uint8"),
+        (lambda: EmbeddingTable.from_rowwise(np.zeros((2, 8), np.uint8)), ValueError, "D >= 1"),
+        (lambda: dequantize_rowwise(np.zeros((2, 8), np.uint8)), ValueError, r"\[R, D \+ 8\]"),
+        (
+            lambda: dequantize_rowwise(EmbeddingTable(np.zeros((2, 3), np.float32))),
+            ValueError,
+            "must be an int8_rowwise table",
+        ),
+    ],
+)
+def test_quantize_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def make_tables():
+    rows = np.random.default_rng(2).standard_normal((300, 20)).astype(np.float32)
+    return [EmbeddingTable(rows), EmbeddingTable(rows, "float16"), quantize_rowwise(rows)]
+
+
+@pytest.mark.parametrize("mmap_mode", [True, False])
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_save_load_round_trip(tmp_path, mmap_mode, index):
+    table = make_tables()[index]
+    path = tmp_path / "table.safetensors"
+    table.save(path)
+    loaded = EmbeddingTable.load(path, mmap_mode=mmap_mode, verify=True)
+    assert loaded.dtype == table.dtype
+    assert loaded.data.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(loaded.data, table.data)
+    indices = np.arange(300) % 7
+    np.testing.assert_array_equal(
+        ops.embedding_bag(loaded, indices, [0, 100]), ops.embedding_bag(table, indices, [0, 100])
+    )
+
+
+def test_empty_table_round_trip(tmp_path):
+    path = tmp_path / "empty.safetensors"
+    EmbeddingTable(np.zeros((0, 4), np.float32)).save(path)
+    assert EmbeddingTable.load(path).num_rows == 0
+
+
+def test_file_is_readable_as_safetensors(tmp_path):
+    table = make_tables()[1]
+    path = tmp_path / "table.safetensors"
+    table.save(path)
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    assert header["weight"] == {"dtype": "F16", "shape": [300, 20], "data_offsets": [0, 12000]}
+    assert (8 + size) % 64 == 0
+    np.testing.assert_array_equal(
+        np.frombuffer(raw[8 + size :], np.float16).reshape(300, 20), table.data
+    )
+
+
+@pytest.mark.parametrize("mmap_mode", [True, False])
+def test_truncated_and_padded_files_are_refused(tmp_path, mmap_mode):
+    path = tmp_path / "table.safetensors"
+    make_tables()[0].save(path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        EmbeddingTable.load(path, mmap_mode=mmap_mode)
+    path.write_bytes(raw + b"\0")
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        EmbeddingTable.load(path, mmap_mode=mmap_mode)
+
+
+@pytest.mark.parametrize("mmap_mode", [True, False])
+def test_corrupt_data_fails_the_checksum(tmp_path, mmap_mode):
+    path = tmp_path / "table.safetensors"
+    make_tables()[2].save(path)
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        EmbeddingTable.load(path, mmap_mode=mmap_mode, verify=True)
+    EmbeddingTable.load(path, mmap_mode=True)  # unverified maps open without reading the data
+
+
+def header_file(tmp_path, header: dict, data: bytes = b"") -> str:
+    text = json.dumps(header).encode()
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        ({"weight": {}}, "not an adrank table file"),
+        (
+            {
+                "__metadata__": {"format": "other", "table_type": "float32", "crc32": "0"},
+                "weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [0, 4]},
+            },
+            "unexpected header",
+        ),
+        (
+            {
+                "__metadata__": {
+                    "format": "adrank.embedding_table",
+                    "table_type": "float32",
+                    "crc32": "0",
+                },
+                "weight": {"dtype": "F16", "shape": [1, 1], "data_offsets": [0, 4]},
+            },
+            "unexpected header",
+        ),
+        (
+            {
+                "__metadata__": {
+                    "format": "adrank.embedding_table",
+                    "table_type": "int8_rowwise",
+                    "crc32": "0",
+                },
+                "weight": {"dtype": "U8", "shape": [1, 8], "data_offsets": [0, 8]},
+            },
+            "invalid int8_rowwise table shape",
+        ),
+        (
+            {
+                "__metadata__": {
+                    "format": "adrank.embedding_table",
+                    "table_type": "float32",
+                    "crc32": "0",
+                },
+                "weight": {"dtype": "F32", "shape": [2, 1], "data_offsets": [0, 4]},
+            },
+            "do not match shape",
+        ),
+    ],
+)
+def test_bad_headers_are_refused(tmp_path, header, match):
+    with pytest.raises(ValueError, match=match):
+        EmbeddingTable.load(header_file(tmp_path, header, b"\0" * 8))
+
+
+def test_garbage_files_are_refused(tmp_path):
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="shorter than its 8-byte header"):
+        EmbeddingTable.load(path)
+    path.write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="header length 1000000000 is impossible"):
+        EmbeddingTable.load(path)
+    path.write_bytes((4).to_bytes(8, "little") + b"{{{{")
+    with pytest.raises(ValueError, match="not an adrank table file"):
+        EmbeddingTable.load(path)
