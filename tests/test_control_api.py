@@ -50,7 +50,8 @@ def test_events_are_recorded_once(client: TestClient, pacing: PacingService) -> 
     assert response.json() == {"accepted": 2, "duplicates": 1}
     assert client.post("/v1/events", json=body).json() == {"accepted": 0, "duplicates": 3}
     status = client.get("/v1/campaigns/7/pacing").json()
-    assert status["spend"] == 1.75 and status["daily_budget"] == 100.0
+    assert status["spend"] == 1.75
+    assert status["daily_budget"] == 100.0
     assert not status["exhausted"]
     assert 0 < status["target_spend"] < 100
 
@@ -81,7 +82,8 @@ def test_a_malformed_event_rejects_the_batch(
     response = client.post("/v1/events", json={"events": [event("good"), event("bad", **bad)]})
     assert response.status_code == 422
     (error,) = response.json()["detail"]
-    assert error["loc"][:3] == ["body", "events", 1] and field in error["loc"]
+    assert error["loc"][:3] == ["body", "events", 1]
+    assert field in error["loc"]
     assert pacing.status(7, NOW).spend == 0.0
     assert client.post("/v1/events", json={"events": [event("good")]}).json()["accepted"] == 1
 
@@ -105,7 +107,8 @@ def test_budget_checks(client: TestClient) -> None:
     assert client.put("/v1/campaigns/7/budget", json={"daily_budget": -1}).status_code == 422
     assert client.put("/v1/campaigns/x/budget", json={"daily_budget": 1}).status_code == 422
     unpaced = client.get("/v1/campaigns/8/pacing").json()
-    assert unpaced["daily_budget"] is None and unpaced["multiplier"] == 1.0
+    assert unpaced["daily_budget"] is None
+    assert unpaced["multiplier"] == 1.0
 
 
 def test_kill_switches(client: TestClient, traffic: TrafficControl) -> None:
