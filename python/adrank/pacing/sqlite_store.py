@@ -1,0 +1,217 @@
+"""The default :class:`~adrank.pacing.store.PacingStore`: one SQLite file, one transaction a batch.
+
+A batch of events goes through a staging table inside one ``BEGIN IMMEDIATE`` transaction:
+ids already stored (or repeated within the batch) are dropped, the rest are added to
+``events`` and summed into ``spend`` per (campaign, day). Either all of that commits or none of
+it, so a crash mid-batch loses nothing that was acknowledged and counts nothing twice.
+The file uses WAL journaling with ``synchronous=FULL``: a committed batch survives a crash of
+the process and of the machine. ``path=":memory:"`` keeps everything in memory (simulations).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from adrank.pacing.events import SpendEvent
+from adrank.pacing.store import ControllerState, RecordedSpend
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS budgets (
+    campaign_id  INTEGER PRIMARY KEY,
+    daily_budget REAL NOT NULL CHECK (daily_budget >= 0)
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id    TEXT PRIMARY KEY,
+    campaign_id INTEGER NOT NULL,
+    day         INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    cost        REAL NOT NULL,
+    ts          REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spend (
+    campaign_id INTEGER NOT NULL,
+    day         INTEGER NOT NULL,
+    spend       REAL NOT NULL,
+    impressions INTEGER NOT NULL,
+    clicks      INTEGER NOT NULL,
+    conversions INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS controller_state (
+    campaign_id     INTEGER NOT NULL,
+    day             INTEGER NOT NULL,
+    log_multiplier  REAL NOT NULL,
+    last_error      REAL NOT NULL,
+    spend_at_update REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    PRIMARY KEY (day, campaign_id)
+) WITHOUT ROWID;
+"""
+
+STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS staged (
+    event_id    TEXT PRIMARY KEY,
+    campaign_id INTEGER NOT NULL,
+    day         INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    cost        REAL NOT NULL,
+    ts          REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+# The first occurrence of an id in a batch wins (INSERT OR IGNORE into the staging table).
+ADD_SPEND = """
+INSERT INTO spend (campaign_id, day, spend, impressions, clicks, conversions)
+SELECT campaign_id, day, SUM(cost), SUM(kind = 0), SUM(kind = 1), SUM(kind = 2)
+FROM staged WHERE true GROUP BY campaign_id, day
+ON CONFLICT (campaign_id, day) DO UPDATE SET
+    spend = spend + excluded.spend,
+    impressions = impressions + excluded.impressions,
+    clicks = clicks + excluded.clicks,
+    conversions = conversions + excluded.conversions
+"""
+
+
+class SQLitePacingStore:
+    """Pacing data in one SQLite file (created on first use); safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            self._db.executescript(STAGE)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def set_budget(self, campaign_id: int, daily_budget: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO budgets VALUES (?, ?) "
+                "ON CONFLICT (campaign_id) DO UPDATE SET daily_budget = excluded.daily_budget",
+                (int(campaign_id), float(daily_budget)),
+            )
+
+    def budgets(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, daily_budget FROM budgets ORDER BY campaign_id"
+            ).fetchall()
+        return _columns(rows)
+
+    def record(self, events: Sequence[SpendEvent], days: Sequence[int]) -> RecordedSpend:
+        if len(events) != len(days):
+            raise ValueError(f"days must have one entry per event ({len(events)}), got {len(days)}")
+        if not events:
+            return _nothing_recorded()
+        rows = [
+            (e.event_id, e.campaign_id, int(d), int(e.kind), e.cost, e.timestamp)
+            for e, d in zip(events, days, strict=True)
+        ]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM staged")
+                db.executemany("INSERT OR IGNORE INTO staged VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.execute("DELETE FROM staged WHERE event_id IN (SELECT event_id FROM events)")
+                (accepted,) = db.execute("SELECT COUNT(*) FROM staged").fetchone()
+                groups = db.execute(
+                    "SELECT campaign_id, day, SUM(cost) FROM staged GROUP BY campaign_id, day"
+                ).fetchall()
+                db.execute(ADD_SPEND)
+                db.execute("INSERT INTO events SELECT * FROM staged")
+                db.execute("DELETE FROM staged")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return RecordedSpend(
+            accepted=int(accepted),
+            duplicates=len(rows) - int(accepted),
+            campaign_id=np.array([g[0] for g in groups], dtype=np.int64),
+            day=np.array([g[1] for g in groups], dtype=np.int64),
+            cost=np.array([g[2] for g in groups], dtype=np.float64),
+        )
+
+    def spend(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, spend FROM spend WHERE day = ? ORDER BY campaign_id",
+                (int(day),),
+            ).fetchall()
+        return _columns(rows)
+
+    def event_counts(self, day: int) -> dict[int, tuple[int, int, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, impressions, clicks, conversions FROM spend WHERE day = ?",
+                (int(day),),
+            ).fetchall()
+        return {int(c): (int(i), int(k), int(v)) for c, i, k, v in rows}
+
+    def save_controller_state(self, day: int, state: ControllerState) -> None:
+        rows = list(
+            zip(
+                state.campaign_id.tolist(),
+                [int(day)] * len(state.campaign_id),
+                state.log_multiplier.tolist(),
+                state.last_error.tolist(),
+                state.spend_at_update.tolist(),
+                [float(state.updated_at)] * len(state.campaign_id),
+                strict=True,
+            )
+        )
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM controller_state WHERE day = ?", (int(day),))
+                db.executemany("INSERT INTO controller_state VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def load_controller_state(self, day: int) -> ControllerState | None:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, log_multiplier, last_error, spend_at_update, updated_at "
+                " FROM controller_state WHERE day = ? ORDER BY campaign_id",
+                (int(day),),
+            ).fetchall()
+        if not rows:
+            return None
+        columns = np.array(rows, dtype=np.float64).T
+        return ControllerState(
+            campaign_id=np.array([r[0] for r in rows], dtype=np.int64),
+            log_multiplier=columns[1],
+            last_error=columns[2],
+            spend_at_update=columns[3],
+            updated_at=float(columns[4][0]),
+        )
+
+
+def _columns(rows: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=np.float64)
+    return ids, values
+
+
+def _nothing_recorded() -> RecordedSpend:
+    empty = np.empty(0, dtype=np.int64)
+    return RecordedSpend(0, 0, empty, empty, np.empty(0, dtype=np.float64))
