@@ -65,7 +65,7 @@ def make_world(
         creative_id=np.arange(1000, 1000 + rows, dtype=np.int64),
         advertiser_id=(campaigns[owner] + 1) // 2,  # two campaigns per advertiser
         campaign_id=campaigns[owner],
-        category_id=owner % 5,
+        category=owner % 5,
         objective=objective[owner].astype(np.int8),
         bid=bid[owner],
         target_cpa=target_cpa[owner],
