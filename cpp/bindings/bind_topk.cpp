@@ -1,7 +1,137 @@
+// Bindings for the top-k kernels (cpp/include/adrank/topk.hpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "adrank/check.hpp"
+#include "adrank/topk.hpp"
+#include "arrays.hpp"
 #include "module.hpp"
 
 namespace adrank::bindings {
+namespace {
 
-void bind_topk(pybind11::module_& /*m*/) {}
+// scores: [N] or [B, N] dense, or [total] with offsets [B + 1].
+ScoreRows score_rows(const py::array& scores, const py::object& offsets) {
+  ScoreRows rows;
+  rows.size = static_cast<std::size_t>(scores.size());
+  if (!offsets.is_none()) {
+    rows.scores = checked_data<float>(scores, "scores", 1);
+    const auto array = offsets.cast<py::array>();
+    rows.offsets = checked_data<std::int64_t>(array, "offsets", 1);
+    ADRANK_CHECK_VALUE(array.size() >= 1, "offsets must hold at least one entry");
+    rows.num_rows = static_cast<std::size_t>(array.size() - 1);
+    return rows;
+  }
+  ADRANK_CHECK_VALUE(scores.ndim() == 1 || scores.ndim() == 2, "scores must be 1-D or 2-D, got ",
+                     scores.ndim(), "-D");
+  const bool batched = scores.ndim() == 2;
+  rows.scores = checked_data<float>(scores, "scores", batched ? 2 : 1);
+  rows.num_rows = batched ? static_cast<std::size_t>(scores.shape(0)) : 1;
+  rows.row_length = static_cast<std::size_t>(batched ? scores.shape(1) : scores.shape(0));
+  return rows;
+}
+
+// The answer's arrays: the caller's (checked) or new ones, shaped [K] or [B, K].
+struct Answer {
+  py::array values;
+  py::array indices;
+  float* value_data;
+  std::int64_t* index_data;
+
+  Answer(const ScoreRows& rows, bool batched, std::size_t k, const py::object& values_out,
+         const py::object& indices_out) {
+    std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(k)};
+    if (batched) shape.insert(shape.begin(), static_cast<py::ssize_t>(rows.num_rows));
+    values = values_out.is_none() ? py::array_t<float>(shape) : values_out.cast<py::array>();
+    indices =
+        indices_out.is_none() ? py::array_t<std::int64_t>(shape) : indices_out.cast<py::array>();
+    value_data = checked_output<float>(values, "values_out", rows.num_rows * k);
+    index_data = checked_output<std::int64_t>(indices, "indices_out", rows.num_rows * k);
+  }
+
+  py::tuple pair() const { return py::make_tuple(values, indices); }
+};
+
+std::size_t checked_k(std::int64_t k) {
+  ADRANK_CHECK_VALUE(k >= 0, "k must be >= 0, got ", k);
+  return static_cast<std::size_t>(k);
+}
+
+bool is_batched(const py::array& scores, const py::object& offsets) {
+  return !offsets.is_none() || scores.ndim() == 2;
+}
+
+}  // namespace
+
+void bind_topk(py::module_& m) {
+  m.def(
+      "topk",
+      [](const py::array& scores, const py::object& offsets, std::int64_t k,
+         const py::object& values_out, const py::object& indices_out) {
+        const std::size_t slots = checked_k(k);
+        const ScoreRows rows = score_rows(scores, offsets);
+        const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);
+        {
+          py::gil_scoped_release release;
+          topk(rows, slots, answer.value_data, answer.index_data);
+        }
+        return answer.pair();
+      },
+      py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),
+      py::arg("values_out").none(true), py::arg("indices_out").none(true));
+
+  m.def(
+      "select",
+      [](const py::array& scores, const py::object& offsets, std::int64_t k,
+         const std::vector<py::array>& group_ids, const std::vector<std::int64_t>& caps,
+         const py::object& eligible, float min_score, const py::object& values_out,
+         const py::object& indices_out) {
+        const std::size_t slots = checked_k(k);
+        const ScoreRows rows = score_rows(scores, offsets);
+        ADRANK_CHECK_VALUE(group_ids.size() == caps.size(), "group_ids and caps must pair up, got ",
+                           group_ids.size(), " and ", caps.size());
+        std::vector<GroupCap> groups(caps.size());
+        for (std::size_t g = 0; g < groups.size(); ++g) {
+          const std::string name = "groups[" + std::to_string(g) + "] ids";
+          groups[g].ids = checked_data<std::int64_t>(group_ids[g], name.c_str(), scores.ndim());
+          ADRANK_CHECK_VALUE(static_cast<std::size_t>(group_ids[g].size()) == rows.size, name,
+                             " must hold one id per score (", rows.size, "), got ",
+                             group_ids[g].size());
+          groups[g].cap = caps[g];
+        }
+        SelectConstraints constraints;
+        constraints.groups = groups.data();
+        constraints.num_groups = groups.size();
+        constraints.min_score = min_score;
+        if (!eligible.is_none()) {
+          const auto mask = eligible.cast<py::array>();
+          ADRANK_CHECK_TYPE(mask.dtype().kind() == 'b', "eligible must have dtype bool, got ",
+                            dtype_name(mask));
+          ADRANK_CHECK_VALUE(mask.ndim() == scores.ndim() && mask.flags() & py::array::c_style,
+                             "eligible must be a C-contiguous ", scores.ndim(), "-D array");
+          ADRANK_CHECK_VALUE(static_cast<std::size_t>(mask.size()) == rows.size,
+                             "eligible must hold one flag per score (", rows.size, "), got ",
+                             mask.size());
+          constraints.eligible = static_cast<const std::uint8_t*>(mask.data());
+        }
+        const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);
+        {
+          py::gil_scoped_release release;
+          select(rows, slots, constraints, answer.value_data, answer.index_data);
+        }
+        return answer.pair();
+      },
+      py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),
+      py::arg("group_ids"), py::arg("caps"), py::arg("eligible").none(true), py::arg("min_score"),
+      py::arg("values_out").none(true), py::arg("indices_out").none(true));
+
+  m.def("topk_simd_level", &topk_simd_level);
+}
 
 }  // namespace adrank::bindings

@@ -1,0 +1,110 @@
+// Shared pieces of the top-k kernels (topk.cpp, topk_select.cpp, topk_scan.cpp). Private.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "adrank/topk.hpp"
+
+namespace adrank::topk_internal {
+
+// A candidate as one integer whose order is the ranking order: score bits made monotone in the
+// high half, the complemented index in the low half (a lower index ranks higher on ties).
+using Key = std::uint64_t;
+constexpr Key kNoBound = std::numeric_limits<Key>::max();  // above every key
+constexpr std::uint32_t kMaxIndex = 0xFFFFFFFEu;           // 0xFFFFFFFF - index stays distinct
+
+inline std::uint32_t monotone_bits(float score) {
+  score += 0.0f;  // -0.0 becomes +0.0: they tie
+  std::uint32_t bits;
+  std::memcpy(&bits, &score, sizeof bits);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+inline float score_of(Key key) {
+  const auto high = static_cast<std::uint32_t>(key >> 32);
+  const std::uint32_t bits = (high & 0x80000000u) ? (high ^ 0x80000000u) : ~high;
+  float score;
+  std::memcpy(&score, &bits, sizeof score);
+  return score;
+}
+
+inline Key make_key(float score, std::size_t index) {
+  return (static_cast<Key>(monotone_bits(score)) << 32) |
+         (0xFFFFFFFFu - static_cast<std::uint32_t>(index));
+}
+
+inline std::size_t index_of(Key key) { return 0xFFFFFFFFu - static_cast<std::uint32_t>(key); }
+
+// First i in [from, end) with lo < x[i] <= hi, or end. NaN never matches.
+using ScanFunction = std::size_t (*)(const float* x, std::size_t from, std::size_t end, float lo,
+                                     float hi);
+ScanFunction scan_function();
+
+// Sorts keys best first.
+void sort_best_first(Key* begin, Key* end);
+
+// Keeps the best m keys (in no order), returns the worst of them. keys.size() > m >= 1.
+inline Key keep_best(std::vector<Key>& keys, std::size_t m) {
+  std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(m - 1), keys.end(),
+                   std::greater<Key>());
+  keys.resize(m);
+  return keys[m - 1];
+}
+
+// The best m (>= 1) candidates of x[0, n), best first, among those with a key below `below`,
+// a score >= min_score (so never NaN) and accept(i) true. One pass: a buffer of 2m candidates
+// is cut back to the best m whenever it fills, and the m-th best so far becomes the bar a
+// score must clear, which the vectorized scan tests many scores at a time.
+template <class Accept>
+void collect_best(const float* x, std::size_t n, std::size_t m, float min_score, Key below,
+                  Accept&& accept, std::vector<Key>& keys) {
+  keys.clear();
+  const std::size_t capacity = std::max<std::size_t>(2 * m, m + 32);
+  std::size_t i = 0;
+  for (; i < n && keys.size() < capacity; ++i) {
+    if (!(x[i] >= min_score)) continue;
+    const Key key = make_key(x[i], i);
+    if (key < below && accept(i)) keys.push_back(key);
+  }
+  if (i < n) {
+    const ScanFunction scan = scan_function();
+    const float hi = below == kNoBound ? std::numeric_limits<float>::infinity() : score_of(below);
+    // Ties with the bar lose: the bar's candidate came earlier, so it has the lower index.
+    float bar = score_of(keep_best(keys, m));
+    for (i = scan(x, i, n, bar, hi); i < n; i = scan(x, i + 1, n, bar, hi)) {
+      const Key key = make_key(x[i], i);
+      if (key >= below || !accept(i)) continue;
+      keys.push_back(key);
+      if (keys.size() == capacity) bar = score_of(keep_best(keys, m));
+    }
+  }
+  if (keys.size() > m) keep_best(keys, m);
+  sort_best_first(keys.data(), keys.data() + keys.size());
+}
+
+// Checks rows (ValueError); returns nothing, throws on the first problem.
+void check_rows(const ScoreRows& rows);
+
+// Calls fn(row, begin, length) for every request, over the thread pool.
+void for_each_row(const ScoreRows& rows,
+                  const std::function<void(std::size_t, std::size_t, std::size_t)>& fn);
+
+// Writes a request's answer: the chosen keys' scores and indices, then (-inf, -1) padding.
+inline void write_answer(const float* x, const Key* chosen, std::size_t count, std::size_t k,
+                         float* values, std::int64_t* indices) {
+  for (std::size_t s = 0; s < count; ++s) {
+    const std::size_t index = index_of(chosen[s]);
+    values[s] = x[index];
+    indices[s] = static_cast<std::int64_t>(index);
+  }
+  std::fill(values + count, values + k, -std::numeric_limits<float>::infinity());
+  std::fill(indices + count, indices + k, std::int64_t{-1});
+}
+
+}  // namespace adrank::topk_internal
