@@ -16,13 +16,21 @@
 namespace adrank::bindings {
 namespace {
 
+// An array argument passed as an object (None allowed elsewhere). No conversion: casting
+// through numpy's PyArray_FromAny would cost more than a small request's whole selection.
+py::array array_argument(const py::object& value, const char* name) {
+  ADRANK_CHECK_TYPE(py::isinstance<py::array>(value), name, " must be a numpy array, got ",
+                    Py_TYPE(value.ptr())->tp_name);
+  return py::reinterpret_borrow<py::array>(value);
+}
+
 // scores: [N] or [B, N] dense, or [total] with offsets [B + 1].
 ScoreRows score_rows(const py::array& scores, const py::object& offsets) {
   ScoreRows rows;
   rows.size = static_cast<std::size_t>(scores.size());
   if (!offsets.is_none()) {
     rows.scores = checked_data<float>(scores, "scores", 1);
-    const auto array = offsets.cast<py::array>();
+    const auto array = array_argument(offsets, "offsets");
     rows.offsets = checked_data<std::int64_t>(array, "offsets", 1);
     ADRANK_CHECK_VALUE(array.size() >= 1, "offsets must hold at least one entry");
     rows.num_rows = static_cast<std::size_t>(array.size() - 1);
@@ -48,9 +56,10 @@ struct Answer {
          const py::object& indices_out) {
     std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(k)};
     if (batched) shape.insert(shape.begin(), static_cast<py::ssize_t>(rows.num_rows));
-    values = values_out.is_none() ? py::array_t<float>(shape) : values_out.cast<py::array>();
-    indices =
-        indices_out.is_none() ? py::array_t<std::int64_t>(shape) : indices_out.cast<py::array>();
+    values = values_out.is_none() ? py::array_t<float>(shape)
+                                  : array_argument(values_out, "values_out");
+    indices = indices_out.is_none() ? py::array_t<std::int64_t>(shape)
+                                    : array_argument(indices_out, "indices_out");
     value_data = checked_output<float>(values, "values_out", rows.num_rows * k);
     index_data = checked_output<std::int64_t>(indices, "indices_out", rows.num_rows * k);
   }
@@ -110,7 +119,7 @@ void bind_topk(py::module_& m) {
         constraints.num_groups = groups.size();
         constraints.min_score = min_score;
         if (!eligible.is_none()) {
-          const auto mask = eligible.cast<py::array>();
+          const auto mask = array_argument(eligible, "eligible");
           ADRANK_CHECK_TYPE(mask.dtype().kind() == 'b', "eligible must have dtype bool, got ",
                             dtype_name(mask));
           ADRANK_CHECK_VALUE(mask.ndim() == scores.ndim() && mask.flags() & py::array::c_style,

@@ -10,7 +10,76 @@
 namespace adrank {
 namespace topk_internal {
 
-void sort_best_first(Key* begin, Key* end) { std::sort(begin, end, std::greater<Key>()); }
+Key mth_largest(const Key* keys, std::size_t n, std::size_t m, std::vector<Key>& scratch) {
+  if (n <= 256) {  // too few keys to pay for clearing and walking the radix tables
+    scratch.assign(keys, keys + n);
+    std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(m - 1),
+                     scratch.end(), std::greater<Key>());
+    return scratch[m - 1];
+  }
+  const Key* data = keys;
+  for (int shift = 56; n > 1 && shift >= 0; shift -= 8) {
+    // Two tables, alternate keys: equal digits in a row would otherwise wait on each other.
+    std::uint32_t counts[2][256] = {};
+    std::size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+      ++counts[0][(data[i] >> shift) & 0xFFu];
+      ++counts[1][(data[i + 1] >> shift) & 0xFFu];
+    }
+    if (i < n) ++counts[0][(data[i] >> shift) & 0xFFu];
+    unsigned digit = 255;
+    std::size_t in_bucket = counts[0][digit] + counts[1][digit];
+    while (in_bucket < m) {
+      m -= in_bucket;
+      --digit;
+      in_bucket = counts[0][digit] + counts[1][digit];
+    }
+    if (in_bucket == n) continue;
+    // Gather the bucket, in place once data is the scratch (writes never pass reads); every
+    // key is stored and only the bucket's advance, so there is no branch to mispredict.
+    scratch.resize(std::max(scratch.size(), in_bucket + 1));  // +1: the branch-free store
+    Key* out = scratch.data();
+    std::size_t count = 0;
+    for (i = 0; i < n; ++i) {
+      out[count] = data[i];
+      count += ((data[i] >> shift) & 0xFFu) == digit;
+    }
+    data = out;
+    n = count;
+  }
+  return data[0];
+}
+
+// A stable LSD radix sort on the score half of the keys, 8 bits a pass, passes where every key
+// has the same digit skipped. Stability keeps ties in index order. Small inputs use std::sort.
+void sort_best_first(Key* keys, std::size_t n, Key* scratch) {
+  if (n < 64) {
+    std::sort(keys, keys + n, std::greater<Key>());
+    return;
+  }
+  std::uint32_t counts[4][256] = {};
+  const auto digit = [](Key key, int pass) {
+    return (~static_cast<std::uint32_t>(key >> 32) >> (8 * pass)) & 0xFFu;  // best first
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    for (int pass = 0; pass < 4; ++pass) ++counts[pass][digit(keys[i], pass)];
+  }
+  Key* from = keys;
+  Key* to = scratch;
+  for (int pass = 0; pass < 4; ++pass) {
+    std::uint32_t* count = counts[pass];
+    if (count[digit(from[0], pass)] == n) continue;
+    std::uint32_t start = 0;
+    for (int d = 0; d < 256; ++d) {
+      const std::uint32_t c = count[d];
+      count[d] = start;
+      start += c;
+    }
+    for (std::size_t i = 0; i < n; ++i) to[count[digit(from[i], pass)]++] = from[i];
+    std::swap(from, to);
+  }
+  if (from != keys) std::copy(from, from + n, keys);
+}
 
 void check_rows(const ScoreRows& rows) {
   ADRANK_CHECK_VALUE(rows.scores != nullptr || rows.size == 0, "scores must not be null");

@@ -41,29 +41,38 @@ inline Key make_key(float score, std::size_t index) {
 
 inline std::size_t index_of(Key key) { return 0xFFFFFFFFu - static_cast<std::uint32_t>(key); }
 
-// First i in [from, end) with lo < x[i] <= hi, or end. NaN never matches.
+// Appends to hits[count..] every i in [from, end) with lo < x[i] <= hi (NaN never matches)
+// and returns where it stopped: at end, or earlier once fewer than 32 free entries are left
+// in hits[0, max_hits).
 using ScanFunction = std::size_t (*)(const float* x, std::size_t from, std::size_t end, float lo,
-                                     float hi);
+                                     float hi, std::uint32_t* hits, std::size_t max_hits,
+                                     std::size_t& count);
 ScanFunction scan_function();
 
-// Sorts keys best first.
-void sort_best_first(Key* begin, Key* end);
+// Sorts keys best first. `keys` must be in index order (ties then stay in it); scratch holds
+// as many keys.
+void sort_best_first(Key* keys, std::size_t n, Key* scratch);
 
-// Keeps the best m keys (in no order), returns the worst of them. keys.size() > m >= 1.
-inline Key keep_best(std::vector<Key>& keys, std::size_t m) {
-  std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(m - 1), keys.end(),
-                   std::greater<Key>());
-  keys.resize(m);
-  return keys[m - 1];
+// The m-th largest of n distinct keys (1 <= m <= n), keys left as they are: a radix select,
+// 8 bits a level, that copies only the bucket holding the answer.
+Key mth_largest(const Key* keys, std::size_t n, std::size_t m, std::vector<Key>& scratch);
+
+// Keeps the best m of keys, in their order, and returns the worst of them. keys.size() > m.
+inline Key keep_best(std::vector<Key>& keys, std::size_t m, std::vector<Key>& scratch) {
+  const Key worst = mth_largest(keys.data(), keys.size(), m, scratch);
+  keys.erase(std::remove_if(keys.begin(), keys.end(), [worst](Key key) { return key < worst; }),
+             keys.end());
+  return worst;
 }
 
 // The best m (>= 1) candidates of x[0, n), best first, among those with a key below `below`,
 // a score >= min_score (so never NaN) and accept(i) true. One pass: a buffer of 2m candidates
 // is cut back to the best m whenever it fills, and the m-th best so far becomes the bar a
-// score must clear, which the vectorized scan tests many scores at a time.
+// score must clear, which the vectorized scan tests 32 scores at a time.
 template <class Accept>
 void collect_best(const float* x, std::size_t n, std::size_t m, float min_score, Key below,
                   Accept&& accept, std::vector<Key>& keys) {
+  thread_local std::vector<Key> scratch;
   keys.clear();
   const std::size_t capacity = std::max<std::size_t>(2 * m, m + 32);
   std::size_t i = 0;
@@ -76,16 +85,25 @@ void collect_best(const float* x, std::size_t n, std::size_t m, float min_score,
     const ScanFunction scan = scan_function();
     const float hi = below == kNoBound ? std::numeric_limits<float>::infinity() : score_of(below);
     // Ties with the bar lose: the bar's candidate came earlier, so it has the lower index.
-    float bar = score_of(keep_best(keys, m));
-    for (i = scan(x, i, n, bar, hi); i < n; i = scan(x, i + 1, n, bar, hi)) {
-      const Key key = make_key(x[i], i);
-      if (key >= below || !accept(i)) continue;
-      keys.push_back(key);
-      if (keys.size() == capacity) bar = score_of(keep_best(keys, m));
+    float bar = score_of(keep_best(keys, m, scratch));
+    constexpr std::size_t kMaxHits = 256;
+    std::uint32_t hits[kMaxHits];
+    while (i < n) {
+      std::size_t count = 0;
+      i = scan(x, i, n, bar, hi, hits, kMaxHits, count);
+      for (std::size_t h = 0; h < count; ++h) {
+        const std::size_t j = hits[h];
+        if (!(x[j] > bar)) continue;  // the bar may have risen since the scan
+        const Key key = make_key(x[j], j);
+        if (key >= below || !accept(j)) continue;
+        keys.push_back(key);
+        if (keys.size() == capacity) bar = score_of(keep_best(keys, m, scratch));
+      }
     }
   }
-  if (keys.size() > m) keep_best(keys, m);
-  sort_best_first(keys.data(), keys.data() + keys.size());
+  if (keys.size() > m) keep_best(keys, m, scratch);
+  scratch.resize(keys.size());
+  sort_best_first(keys.data(), keys.size(), scratch.data());
 }
 
 // Checks rows (ValueError); returns nothing, throws on the first problem.

@@ -16,52 +16,63 @@
 namespace adrank::topk_internal {
 namespace {
 
-std::size_t scan_portable(const float* x, std::size_t from, std::size_t end, float lo, float hi) {
-  constexpr std::size_t kBlock = 16;
+// Room the caller's hit buffer must have left before a block of 32 scores is tested.
+constexpr std::size_t kBlockHits = 32;
+
+inline void append_hits(std::uint32_t mask, std::size_t at, std::uint32_t* hits,
+                        std::size_t& count) {
+  for (; mask != 0; mask &= mask - 1) {
+    hits[count++] = static_cast<std::uint32_t>(at + static_cast<std::size_t>(__builtin_ctz(mask)));
+  }
+}
+
+std::size_t scan_portable(const float* x, std::size_t from, std::size_t end, float lo, float hi,
+                          std::uint32_t* hits, std::size_t max_hits, std::size_t& count) {
   std::size_t i = from;
-  for (; i + kBlock <= end; i += kBlock) {
-    int any = 0;
-    for (std::size_t j = 0; j < kBlock; ++j) any |= (x[i + j] > lo) & (x[i + j] <= hi);
-    if (any) break;
+  for (; i + kBlockHits <= end && count + kBlockHits <= max_hits; i += kBlockHits) {
+    std::uint32_t mask = 0;
+    for (std::size_t j = 0; j < kBlockHits; ++j) {
+      mask |= static_cast<std::uint32_t>(x[i + j] > lo && x[i + j] <= hi) << j;
+    }
+    append_hits(mask, i, hits, count);
   }
-  for (; i < end; ++i) {
-    if (x[i] > lo && x[i] <= hi) return i;
+  if (i + kBlockHits > end && count + kBlockHits <= max_hits) {
+    for (; i < end; ++i) {
+      if (x[i] > lo && x[i] <= hi) hits[count++] = static_cast<std::uint32_t>(i);
+    }
   }
-  return end;
+  return i;
 }
 
 #ifdef ADRANK_TOPK_HAVE_AVX2
-// All-ones lanes where low < x[at + lane] <= high.
-__attribute__((target("avx2"))) inline __m256 hits(const float* x, std::size_t at, __m256 low,
-                                                   __m256 high) {
+// One bit per lane where low < x[at + lane] <= high.
+__attribute__((target("avx2"))) inline std::uint32_t hit_bits(const float* x, std::size_t at,
+                                                               __m256 low, __m256 high) {
   const __m256 v = _mm256_loadu_ps(x + at);
-  return _mm256_and_ps(_mm256_cmp_ps(v, low, _CMP_GT_OQ), _mm256_cmp_ps(v, high, _CMP_LE_OQ));
+  const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, low, _CMP_GT_OQ),
+                                  _mm256_cmp_ps(v, high, _CMP_LE_OQ));
+  return static_cast<std::uint32_t>(_mm256_movemask_ps(in));
 }
 
 __attribute__((target("avx2"))) std::size_t scan_avx2(const float* x, std::size_t from,
-                                                      std::size_t end, float lo, float hi) {
+                                                      std::size_t end, float lo, float hi,
+                                                      std::uint32_t* hits, std::size_t max_hits,
+                                                      std::size_t& count) {
   const __m256 low = _mm256_set1_ps(lo);
   const __m256 high = _mm256_set1_ps(hi);
   std::size_t i = from;
-  for (; i + 32 <= end; i += 32) {
-    const __m256 a = hits(x, i, low, high), b = hits(x, i + 8, low, high);
-    const __m256 c = hits(x, i + 16, low, high), d = hits(x, i + 24, low, high);
-    const __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
-    if (_mm256_testz_ps(any, any)) continue;
-    const auto mask = static_cast<std::uint32_t>(_mm256_movemask_ps(a)) |
-                      static_cast<std::uint32_t>(_mm256_movemask_ps(b)) << 8 |
-                      static_cast<std::uint32_t>(_mm256_movemask_ps(c)) << 16 |
-                      static_cast<std::uint32_t>(_mm256_movemask_ps(d)) << 24;
-    return i + static_cast<std::size_t>(__builtin_ctz(mask));
+  for (; i + kBlockHits <= end && count + kBlockHits <= max_hits; i += kBlockHits) {
+    const std::uint32_t mask = hit_bits(x, i, low, high) | hit_bits(x, i + 8, low, high) << 8 |
+                               hit_bits(x, i + 16, low, high) << 16 |
+                               hit_bits(x, i + 24, low, high) << 24;
+    if (mask != 0) append_hits(mask, i, hits, count);
   }
-  for (; i + 8 <= end; i += 8) {
-    const auto mask = static_cast<std::uint32_t>(_mm256_movemask_ps(hits(x, i, low, high)));
-    if (mask) return i + static_cast<std::size_t>(__builtin_ctz(mask));
+  if (i + kBlockHits > end && count + kBlockHits <= max_hits) {
+    for (; i < end; ++i) {
+      if (x[i] > lo && x[i] <= hi) hits[count++] = static_cast<std::uint32_t>(i);
+    }
   }
-  for (; i < end; ++i) {
-    if (x[i] > lo && x[i] <= hi) return i;
-  }
-  return end;
+  return i;
 }
 #endif
 
