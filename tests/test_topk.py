@@ -108,7 +108,9 @@ def test_topk_matches_stable_argsort(scores, k):
 
 @pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 1000, 5000])
 @pytest.mark.parametrize("k", [0, 1, 10, 500, 6000])
-@pytest.mark.parametrize("kind", ["normal", "ties", "sorted", "reversed", "nan"])
+@pytest.mark.parametrize(
+    "kind", ["normal", "ties", "sorted", "reversed", "nan", "infinities", "mostly nan"]
+)
 def test_topk_corner_cases(n, k, kind):
     rng = np.random.default_rng(n * 7 + k)
     scores = {
@@ -117,6 +119,8 @@ def test_topk_corner_cases(n, k, kind):
         "sorted": np.arange(n),
         "reversed": -np.arange(n),
         "nan": np.where(rng.random(n) < 0.5, np.nan, rng.integers(-2, 2, n)),
+        "infinities": rng.choice([np.inf, -np.inf, np.nan, 0.0, -0.0], n),
+        "mostly nan": np.where(rng.random(n) < 0.995, np.nan, rng.standard_normal(n)),
     }[kind].astype(np.float32)
     check_same(topk(scores, k), topk_ref(scores, k))
 

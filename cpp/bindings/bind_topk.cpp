@@ -45,7 +45,18 @@ ScoreRows score_rows(const py::array& scores, const py::object& offsets) {
   return rows;
 }
 
-// The answer's arrays: the caller's (checked) or new ones, shaped [K] or [B, K].
+// An output array: the caller's, or a new one shaped [K] or [B, K].
+template <class T>
+py::array output_array(const py::object& given, const char* name, const ScoreRows& rows,
+                       bool batched, std::size_t k) {
+  if (!given.is_none()) return array_argument(given, name);
+  if (batched)
+    return py::array_t<T>({static_cast<py::ssize_t>(rows.num_rows), static_cast<py::ssize_t>(k)});
+  return py::array_t<T>(static_cast<py::ssize_t>(k));
+}
+
+// The answer's arrays, checked. Members are built in the initializer list: a default-built
+// py::array is a new (empty) numpy array, which would cost two allocations a call.
 struct Answer {
   py::array values;
   py::array indices;
@@ -53,16 +64,11 @@ struct Answer {
   std::int64_t* index_data;
 
   Answer(const ScoreRows& rows, bool batched, std::size_t k, const py::object& values_out,
-         const py::object& indices_out) {
-    std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(k)};
-    if (batched) shape.insert(shape.begin(), static_cast<py::ssize_t>(rows.num_rows));
-    values = values_out.is_none() ? py::array_t<float>(shape)
-                                  : array_argument(values_out, "values_out");
-    indices = indices_out.is_none() ? py::array_t<std::int64_t>(shape)
-                                    : array_argument(indices_out, "indices_out");
-    value_data = checked_output<float>(values, "values_out", rows.num_rows * k);
-    index_data = checked_output<std::int64_t>(indices, "indices_out", rows.num_rows * k);
-  }
+         const py::object& indices_out)
+      : values(output_array<float>(values_out, "values_out", rows, batched, k)),
+        indices(output_array<std::int64_t>(indices_out, "indices_out", rows, batched, k)),
+        value_data(checked_output<float>(values, "values_out", rows.num_rows * k)),
+        index_data(checked_output<std::int64_t>(indices, "indices_out", rows.num_rows * k)) {}
 
   py::tuple pair() const { return py::make_tuple(values, indices); }
 };

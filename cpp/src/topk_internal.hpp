@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -49,6 +50,25 @@ using ScanFunction = std::size_t (*)(const float* x, std::size_t from, std::size
                                      std::size_t& count);
 ScanFunction scan_function();
 
+// maxima[j] = the largest non-NaN of x[j], x[j + buckets], ... over the whole chunks of
+// `buckets` scores in x[0, n) (-inf if none). buckets is a multiple of 8.
+void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float* maxima);
+
+// A bar that at least m scores of x[0, n) clear or equal, found cheaply: the m-th largest of
+// 2m bucket maxima over a prefix (m distinct scores reach it), so about 1.4m scores of the prefix
+// reach it. Returns -inf when the prefix is too short for buckets of 8 scores or more.
+inline float initial_bar(const float* x, std::size_t n, std::size_t m) {
+  const std::size_t buckets = (2 * m + 7) / 8 * 8;
+  const std::size_t prefix = std::min(n, 32 * m);
+  if (prefix < 8 * buckets) return -std::numeric_limits<float>::infinity();
+  thread_local std::vector<float> maxima;
+  maxima.resize(buckets);
+  bucket_maxima(x, prefix, buckets, maxima.data());
+  std::nth_element(maxima.begin(), maxima.begin() + static_cast<std::ptrdiff_t>(m - 1),
+                   maxima.end(), std::greater<float>());
+  return maxima[m - 1];
+}
+
 // Sorts keys best first. `keys` must be in index order (ties then stay in it); scratch holds
 // as many keys.
 void sort_best_first(Key* keys, std::size_t n, Key* scratch);
@@ -65,27 +85,38 @@ inline Key keep_best(std::vector<Key>& keys, std::size_t m, std::vector<Key>& sc
   return worst;
 }
 
-// The best m (>= 1) candidates of x[0, n), best first, among those with a key below `below`,
+// The best m candidates of x[0, n), best first, among those with a key below `below`,
 // a score >= min_score (so never NaN) and accept(i) true. One pass: a buffer of 2m candidates
 // is cut back to the best m whenever it fills, and the m-th best so far becomes the bar a
 // score must clear, which the vectorized scan tests 32 scores at a time.
-template <class Accept>
+//
+// Unfiltered calls (every score >= min_score = -inf accepted, no bound) start from
+// initial_bar instead of the first 2m scores: far fewer candidates get buffered when m is large.
+template <bool kUnfiltered, class Accept>
 void collect_best(const float* x, std::size_t n, std::size_t m, float min_score, Key below,
                   Accept&& accept, std::vector<Key>& keys) {
   thread_local std::vector<Key> scratch;
   keys.clear();
+  if (m == 0) return;
   const std::size_t capacity = std::max<std::size_t>(2 * m, m + 32);
   std::size_t i = 0;
-  for (; i < n && keys.size() < capacity; ++i) {
-    if (!(x[i] >= min_score)) continue;
-    const Key key = make_key(x[i], i);
-    if (key < below && accept(i)) keys.push_back(key);
+  float bar = -std::numeric_limits<float>::infinity();
+  if (kUnfiltered) bar = initial_bar(x, n, m);
+  if (bar != -std::numeric_limits<float>::infinity()) {
+    // Scores equal to the bar may rank in the top m: keep them (the bar is met, not beaten).
+    bar = std::nextafter(bar, -std::numeric_limits<float>::infinity());
+  } else {
+    for (; i < n && keys.size() < capacity; ++i) {
+      if (!(x[i] >= min_score)) continue;
+      const Key key = make_key(x[i], i);
+      if (key < below && accept(i)) keys.push_back(key);
+    }
+    // Ties with the bar lose: the bar's candidate came earlier, so it has the lower index.
+    if (i < n) bar = score_of(keep_best(keys, m, scratch));
   }
   if (i < n) {
     const ScanFunction scan = scan_function();
     const float hi = below == kNoBound ? std::numeric_limits<float>::infinity() : score_of(below);
-    // Ties with the bar lose: the bar's candidate came earlier, so it has the lower index.
-    float bar = score_of(keep_best(keys, m, scratch));
     constexpr std::size_t kMaxHits = 256;
     std::uint32_t hits[kMaxHits];
     while (i < n) {

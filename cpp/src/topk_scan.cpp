@@ -3,8 +3,10 @@
 // twin tests 32 scores per step; the portable loop is what the compiler vectorizes for the
 // baseline instruction set. The choice is made once, at run time (ADRANK_SIMD=scalar forces
 // the portable one).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "topk_internal.hpp"
 
@@ -44,13 +46,34 @@ std::size_t scan_portable(const float* x, std::size_t from, std::size_t end, flo
   return i;
 }
 
+void bucket_maxima_portable(const float* x, std::size_t n, std::size_t buckets, float* maxima) {
+  std::fill(maxima, maxima + buckets, -std::numeric_limits<float>::infinity());
+  for (std::size_t start = 0; start + buckets <= n; start += buckets) {
+    for (std::size_t j = 0; j < buckets; ++j) {
+      maxima[j] = x[start + j] > maxima[j] ? x[start + j] : maxima[j];  // NaN loses
+    }
+  }
+}
+
 #ifdef ADRANK_TOPK_HAVE_AVX2
+__attribute__((target("avx2"))) void bucket_maxima_avx2(const float* x, std::size_t n,
+                                                        std::size_t buckets, float* maxima) {
+  std::fill(maxima, maxima + buckets, -std::numeric_limits<float>::infinity());
+  for (std::size_t start = 0; start + buckets <= n; start += buckets) {
+    for (std::size_t j = 0; j < buckets; j += 8) {
+      // max_ps returns its second operand when the first is NaN: NaN loses.
+      const __m256 v = _mm256_loadu_ps(x + start + j);
+      _mm256_storeu_ps(maxima + j, _mm256_max_ps(v, _mm256_loadu_ps(maxima + j)));
+    }
+  }
+}
+
 // One bit per lane where low < x[at + lane] <= high.
 __attribute__((target("avx2"))) inline std::uint32_t hit_bits(const float* x, std::size_t at,
-                                                               __m256 low, __m256 high) {
+                                                              __m256 low, __m256 high) {
   const __m256 v = _mm256_loadu_ps(x + at);
-  const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, low, _CMP_GT_OQ),
-                                  _mm256_cmp_ps(v, high, _CMP_LE_OQ));
+  const __m256 in =
+      _mm256_and_ps(_mm256_cmp_ps(v, low, _CMP_GT_OQ), _mm256_cmp_ps(v, high, _CMP_LE_OQ));
   return static_cast<std::uint32_t>(_mm256_movemask_ps(in));
 }
 
@@ -95,6 +118,13 @@ ScanFunction scan_function() {
   if (kUseAvx2) return scan_avx2;
 #endif
   return scan_portable;
+}
+
+void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float* maxima) {
+#ifdef ADRANK_TOPK_HAVE_AVX2
+  if (kUseAvx2) return bucket_maxima_avx2(x, n, buckets, maxima);
+#endif
+  bucket_maxima_portable(x, n, buckets, maxima);
 }
 
 }  // namespace adrank::topk_internal

@@ -112,7 +112,7 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
     const auto worth_looking_at = [&](std::size_t i) {
       return request.is_eligible(i) && (first_round || request.has_room(i));
     };
-    collect_best(x, n, m, min_score, below, worth_looking_at, keys);
+    collect_best<false>(x, n, m, min_score, below, worth_looking_at, keys);
     for (const Key key : keys) {
       const std::size_t i = index_of(key);
       if (!request.has_room(i)) continue;

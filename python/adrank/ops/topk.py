@@ -33,8 +33,6 @@ from adrank.ops._checks import as_int64_array, check_int
 
 __all__ = ["select", "topk"]
 
-_FLOAT32 = np.dtype(np.float32)
-
 
 def topk(
     scores: Any,
@@ -70,17 +68,14 @@ def topk(
     >>> topk(np.array([0.5, 2.0, np.nan, 2.0], np.float32), 3)
     (array([2. , 2. , 0.5], dtype=float32), array([1, 3, 0]))
     """
-    # The serving path (one float32 request, new outputs) goes straight to the kernel, which
-    # checks the rest; everything else is converted and checked here first.
-    if (
-        type(scores) is np.ndarray
-        and scores.dtype == _FLOAT32
-        and scores.flags.c_contiguous
-        and type(k) is int
-        and offsets is None
-        and out is None
-    ):
-        return _native.topk(scores, None, k, None, None)
+    # The serving path (a float32 array, new outputs) goes straight to the kernel, which checks
+    # dtype, layout and k itself; anything it refuses is converted and checked below, where a
+    # genuinely bad argument gets its error.
+    if type(scores) is np.ndarray and type(k) is int and offsets is None and out is None:
+        try:
+            return _native.topk(scores, None, k, None, None)
+        except (TypeError, ValueError):
+            pass
     k = check_int("k", k, minimum=0)
     array, offset_array = _score_layout(scores, offsets)
     values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
