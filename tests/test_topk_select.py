@@ -98,6 +98,8 @@ def test_a_single_pair_or_a_list_of_pairs():
     np.testing.assert_array_equal(select(scores, 4, (ids, 1))[1], [0, 2, -1, -1])
     np.testing.assert_array_equal(select(scores, 4, [(ids, 1)])[1], [0, 2, -1, -1])
     np.testing.assert_array_equal(select(scores, 4, [[ids, 1], (ids, 2)])[1], [0, 2, -1, -1])
+    both = ((ids, 1), (ids[::-1].copy(), 1))
+    np.testing.assert_array_equal(select(scores, 4, both)[1], [0, 2, -1, -1])
     narrow = ids.astype(np.int8)  # converted to int64
     np.testing.assert_array_equal(select(scores, 4, (narrow, 1))[1], [0, 2, -1, -1])
 

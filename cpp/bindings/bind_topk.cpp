@@ -73,6 +73,15 @@ struct Answer {
   py::tuple pair() const { return py::make_tuple(values, indices); }
 };
 
+// Arrays laid out like the scores: the same shape, not just as many items.
+bool same_shape(const py::array& a, const py::array& scores) {
+  if (a.ndim() != scores.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.shape(d) != scores.shape(d)) return false;
+  }
+  return true;
+}
+
 std::size_t checked_k(std::int64_t k) {
   ADRANK_CHECK_VALUE(k >= 0, "k must be >= 0, got ", k);
   return static_cast<std::size_t>(k);
@@ -115,7 +124,7 @@ void bind_topk(py::module_& m) {
         for (std::size_t g = 0; g < groups.size(); ++g) {
           const std::string name = "groups[" + std::to_string(g) + "] ids";
           groups[g].ids = checked_data<std::int64_t>(group_ids[g], name.c_str(), scores.ndim());
-          ADRANK_CHECK_VALUE(static_cast<std::size_t>(group_ids[g].size()) == rows.size, name,
+          ADRANK_CHECK_VALUE(same_shape(group_ids[g], scores), name,
                              " must hold one id per score (", rows.size, "), got ",
                              group_ids[g].size());
           groups[g].cap = caps[g];
@@ -130,9 +139,8 @@ void bind_topk(py::module_& m) {
                             dtype_name(mask));
           ADRANK_CHECK_VALUE(mask.ndim() == scores.ndim() && mask.flags() & py::array::c_style,
                              "eligible must be a C-contiguous ", scores.ndim(), "-D array");
-          ADRANK_CHECK_VALUE(static_cast<std::size_t>(mask.size()) == rows.size,
-                             "eligible must hold one flag per score (", rows.size, "), got ",
-                             mask.size());
+          ADRANK_CHECK_VALUE(same_shape(mask, scores), "eligible must hold one flag per score (",
+                             rows.size, "), got ", mask.size());
           constraints.eligible = static_cast<const std::uint8_t*>(mask.data());
         }
         const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);

@@ -50,20 +50,20 @@ using ScanFunction = std::size_t (*)(const float* x, std::size_t from, std::size
                                      std::size_t& count);
 ScanFunction scan_function();
 
-// maxima[j] = the largest non-NaN of x[j], x[j + buckets], ... over the whole chunks of
-// `buckets` scores in x[0, n) (-inf if none). buckets is a multiple of 8.
-void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float* maxima);
+// maxima[j] = the largest score under `below` among x[j], x[j + buckets], ... over the whole
+// chunks of `buckets` scores in x[0, n) (-inf if none). buckets is a multiple of 8.
+void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float below, float* maxima);
 
-// A bar that at least m scores of x[0, n) clear or equal, found cheaply: the m-th largest of
-// 2m bucket maxima over a prefix (m distinct scores reach it), so about 1.4m scores of the prefix
-// reach it. Returns -inf when the prefix is too short for buckets of 8 scores or more.
-inline float initial_bar(const float* x, std::size_t n, std::size_t m) {
+// A bar that at least m scores of x[0, n) under `below` reach, found cheaply: the m-th largest
+// of 2m bucket maxima over a prefix (m distinct scores reach it), so about 1.4m scores of the
+// prefix reach it (fewer when buckets are small). -inf when there are under 2 scores a bucket.
+inline float initial_bar(const float* x, std::size_t n, std::size_t m, float below) {
   const std::size_t buckets = (2 * m + 7) / 8 * 8;
   const std::size_t prefix = std::min(n, 32 * m);
-  if (prefix < 8 * buckets) return -std::numeric_limits<float>::infinity();
+  if (prefix < 2 * buckets) return -std::numeric_limits<float>::infinity();
   thread_local std::vector<float> maxima;
   maxima.resize(buckets);
-  bucket_maxima(x, prefix, buckets, maxima.data());
+  bucket_maxima(x, prefix, buckets, below, maxima.data());
   std::nth_element(maxima.begin(), maxima.begin() + static_cast<std::ptrdiff_t>(m - 1),
                    maxima.end(), std::greater<float>());
   return maxima[m - 1];
@@ -90,21 +90,24 @@ inline Key keep_best(std::vector<Key>& keys, std::size_t m, std::vector<Key>& sc
 // is cut back to the best m whenever it fills, and the m-th best so far becomes the bar a
 // score must clear, which the vectorized scan tests 32 scores at a time.
 //
-// Unfiltered calls (every score >= min_score = -inf accepted, no bound) start from
-// initial_bar instead of the first 2m scores: far fewer candidates get buffered when m is large.
-template <bool kUnfiltered, class Accept>
+// When accept is always true (kAcceptsAll), the bar starts at initial_bar instead of the m-th
+// of the first 2m scores: far fewer candidates get buffered when m is large.
+template <bool kAcceptsAll, class Accept>
 void collect_best(const float* x, std::size_t n, std::size_t m, float min_score, Key below,
                   Accept&& accept, std::vector<Key>& keys) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
   thread_local std::vector<Key> scratch;
   keys.clear();
   if (m == 0) return;
   const std::size_t capacity = std::max<std::size_t>(2 * m, m + 32);
+  const float hi = below == kNoBound ? kInf : score_of(below);
   std::size_t i = 0;
-  float bar = -std::numeric_limits<float>::infinity();
-  if (kUnfiltered) bar = initial_bar(x, n, m);
-  if (bar != -std::numeric_limits<float>::infinity()) {
+  float bar = -kInf;
+  // Strictly under hi: a score equal to the bound's may still be above it (a lower index).
+  if (kAcceptsAll) bar = std::max(initial_bar(x, n, m, hi), min_score);
+  if (bar != -kInf) {
     // Scores equal to the bar may rank in the top m: keep them (the bar is met, not beaten).
-    bar = std::nextafter(bar, -std::numeric_limits<float>::infinity());
+    bar = std::nextafter(bar, -kInf);
   } else {
     for (; i < n && keys.size() < capacity; ++i) {
       if (!(x[i] >= min_score)) continue;
@@ -116,7 +119,6 @@ void collect_best(const float* x, std::size_t n, std::size_t m, float min_score,
   }
   if (i < n) {
     const ScanFunction scan = scan_function();
-    const float hi = below == kNoBound ? std::numeric_limits<float>::infinity() : score_of(below);
     constexpr std::size_t kMaxHits = 256;
     std::uint32_t hits[kMaxHits];
     while (i < n) {

@@ -46,24 +46,30 @@ std::size_t scan_portable(const float* x, std::size_t from, std::size_t end, flo
   return i;
 }
 
-void bucket_maxima_portable(const float* x, std::size_t n, std::size_t buckets, float* maxima) {
+void bucket_maxima_portable(const float* x, std::size_t n, std::size_t buckets, float below,
+                            float* maxima) {
   std::fill(maxima, maxima + buckets, -std::numeric_limits<float>::infinity());
   for (std::size_t start = 0; start + buckets <= n; start += buckets) {
     for (std::size_t j = 0; j < buckets; ++j) {
-      maxima[j] = x[start + j] > maxima[j] ? x[start + j] : maxima[j];  // NaN loses
+      const float v = x[start + j];
+      maxima[j] = v > maxima[j] && v < below ? v : maxima[j];  // NaN fails both tests
     }
   }
 }
 
 #ifdef ADRANK_TOPK_HAVE_AVX2
 __attribute__((target("avx2"))) void bucket_maxima_avx2(const float* x, std::size_t n,
-                                                        std::size_t buckets, float* maxima) {
+                                                        std::size_t buckets, float below,
+                                                        float* maxima) {
+  const __m256 none = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m256 limit = _mm256_set1_ps(below);
   std::fill(maxima, maxima + buckets, -std::numeric_limits<float>::infinity());
   for (std::size_t start = 0; start + buckets <= n; start += buckets) {
     for (std::size_t j = 0; j < buckets; j += 8) {
-      // max_ps returns its second operand when the first is NaN: NaN loses.
+      // Scores at or over the limit (and NaN) count as -inf.
       const __m256 v = _mm256_loadu_ps(x + start + j);
-      _mm256_storeu_ps(maxima + j, _mm256_max_ps(v, _mm256_loadu_ps(maxima + j)));
+      const __m256 kept = _mm256_blendv_ps(none, v, _mm256_cmp_ps(v, limit, _CMP_LT_OQ));
+      _mm256_storeu_ps(maxima + j, _mm256_max_ps(kept, _mm256_loadu_ps(maxima + j)));
     }
   }
 }
@@ -120,11 +126,11 @@ ScanFunction scan_function() {
   return scan_portable;
 }
 
-void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float* maxima) {
+void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float below, float* maxima) {
 #ifdef ADRANK_TOPK_HAVE_AVX2
-  if (kUseAvx2) return bucket_maxima_avx2(x, n, buckets, maxima);
+  if (kUseAvx2) return bucket_maxima_avx2(x, n, buckets, below, maxima);
 #endif
-  bucket_maxima_portable(x, n, buckets, maxima);
+  bucket_maxima_portable(x, n, buckets, below, maxima);
 }
 
 }  // namespace adrank::topk_internal

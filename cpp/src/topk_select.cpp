@@ -1,10 +1,9 @@
 // Constrained selection: the greedy walk of topk.hpp, done exactly without sorting everything.
 //
-// Rounds: collect the best m candidates still worth looking at, walk them in order, and stop
-// once k are taken or no candidate is left; otherwise collect the next m (doubled) below the
-// last one walked. From the second round on, a candidate whose group is already full is not
-// collected at all (counts only grow, so it can never be taken): skewed groups cost a rescan,
-// never a wrong answer.
+// Rounds: collect the best m eligible candidates, walk them in order, and stop once k are
+// taken or no candidate is left; otherwise collect the next m below the last one walked, m
+// sized from how many of the walked ones the caps let through. Skewed groups cost more
+// rounds, never a wrong answer.
 #include <algorithm>
 #include <vector>
 
@@ -106,13 +105,17 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
   for (std::int64_t cap : request.caps) {
     if (cap == 0) return 0;  // every candidate has an id in every group
   }
+  // Half again as many as k: most requests are answered in the first round.
   std::size_t m = std::min(n, k + k / 2 + 8);
+  std::size_t walked = 0;
   Key below = kNoBound;
-  for (bool first_round = true;; first_round = false) {
-    const auto worth_looking_at = [&](std::size_t i) {
-      return request.is_eligible(i) && (first_round || request.has_room(i));
-    };
-    collect_best<false>(x, n, m, min_score, below, worth_looking_at, keys);
+  const auto eligible = [&](std::size_t i) { return request.is_eligible(i); };
+  for (;;) {
+    if (request.eligible == nullptr) {
+      collect_best<true>(x, n, m, min_score, below, eligible, keys);
+    } else {
+      collect_best<false>(x, n, m, min_score, below, eligible, keys);
+    }
     for (const Key key : keys) {
       const std::size_t i = index_of(key);
       if (!request.has_room(i)) continue;
@@ -122,7 +125,12 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
     }
     if (keys.size() < m) return taken.size();  // nothing left below the last one walked
     below = keys.back();
-    m = std::min(n, 2 * m);
+    walked += keys.size();
+    // The next round is sized from the share of walked candidates taken so far (at least
+    // doubling, so skewed groups cost a few rounds, not many).
+    const double share = static_cast<double>(std::max<std::size_t>(taken.size(), 1)) / walked;
+    const auto expected = static_cast<std::size_t>((k - taken.size()) / share * 1.25) + 16;
+    m = std::min(n, std::max(expected, 2 * m));
   }
 }
 

@@ -130,6 +130,21 @@ def select(
     >>> select(scores, 3, groups=(advertisers, 2))[1]
     array([0, 1, 3])
     """
+    # The serving path, as in topk: float32 scores, int64 ids and int caps go straight in.
+    if (
+        type(scores) is np.ndarray
+        and type(k) is int
+        and offsets is None
+        and out is None
+        and min_score is None
+        and (eligible is None or type(eligible) is np.ndarray)
+    ):
+        ready = _ready_groups(groups)
+        if ready is not None:
+            try:
+                return _native.select(scores, None, k, *ready, eligible, -math.inf, None, None)
+            except (TypeError, ValueError):
+                pass
     k = check_int("k", k, minimum=0)
     array, offset_array = _score_layout(scores, offsets)
     pairs = _group_pairs(groups)
@@ -194,6 +209,23 @@ def _group_pairs(groups: Any) -> list[tuple[int, tuple[Any, Any]]]:
             raise TypeError(f"groups[{j}] must be an (ids, cap) pair")
         pairs.append((j, (pair[0], pair[1])))
     return pairs
+
+
+def _ready_groups(groups: Any) -> tuple[list[np.ndarray], list[int]] | None:
+    """(ids, caps) when every pair is an (ndarray, int) already, else None: checked later."""
+    single = type(groups) is tuple and len(groups) == 2 and type(groups[0]) is np.ndarray
+    pairs = [groups] if single else groups
+    if type(pairs) not in (list, tuple):
+        return None
+    ids, caps = [], []
+    for pair in pairs:
+        if type(pair) is not tuple or len(pair) != 2:
+            return None
+        if type(pair[0]) is not np.ndarray or type(pair[1]) is not int:
+            return None
+        ids.append(pair[0])
+        caps.append(pair[1])
+    return ids, caps
 
 
 def _is_pair(groups: Any) -> bool:
