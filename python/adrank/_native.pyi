@@ -99,3 +99,25 @@ def embedding_bag_collection(
 ) -> None: ...
 def embedding_isa() -> str: ...
 def set_embedding_isa(isa: str) -> None: ...
+
+# --- top-k (cpp/bindings/bind_topk.cpp) ---
+
+def topk(
+    scores: npt.NDArray[np.float32],
+    offsets: npt.NDArray[np.int64] | None,
+    k: int,
+    values_out: npt.NDArray[np.float32] | None,
+    indices_out: npt.NDArray[np.int64] | None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def select(
+    scores: npt.NDArray[np.float32],
+    offsets: npt.NDArray[np.int64] | None,
+    k: int,
+    group_ids: list[npt.NDArray[np.int64]],
+    caps: list[int],
+    eligible: npt.NDArray[np.bool_] | None,
+    min_score: float,
+    values_out: npt.NDArray[np.float32] | None,
+    indices_out: npt.NDArray[np.int64] | None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def topk_simd_level() -> str: ...

@@ -14,6 +14,7 @@ from adrank.ops.hashing import (
     hash_strings,
     missing_bucket,
 )
+from adrank.ops.topk import select, topk
 
 __all__ = [
     "bucketize",
@@ -25,4 +26,6 @@ __all__ = [
     "hash_sklearn",
     "hash_strings",
     "missing_bucket",
+    "select",
+    "topk",
 ]

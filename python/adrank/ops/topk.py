@@ -1,0 +1,282 @@
+"""Top-k creative selection: exact, deterministic, constrained during the selection.
+
+Glossary: ``N`` candidates in a request; ``B`` requests in a batch; ``K`` slots in the answer;
+``T`` candidates in a jagged batch (all requests end to end).
+
+Order: candidate ``i`` ranks above ``j`` when its score is higher, or the scores are equal and
+``i < j`` (``-0.0`` equals ``0.0``). NaN never ranks and is never selected. This is the order
+of ``numpy.argsort(-scores, kind="stable")`` with NaN removed, so answers are reproducible.
+
+Three layouts of the scores, for both functions:
+
+- one request: ``scores`` ``[N]``; the answer is ``[K]``;
+- a dense batch: ``scores`` ``[B, N]``; the answer is ``[B, K]``;
+- a jagged batch: ``scores`` ``[T]`` and ``offsets`` ``[B + 1]`` (request ``b`` owns
+  ``scores[offsets[b]:offsets[b + 1]]``); the answer is ``[B, K]``.
+
+Answers have a fixed shape, as faiss's: ``(values float32, indices int64)`` sorted best first,
+padded with ``(-inf, -1)`` when fewer than ``K`` candidates qualify. Indices count from each
+request's first candidate. ``out=(values, indices)`` writes into arrays the caller owns.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from adrank import _native
+from adrank.ops._checks import as_int64_array, check_int
+
+__all__ = ["select", "topk"]
+
+
+def topk(
+    scores: Any,
+    k: int,
+    *,
+    offsets: Any = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best candidates of each request, best first.
+
+    Equal to ``numpy.argsort(-scores, kind="stable")[:k]`` with NaN removed, then padded.
+
+    Parameters
+    ----------
+    scores : ndarray [N] or [B, N], or [T] with ``offsets``
+        float32 (other real dtypes are converted to float32 first).
+    k : int >= 0
+        Slots in the answer; ``k > N`` is allowed (the rest is padding).
+    offsets : ndarray [B + 1] of integers, optional
+        A jagged batch: starts at 0, never decreases, ends at ``len(scores)``.
+    out : (ndarray float32, ndarray int64), optional
+        Where to write the answer, shaped like it.
+
+    Returns
+    -------
+    values : ndarray [K] or [B, K], float32
+        Scores of the chosen candidates; ``-inf`` in padding slots.
+    indices : ndarray [K] or [B, K], int64
+        Positions within the request; ``-1`` in padding slots.
+
+    Examples
+    --------
+    >>> topk(np.array([0.5, 2.0, np.nan, 2.0], np.float32), 3)
+    (array([2. , 2. , 0.5], dtype=float32), array([1, 3, 0]))
+    """
+    # The serving path (a float32 array, new outputs) goes straight to the kernel, which checks
+    # dtype, layout and k itself; anything it refuses is converted and checked below, where a
+    # genuinely bad argument gets its error.
+    if type(scores) is np.ndarray and type(k) is int and offsets is None and out is None:
+        try:
+            return _native.topk(scores, None, k, None, None)
+        except (TypeError, ValueError):
+            pass
+    k = check_int("k", k, minimum=0)
+    array, offset_array = _score_layout(scores, offsets)
+    values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
+    return _native.topk(array, offset_array, k, values_out, indices_out)
+
+
+def select(
+    scores: Any,
+    k: int,
+    groups: Any = (),
+    eligible: Any = None,
+    min_score: float | None = None,
+    *,
+    offsets: Any = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best candidates of each request under eligibility, a score floor and caps.
+
+    Exactly the greedy walk::
+
+        for i in candidates in rank order:
+            if k are taken: stop
+            if eligible[i] and scores[i] >= min_score and every group of i is under its cap:
+                take i
+
+    The caps apply during the walk, not by over-fetching and filtering afterwards, so the
+    answer is exact however skewed the groups are.
+
+    Parameters
+    ----------
+    scores, k, offsets, out
+        As in :func:`topk`.
+    groups : (ids, cap) or sequence of (ids, cap)
+        Each ``ids`` is an integer array shaped like ``scores`` (int64 is used as it is; other
+        integer dtypes are converted): any labels, e.g. raw advertiser ids. At most ``cap``
+        (an int >= 0) candidates are taken per distinct label, per request. Several pairs apply
+        together (e.g. 2 per advertiser and 4 per category).
+    eligible : ndarray of bool shaped like ``scores``, optional
+        Candidates with False are never taken.
+    min_score : float, optional
+        Candidates scoring below it are never taken. Not NaN.
+
+    Returns
+    -------
+    values, indices
+        As in :func:`topk`.
+
+    Examples
+    --------
+    >>> scores = np.array([9, 8, 7, 6, 5], np.float32)
+    >>> advertisers = np.array([1, 1, 1, 2, 2])
+    >>> select(scores, 3, groups=(advertisers, 2))[1]
+    array([0, 1, 3])
+    """
+    # The serving path, as in topk: float32 scores, int64 ids and int caps go straight in.
+    if (
+        type(scores) is np.ndarray
+        and type(k) is int
+        and offsets is None
+        and out is None
+        and min_score is None
+        and (eligible is None or type(eligible) is np.ndarray)
+    ):
+        ready = _ready_groups(groups)
+        if ready is not None:
+            try:
+                return _native.select(scores, None, k, *ready, eligible, -math.inf, None, None)
+            except (TypeError, ValueError):
+                pass
+    k = check_int("k", k, minimum=0)
+    array, offset_array = _score_layout(scores, offsets)
+    pairs = _group_pairs(groups)
+    ids = [_aligned_ids(f"groups[{j}] ids", group_ids, array) for j, (group_ids, _) in pairs]
+    caps = [check_int(f"groups[{j}] cap", cap, minimum=0) for j, (_, cap) in pairs]
+    mask = None if eligible is None else _eligible_mask(eligible, array)
+    floor = _float32_floor(min_score)
+    values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
+    return _native.select(array, offset_array, k, ids, caps, mask, floor, values_out, indices_out)
+
+
+# --- argument checks ----------------------------------------------------------------------
+
+
+def _score_layout(scores: Any, offsets: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    array = np.asarray(scores)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"scores must hold real numbers, got dtype {array.dtype}")
+    if offsets is not None:
+        if array.ndim != 1:
+            raise ValueError(f"scores must be 1-D with offsets, got shape {array.shape}")
+        offset_array = as_int64_array("offsets", offsets)
+        if offset_array.size == 0:
+            raise ValueError("offsets must hold at least one entry (B + 1 for B requests)")
+    else:
+        if array.ndim not in (1, 2):
+            raise ValueError(f"scores must be 1-D or 2-D, got shape {array.shape}")
+        offset_array = None
+    return np.ascontiguousarray(array, dtype=np.float32), offset_array
+
+
+def _answer_shape(scores: np.ndarray, offsets: np.ndarray | None, k: int) -> tuple[int, ...]:
+    if offsets is not None:
+        return (offsets.size - 1, k)
+    return (k,) if scores.ndim == 1 else (scores.shape[0], k)
+
+
+def _outputs(out: Any, shape: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if out is None:
+        return None, None
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError("out must be a pair (values, indices) of arrays")
+    for name, array, dtype in (("values", out[0], np.float32), ("indices", out[1], np.int64)):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"out {name} must be a numpy array, got {type(array).__name__}")
+        if array.dtype != dtype:
+            raise TypeError(f"out {name} must have dtype {np.dtype(dtype)}, got {array.dtype}")
+        if array.shape != shape:
+            raise ValueError(f"out {name} must have shape {shape}, got {array.shape}")
+    return out[0], out[1]
+
+
+def _group_pairs(groups: Any) -> list[tuple[int, tuple[Any, Any]]]:
+    """``(ids, cap)`` or a sequence of them, as numbered pairs."""
+    if _is_pair(groups):
+        return [(0, (groups[0], groups[1]))]
+    if isinstance(groups, np.ndarray) or not isinstance(groups, Sequence):
+        raise TypeError("groups must be an (ids, cap) pair or a sequence of such pairs")
+    pairs = []
+    for j, pair in enumerate(groups):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError(f"groups[{j}] must be an (ids, cap) pair")
+        pairs.append((j, (pair[0], pair[1])))
+    return pairs
+
+
+def _ready_groups(groups: Any) -> tuple[list[np.ndarray], list[int]] | None:
+    """(ids, caps) when every pair is an (ndarray, int) already, else None: checked later."""
+    single = type(groups) is tuple and len(groups) == 2 and type(groups[0]) is np.ndarray
+    pairs = [groups] if single else groups
+    if type(pairs) not in (list, tuple):
+        return None
+    ids, caps = [], []
+    for pair in pairs:
+        if type(pair) is not tuple or len(pair) != 2:
+            return None
+        if type(pair[0]) is not np.ndarray or type(pair[1]) is not int:
+            return None
+        ids.append(pair[0])
+        caps.append(pair[1])
+    return ids, caps
+
+
+def _is_pair(groups: Any) -> bool:
+    """``(ids, cap)`` rather than a sequence of pairs: two items, the first not a pair."""
+    return (
+        isinstance(groups, (tuple, list)) and len(groups) == 2 and not _looks_like_pair(groups[0])
+    )
+
+
+def _looks_like_pair(item: Any) -> bool:
+    return (
+        isinstance(item, (tuple, list))
+        and len(item) == 2
+        and not isinstance(item[0], numbers.Integral)
+    )
+
+
+def _aligned_ids(name: str, ids: Any, scores: np.ndarray) -> np.ndarray:
+    array = as_int64_array(name, ids, ndim=None)
+    if array.shape != scores.shape:
+        raise ValueError(f"{name} must have the shape of scores {scores.shape}, got {array.shape}")
+    return array
+
+
+def _eligible_mask(eligible: Any, scores: np.ndarray) -> np.ndarray:
+    mask = np.asarray(eligible)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"eligible must have dtype bool, got {mask.dtype}")
+    if mask.shape != scores.shape:
+        raise ValueError(f"eligible must have the shape of scores {scores.shape}, got {mask.shape}")
+    return np.ascontiguousarray(mask)
+
+
+def _float32_floor(min_score: Any) -> float:
+    """The least float32 >= min_score: then ``score >= floor`` iff ``score >= min_score``."""
+    if min_score is None:
+        return -math.inf
+    if isinstance(min_score, (bool, np.bool_)) or not isinstance(min_score, numbers.Real):
+        raise TypeError(f"min_score must be a real number, got {type(min_score).__name__}")
+    try:
+        value = float(min_score)
+    except OverflowError:  # an int beyond float range
+        value = math.inf if min_score > 0 else -math.inf
+    if math.isnan(value):
+        raise ValueError("min_score must not be NaN")
+    largest = float(np.finfo(np.float32).max)
+    if value > largest:
+        return math.inf  # only +inf scores reach it
+    if value < -largest:
+        return value if value == -math.inf else -largest
+    floor = np.float32(value)
+    if float(floor) < value:
+        floor = np.nextafter(floor, np.float32(np.inf))
+    return float(floor)

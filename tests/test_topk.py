@@ -1,0 +1,349 @@
+"""adrank.ops.topk against a plain NumPy reference (stable argsort) and torch.topk.
+
+The references (``*_ref``) are shared with test_topk_select.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from adrank import _native
+from adrank.ops import topk
+
+
+# --- references ---------------------------------------------------------------------------
+def ranked_ref(scores: np.ndarray) -> np.ndarray:
+    """Candidate positions in rank order (score descending, index ascending), NaN removed."""
+    order = np.argsort(-scores, kind="stable")
+    return order[~np.isnan(scores[order])]
+
+
+def pad_ref(scores: np.ndarray, chosen: list[int] | np.ndarray, k: int) -> tuple:
+    values = np.full(k, -np.inf, dtype=np.float32)
+    indices = np.full(k, -1, dtype=np.int64)
+    chosen = np.asarray(chosen, dtype=np.int64)
+    values[: len(chosen)] = scores[chosen]
+    indices[: len(chosen)] = chosen
+    return values, indices
+
+
+def topk_ref(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return pad_ref(scores, ranked_ref(scores)[:k], k)
+
+
+def select_ref(
+    scores: np.ndarray,
+    k: int,
+    groups: list[tuple[np.ndarray, int]] = (),
+    eligible: np.ndarray | None = None,
+    min_score: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    counts: list[dict[int, int]] = [{} for _ in groups]
+    chosen: list[int] = []
+    for i in ranked_ref(scores):
+        if len(chosen) == k:
+            break
+        if eligible is not None and not eligible[i]:
+            continue
+        if min_score is not None and not float(scores[i]) >= min_score:
+            continue
+        labels = [int(ids[i]) for ids, _ in groups]
+        if any(
+            c.get(label, 0) >= cap
+            for c, label, (_, cap) in zip(counts, labels, groups, strict=True)
+        ):
+            continue
+        for c, label in zip(counts, labels, strict=True):
+            c[label] = c.get(label, 0) + 1
+        chosen.append(int(i))
+    return pad_ref(scores, chosen, k)
+
+
+def rows_ref(scores: np.ndarray, offsets: np.ndarray | None) -> list[slice]:
+    """The slice of each request in a dense [B, N] (flattened) or jagged layout."""
+    if offsets is None:
+        b, n = scores.shape
+        return [slice(r * n, (r + 1) * n) for r in range(b)]
+    return [slice(int(offsets[r]), int(offsets[r + 1])) for r in range(len(offsets) - 1)]
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+# Few distinct values (ties everywhere), NaN, infinities and both zeros.
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan]
+scores_1d = hnp.arrays(
+    np.float32,
+    st.integers(0, 80),
+    elements=st.one_of(
+        st.sampled_from(SPECIAL), st.floats(-10, 10, width=32, allow_subnormal=False)
+    ),
+)
+
+
+def check_same(got: tuple, want: tuple) -> None:
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[0].dtype == np.float32
+    assert got[1].dtype == np.int64
+
+
+# --- one request --------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(scores=scores_1d, k=st.integers(0, 100))
+def test_topk_matches_stable_argsort(scores, k):
+    check_same(topk(scores, k), topk_ref(scores, k))
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 1000, 5000])
+@pytest.mark.parametrize("k", [0, 1, 10, 500, 6000])
+@pytest.mark.parametrize(
+    "kind", ["normal", "ties", "sorted", "reversed", "nan", "infinities", "mostly nan"]
+)
+def test_topk_corner_cases(n, k, kind):
+    rng = np.random.default_rng(n * 7 + k)
+    scores = {
+        "normal": rng.standard_normal(n),
+        "ties": rng.integers(0, 3, n),
+        "sorted": np.arange(n),
+        "reversed": -np.arange(n),
+        "nan": np.where(rng.random(n) < 0.5, np.nan, rng.integers(-2, 2, n)),
+        "infinities": rng.choice([np.inf, -np.inf, np.nan, 0.0, -0.0], n),
+        "mostly nan": np.where(rng.random(n) < 0.995, np.nan, rng.standard_normal(n)),
+    }[kind].astype(np.float32)
+    check_same(topk(scores, k), topk_ref(scores, k))
+
+
+def test_all_nan_gives_only_padding():
+    values, indices = topk(np.full(5, np.nan, np.float32), 3)
+    assert (indices == -1).all()
+    assert (values == -np.inf).all()
+
+
+def test_negative_infinity_is_selected_but_nan_is_not():
+    scores = np.array([np.nan, -np.inf, np.nan, -np.inf], np.float32)
+    check_same(topk(scores, 3), (np.array([-np.inf] * 3, np.float32), np.array([1, 3, -1])))
+
+
+def test_negative_zero_ties_with_zero_and_keeps_its_sign():
+    values, indices = topk(np.array([-0.0, 0.0, -0.0], np.float32), 3)
+    np.testing.assert_array_equal(indices, [0, 1, 2])
+    np.testing.assert_array_equal(np.signbit(values), [True, False, True])
+
+
+def test_other_dtypes_are_converted_to_float32():
+    scores = np.array([1.0, 3.0, 2.0])
+    check_same(topk(scores, 2), topk_ref(scores.astype(np.float32), 2))
+    check_same(topk([1, 3, 2], 2), topk_ref(np.array([1, 3, 2], np.float32), 2))
+    strided = np.arange(10, dtype=np.float32)[::2]
+    check_same(topk(strided, 2), topk_ref(np.ascontiguousarray(strided), 2))
+
+
+@pytest.mark.parametrize("n", [1, 100, 10_000])
+@pytest.mark.parametrize("k", [1, 7, 100])
+def test_topk_matches_torch(n, k):
+    """torch's tie order is unspecified: compare the values, and the indices up to the ties at
+    the boundary (the tied score that the k-th slot holds)."""
+    rng = np.random.default_rng(n + k)
+    scores = rng.integers(0, 50, n).astype(np.float32)  # many ties
+    kk = min(k, n)
+    values, indices = topk(scores, k)
+    want_values, want_indices = torch.topk(torch.from_numpy(scores), kk)
+    np.testing.assert_array_equal(values[:kk], want_values.numpy())
+    boundary = values[kk - 1]
+    above = values[:kk] > boundary
+    want_above = want_values.numpy() > boundary
+    assert set(indices[:kk][above]) == set(want_indices.numpy()[want_above])
+    tied = set(np.flatnonzero(scores == boundary))
+    assert set(indices[:kk][~above]) <= tied
+    assert set(want_indices.numpy()[~want_above]) <= tied
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(0, 6), st.integers(0, 50)),
+        elements=st.sampled_from(SPECIAL),
+    ),
+    k=st.integers(0, 60),
+)
+def test_dense_batch_is_each_request_alone(scores, k):
+    values, indices = topk(scores, k)
+    assert values.shape == indices.shape == (scores.shape[0], k)
+    for r in range(scores.shape[0]):
+        check_same((values[r], indices[r]), topk_ref(scores[r], k))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=0, max_size=8),
+    k=st.integers(0, 50),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_jagged_batch_is_each_request_alone(lengths, k, seed):
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    scores = rng.choice(np.array(SPECIAL, np.float32), offsets[-1])
+    values, indices = topk(scores, k, offsets=offsets)
+    assert values.shape == (len(lengths), k)
+    for r, request in enumerate(rows_ref(scores, offsets)):
+        check_same((values[r], indices[r]), topk_ref(scores[request], k))
+
+
+def test_batches_use_the_thread_pool_with_the_same_answer():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 20, (64, 3000)).astype(np.float32)
+    single = topk(scores, 50)
+    before = _native.get_num_threads()
+    try:
+        _native.set_num_threads(2)
+        threaded = topk(scores, 50)
+    finally:
+        _native.set_num_threads(before)
+    check_same(threaded, single)
+
+
+def test_caller_owned_outputs_are_filled_and_returned():
+    scores = np.array([[3, 1, 2], [1, 2, 3]], np.float32)
+    values = np.empty((2, 4), np.float32)
+    indices = np.empty((2, 4), np.int64)
+    got = topk(scores, 4, out=(values, indices))
+    assert got[0] is values
+    assert got[1] is indices
+    np.testing.assert_array_equal(indices, [[0, 2, 1, -1], [2, 1, 0, -1]])
+
+
+def test_portable_scan_gives_the_same_answers():
+    """ADRANK_SIMD=scalar forces the portable scan; run a sweep under it in a fresh process."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from adrank import _native\n"
+        "from adrank.ops import topk, select\n"
+        "assert _native.topk_simd_level() == 'scalar'\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.integers(0, 100, (8, 5000)).astype(np.float32)\n"
+        "x[:, ::7] = np.nan\n"
+        "g = rng.integers(0, 30, x.shape)\n"
+        "np.save(sys.stdout.buffer, np.concatenate([topk(x, 40)[1], select(x, 40, (g, 2))[1]]))\n"
+    )
+    env = dict(os.environ, ADRANK_SIMD="scalar")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=True, timeout=120
+    )
+    got = np.load(io.BytesIO(result.stdout))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 100, (8, 5000)).astype(np.float32)
+    x[:, ::7] = np.nan
+    g = rng.integers(0, 30, x.shape)
+    want = [topk_ref(row, 40)[1] for row in x]
+    want += [select_ref(row, 40, [(gr, 2)])[1] for row, gr in zip(x, g, strict=True)]
+    np.testing.assert_array_equal(got, np.stack(want))
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"k": -1}, ValueError, "k must be >= 0"),
+        ({"k": 2.0}, TypeError, "k must be an integer"),
+        ({"k": True}, TypeError, "k must be an integer"),
+        ({"scores": np.array(["a", "b"])}, TypeError, "scores must hold real numbers"),
+        ({"scores": np.array([True, False])}, TypeError, "scores must hold real numbers"),
+        ({"scores": np.array([1 + 2j])}, TypeError, "scores must hold real numbers"),
+        ({"scores": np.zeros((2, 2, 2), np.float32)}, ValueError, "scores must be 1-D or 2-D"),
+        ({"scores": np.float32(1.0)}, ValueError, "scores must be 1-D or 2-D"),
+        ({"offsets": [0, 2]}, ValueError, "offsets must end at len\\(scores\\) = 3"),
+        ({"offsets": [1, 3]}, ValueError, "offsets must start at 0"),
+        ({"offsets": [0, 2, 1, 3]}, ValueError, "offsets must not decrease"),
+        ({"offsets": []}, ValueError, "offsets must hold at least one entry"),
+        ({"offsets": [0.0, 3.0]}, TypeError, "offsets must hold integers"),
+        ({"offsets": [[0, 3]]}, ValueError, "offsets must be 1-D"),
+        (
+            {"scores": np.zeros((1, 3), np.float32), "offsets": [0, 3]},
+            ValueError,
+            "scores must be 1-D with offsets",
+        ),
+        ({"out": np.empty(2)}, TypeError, "out must be a pair"),
+        ({"out": (np.empty(2, np.float32),)}, TypeError, "out must be a pair"),
+        (
+            {"out": (np.empty(2, np.float64), np.empty(2, np.int64))},
+            TypeError,
+            "out values must have dtype float32",
+        ),
+        (
+            {"out": (np.empty(2, np.float32), np.empty(2, np.int32))},
+            TypeError,
+            "out indices must have dtype int64",
+        ),
+        (
+            {"out": (np.empty(3, np.float32), np.empty(2, np.int64))},
+            ValueError,
+            "out values must have shape \\(2,\\)",
+        ),
+        ({"out": ([0.0, 0.0], np.empty(2, np.int64))}, TypeError, "must be a numpy array"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(kwargs, error, match):
+    arguments = {"scores": np.array([1, 2, 3], np.float32), "k": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        topk(arguments.pop("scores"), arguments.pop("k"), **arguments)
+
+
+def test_read_only_output_is_refused():
+    values = np.empty(2, np.float32)
+    values.flags.writeable = False
+    with pytest.raises(ValueError, match="values_out must be writable"):
+        topk(np.ones(3, np.float32), 2, out=(values, np.empty(2, np.int64)))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.ones(3, np.float64), None, 1, None, None), TypeError, "scores must have dtype"),
+        ((np.ones(3, np.float32)[::2], None, 1, None, None), ValueError, "C-contiguous"),
+        ((np.ones(3, np.float32), None, -5, None, None), ValueError, "k must be >= 0"),
+        (
+            (np.ones(3, np.float32), np.array([0, 3], np.int32), 1, None, None),
+            TypeError,
+            "offsets must have dtype int64",
+        ),
+        (
+            (np.ones(3, np.float32), None, 2, np.empty(3, np.float32), None),
+            ValueError,
+            "values_out must hold 2 items",
+        ),
+        (
+            (np.ones(3, np.float32), None, 2, None, np.empty(2, np.int32)),
+            TypeError,
+            "indices_out must have dtype int64",
+        ),
+    ],
+)
+def test_kernel_edge_refuses_what_the_wrapper_would_convert(args, error, match):
+    with pytest.raises(error, match=match):
+        _native.topk(*args)
+
+
+def test_fast_path_errors_name_the_argument():
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        topk(np.ones(3, np.float32), -1)
+    with pytest.raises(ValueError, match="scores must be 1-D or 2-D"):
+        topk(np.ones((1, 1, 1), np.float32), 1)
