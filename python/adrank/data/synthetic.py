@@ -215,8 +215,8 @@ def generate_log(
     )
 
     truth = _Truth(
-        creative_quality=rng.normal(0.0, 0.35, cfg.num_creatives),
-        creative_annoyance=rng.normal(0.0, 0.35, cfg.num_creatives),
+        creative_quality=rng.normal(0.0, 0.2, cfg.num_creatives),
+        creative_annoyance=rng.normal(0.0, 0.2, cfg.num_creatives),
         campaign_conversion=rng.normal(0.0, 0.4, cfg.num_campaigns),
         age_category=rng.normal(0.0, 0.5, (NUM_AGE_BUCKETS, num_cat)),
         placement_format=rng.normal(0.0, 0.4, (len(PLACEMENTS), len(FORMATS))),
@@ -225,8 +225,8 @@ def generate_log(
     )
 
     # --- impressions ---
-    user = np.minimum(rng.zipf(1.3, num_rows) - 1, cfg.num_users - 1)
-    user = rng.permutation(cfg.num_users)[user]  # heavy users are not the first ids
+    activity_weight = rng.lognormal(0.0, 1.0, cfg.num_users)  # some users watch far more
+    user = rng.choice(cfg.num_users, num_rows, p=activity_weight / activity_weight.sum())
     creative = rng.integers(0, cfg.num_creatives, num_rows)
     placement = rng.choice(len(PLACEMENTS), num_rows, p=[0.6, 0.15, 0.15, 0.1])
     hour = rng.integers(0, NUM_HOURS, num_rows)

@@ -36,9 +36,9 @@ class RankerConfig:
 
     cross_layers: int = 2
     cross_rank: int = 0
-    deep_layers: tuple[int, ...] = (256, 128)
-    tower_layers: tuple[int, ...] = (64,)
-    embedding_init_std: float = 0.05
+    deep_layers: tuple[int, ...] = (128, 64)
+    tower_layers: tuple[int, ...] = (32,)
+    embedding_init_std: float = 0.3
 
     def __post_init__(self) -> None:
         if self.cross_layers < 0:
@@ -58,7 +58,7 @@ class RankerConfig:
 class SparseArch(nn.Module):
     """One table per schema table; fields on a shared table read the same rows."""
 
-    def __init__(self, schema: FeatureSchema, init_std: float = 0.05) -> None:
+    def __init__(self, schema: FeatureSchema, init_std: float = 0.3) -> None:
         super().__init__()
         self.tables = nn.ParameterDict(
             {
