@@ -18,10 +18,12 @@ restart.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from adrank.models.checkpoint import load_checkpoint
 from adrank.models.ranker import MultiTaskRanker
 from adrank.models.tables import quantize_int8_rowwise, table_path
 
-__all__ = ["ExportResult", "export_model", "load_manifest", "next_version"]
+__all__ = ["ExportResult", "export_model", "load_dense_model", "load_manifest", "next_version", "script_dense_model"]
 
 _FORMAT = "adrank-export-1"
 MODEL_FILE = "model.pt"
@@ -120,10 +122,32 @@ def export_model(
         model_dir, **dims, max_batch_size=max_batch_size, instances=instances, kind="gpu"
     )
     with _staged(version_dir) as staging:
-        scripted = torch.jit.script(model.dense)
-        torch.jit.save(scripted, str(staging / MODEL_FILE))
+        scripted = script_dense_model(model)
+        with _torchscript_allowed():
+            torch.jit.save(scripted, str(staging / MODEL_FILE))
         write_python_backend_model(staging)
     return ExportResult(version, model_dir, version_dir, artifacts_dir, manifest)
+
+
+@contextlib.contextmanager
+def _torchscript_allowed():
+    # torch 2.13 marks the TorchScript API deprecated in favour of torch.export, whose files
+    # Triton's libtorch backend does not load: TorchScript stays the served format.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        yield
+
+
+def script_dense_model(model: MultiTaskRanker) -> torch.jit.ScriptModule:
+    """The dense part as TorchScript, the format Triton's PyTorch (libtorch) backend loads."""
+    with _torchscript_allowed():
+        return torch.jit.script(model.dense)
+
+
+def load_dense_model(version_dir: str | Path) -> torch.jit.ScriptModule:
+    """The TorchScript dense model of one exported version."""
+    with _torchscript_allowed():
+        return torch.jit.load(str(Path(version_dir) / MODEL_FILE), map_location="cpu")
 
 
 def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]:

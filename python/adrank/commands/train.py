@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("artifacts/ranker.pt"), help="checkpoint")
     parser.add_argument("--metrics-json", type=Path, help="also write the metrics here as JSON")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam, dense part")
     parser.add_argument("--embedding-lr", type=float, default=1e-1, help="Adagrad, tables")
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out fraction")

@@ -372,11 +372,11 @@ def _recent_creatives(
     by_category = np.argsort(creative_category, kind="stable")
     category_counts = np.bincount(creative_category, minlength=cfg.num_categories)
     category_starts = np.concatenate([[0], np.cumsum(category_counts)])
-    in_category = by_category[
-        category_starts[wanted]
-        + (rng.random(len(owner)) * np.maximum(category_counts[wanted], 1)).astype(np.int64)
-        % np.maximum(category_counts[wanted], 1)
-    ]
+    position = category_starts[wanted] + (
+        rng.random(len(owner)) * category_counts[wanted]
+    ).astype(np.int64)
+    # A category without creatives points past its start; those draws are not used below.
+    in_category = by_category[np.minimum(position, cfg.num_creatives - 1)]
     anything = rng.integers(0, cfg.num_creatives, len(owner))
     from_interest = (rng.random(len(owner)) < 0.7) & (category_counts[wanted] > 0)
     return np.where(from_interest, in_category, anything), offsets

@@ -11,7 +11,8 @@ hashing kernels only, so training and serving cannot disagree:
   table's slot; a missing value lands in the slot's missing bucket.
 * ``multi_valued``: the list's values hashed the same way; an empty or null list is an empty bag.
 * ``numeric_bucketized``: ``bucketize`` (NaN and nulls get the last bucket).
-* ``cross``: ``hash_cross`` of the sources' bucket ids.
+* ``cross``: ``hash_cross`` of the sources' bucket ids; with a multi-valued source, of each
+  of its values and the other sources' ids of the same row (a bag).
 
 Dense fields are ``float32 [B, N]`` after their transform, missing values as ``fill``.
 """
@@ -110,8 +111,8 @@ class FeaturePipeline:
         slot, buckets, seed = table_spec.slot, table_spec.num_buckets, self.schema.hash_seed
         offsets = np.arange(num_rows + 1, dtype=np.int64)
         if spec.kind == "cross":
-            sources = [ids[name].values for name in spec.sources]
-            return SparseFeature(ops.hash_cross(sources, slot, buckets, seed), offsets)
+            bag = next((n for n in spec.sources if self.schema.field(n).kind == "multi_valued"), None)
+            return _cross(spec.sources, bag, ids, (slot, buckets, seed), offsets)
         column = _column(table, spec)
         if spec.kind == "numeric_bucketized":
             return SparseFeature(ops.bucketize(_float_column(column), spec.boundaries), offsets)
@@ -122,6 +123,26 @@ class FeaturePipeline:
         if len(values) != offsets[-1]:
             raise ValueError(f"column {spec.column!r} has {len(values)} values, expected {offsets[-1]}")
         return SparseFeature(values, offsets)
+
+
+def _cross(
+    sources: tuple[str, ...],
+    bag: str | None,
+    ids: dict[str, SparseFeature],
+    hashing: tuple[int, int, int],
+    offsets: np.ndarray,
+) -> SparseFeature:
+    """Single-valued sources cross row by row; with a bag, each of its values is crossed."""
+    if bag is None:
+        columns = [ids[name].values for name in sources]
+    else:
+        offsets = ids[bag].offsets
+        lengths = np.diff(offsets)
+        columns = [
+            ids[name].values if name == bag else np.repeat(ids[name].values, lengths)
+            for name in sources
+        ]
+    return SparseFeature(ops.hash_cross(columns, *hashing), offsets)
 
 
 def _as_mapping(columns: Any) -> Mapping[str, Any]:

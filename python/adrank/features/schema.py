@@ -30,7 +30,9 @@ hashed and pooled with ``pooling = "mean" | "sum"``), ``numeric_bucketized`` (a 
 ``boundaries`` cut it into ``len(boundaries) + 2`` rows: one per interval plus one for NaN),
 ``numeric_dense`` (a number fed to the model as it is after ``transform = "identity" | "log1p" |
 "signed_log1p"``, missing as ``fill``), ``cross`` (the hash of two or more other sparse fields'
-ids, ``sources = [...]``; its side is the latest of its sources').
+ids, ``sources = [...]``; its side is the latest of its sources'). A cross with one
+multi-valued source is a bag: each of its values crossed with the other sources' ids (a
+sequence crossed with the candidate), pooled with ``pooling`` (default ``"sum"``).
 
 Fields sharing a table share its hash slot, so one value maps to one row whichever field it
 comes from. Slots are the tables' positions in the file unless a table sets ``slot``.
@@ -297,7 +299,7 @@ class _Parser:
             "categorical": set(),
             "multi_valued": {"pooling"},
             "numeric_bucketized": {"boundaries"},
-            "cross": {"sources"},
+            "cross": {"sources", "pooling"},
         }[kind]
         self.check_keys(where, entry, common | table_keys | extra)
         boundaries: tuple[float, ...] = ()
@@ -314,9 +316,11 @@ class _Parser:
         else:
             side = self.choice(where, entry, "side", SIDES)
         table = self.table_of(where, name, entry, tables, boundaries)
-        pooling = self.choice(where, entry, "pooling", POOLINGS, "mean") if extra else "sum"
-        if kind != "multi_valued":
-            pooling = "sum"  # one id per row: sum and mean agree
+        pooling = "sum"  # one id per row: sum and mean agree
+        if kind == "multi_valued" or (kind == "cross" and self.is_bag(sources, earlier)):
+            pooling = self.choice(where, entry, "pooling", POOLINGS, "mean" if kind == "multi_valued" else "sum")
+        elif "pooling" in entry:
+            raise self.fail(where, "pooling applies to multi-valued fields and their crosses only")
         return FieldSpec(
             name, kind, side, column, table, pooling, boundaries=boundaries, sources=sources
         )
@@ -339,13 +343,19 @@ class _Parser:
         for source in sources:
             if source not in known:
                 raise self.fail(where, f"source {source!r} is not a field defined above it")
-            if known[source].kind not in ("categorical", "numeric_bucketized"):
+            if known[source].kind not in ("categorical", "numeric_bucketized", "multi_valued"):
                 raise self.fail(
                     where,
-                    f"source {source!r} must be categorical or numeric_bucketized, "
-                    f"got {known[source].kind}",
+                    f"source {source!r} must be categorical, numeric_bucketized or "
+                    f"multi_valued, got {known[source].kind}",
                 )
+        if sum(known[s].kind == "multi_valued" for s in sources) > 1:
+            raise self.fail(where, "at most one source may be multi_valued")
         return tuple(sources)
+
+    @staticmethod
+    def is_bag(sources: tuple[str, ...], earlier: list[FieldSpec]) -> bool:
+        return any(f.kind == "multi_valued" for f in earlier if f.name in sources)
 
     def table_of(
         self,

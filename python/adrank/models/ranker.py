@@ -38,7 +38,7 @@ class RankerConfig:
     cross_rank: int = 0
     deep_layers: tuple[int, ...] = (128, 64)
     tower_layers: tuple[int, ...] = (32,)
-    embedding_init_std: float = 0.3
+    embedding_init_std: float = 0.1
 
     def __post_init__(self) -> None:
         if self.cross_layers < 0:
@@ -58,7 +58,7 @@ class RankerConfig:
 class SparseArch(nn.Module):
     """One table per schema table; fields on a shared table read the same rows."""
 
-    def __init__(self, schema: FeatureSchema, init_std: float = 0.3) -> None:
+    def __init__(self, schema: FeatureSchema, init_std: float = 0.1) -> None:
         super().__init__()
         self.tables = nn.ParameterDict(
             {

@@ -34,7 +34,7 @@ class TrainConfig:
     """How to train: Adagrad for the embedding tables, Adam for the dense part."""
 
     epochs: int = 1
-    batch_size: int = 512
+    batch_size: int = 1024
     learning_rate: float = 1e-2
     embedding_learning_rate: float = 1e-1
     embedding_weight_decay: float = 0.0
