@@ -61,7 +61,8 @@ def test_rows_agree_with_the_catalogs(log):
     assert objectives <= {"CPM", "CPC", "oCPM"}
     cpa = log.campaigns.column("target_cpa").to_numpy()
     is_ocpm = np.array([o == "oCPM" for o in log.campaigns.column("objective").to_pylist()])
-    assert np.isfinite(cpa[is_ocpm]).all() and np.isnan(cpa[~is_ocpm]).all()
+    assert np.isfinite(cpa[is_ocpm]).all()
+    assert np.isnan(cpa[~is_ocpm]).all()
 
 
 def test_write_and_read_back(log, tmp_path):
@@ -99,7 +100,10 @@ def test_bad_arguments(kwargs, match):
     [
         ({"num_users": 0}, "num_users must be a positive integer"),
         ({"num_advertisers": 10, "num_campaigns": 5}, "num_campaigns must be >= num_advertisers"),
-        ({"num_advertisers": 5, "num_campaigns": 50, "num_creatives": 10}, "num_creatives must be >= num_campaigns"),
+        (
+            {"num_advertisers": 5, "num_campaigns": 50, "num_creatives": 10},
+            "num_creatives must be >= num_campaigns",
+        ),
     ],
 )
 def test_bad_config(kwargs, match):

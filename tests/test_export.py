@@ -14,7 +14,7 @@ from adrank.cli import main
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import export_model, load_dense_model, load_manifest, next_version
 from adrank.features import FeaturePipeline, load_schema
-from adrank.models import load_checkpoint, save_checkpoint
+from adrank.models import load_checkpoint
 from adrank.models.tables import (
     dequantize_int8_rowwise,
     load_tables,
@@ -68,9 +68,11 @@ def test_layout_and_manifest(exported):
     assert [f["name"] for f in manifest["sparse_fields"]] == [f.name for f in schema.sparse_fields]
     for name, table in manifest["tables"].items():
         fp32 = np.load(export.artifacts_dir / table["fp32"], mmap_mode="r")
-        assert fp32.shape == (table["rows"], table["dim"]) and fp32.dtype == np.float32
+        assert fp32.shape == (table["rows"], table["dim"])
+        assert fp32.dtype == np.float32
         int8 = np.load(export.artifacts_dir / table["int8"], mmap_mode="r")
-        assert int8.shape == (table["rows"], table["dim"] + 8) and int8.dtype == np.uint8
+        assert int8.shape == (table["rows"], table["dim"] + 8)
+        assert int8.dtype == np.uint8
         assert table["slot"] == schema.tables[name].slot
     assert not list(export.model_dir.glob(".*partial*"))
 
@@ -84,7 +86,8 @@ def test_triton_configs_parse_and_match_the_contract(exported):
     schema = load_schema()
     cpu = _parse(export.model_dir / "config.pbtxt")
     gpu = _parse(export.model_dir / "configs" / "gpu.pbtxt")
-    assert cpu.backend == "python" and gpu.platform == "pytorch_libtorch"
+    assert cpu.backend == "python"
+    assert gpu.platform == "pytorch_libtorch"
     assert cpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     for config in (cpu, gpu):
@@ -96,7 +99,9 @@ def test_triton_configs_parse_and_match_the_contract(exported):
             "DENSE": (model_config_pb2.TYPE_FP32, [schema.dense_dim]),
         }
         outputs = {o.name: (o.data_type, list(o.dims)) for o in config.output}
-        assert outputs == {n: (model_config_pb2.TYPE_FP32, [1]) for n in ("P_CTR", "P_CVR", "P_NEG")}
+        assert outputs == {
+            n: (model_config_pb2.TYPE_FP32, [1]) for n in ("P_CTR", "P_CVR", "P_NEG")
+        }
 
 
 def test_fp32_split_pipeline_reproduces_the_module(trained, exported):
@@ -105,7 +110,7 @@ def test_fp32_split_pipeline_reproduces_the_module(trained, exported):
     with torch.no_grad():
         unsplit = model(*to_torch(heldout))
     split = split_outputs(export, heldout, "fp32")
-    for name, a, b in zip(("ctr", "cvr", "neg"), unsplit, split):
+    for name, a, b in zip(("ctr", "cvr", "neg"), unsplit, split, strict=True):
         assert b.shape == (len(heldout), 1)
         assert float((a - b).abs().max()) <= 1e-5, name
 
@@ -155,7 +160,8 @@ def test_int8_rowwise_quantization():
     table = rng.normal(size=(50, 6)).astype(np.float32)
     table[3] = 0.25  # a constant row: scale 0, exact
     fused = quantize_int8_rowwise(table)
-    assert fused.shape == (50, 14) and fused.dtype == np.uint8
+    assert fused.shape == (50, 14)
+    assert fused.dtype == np.uint8
     restored = dequantize_int8_rowwise(fused)
     np.testing.assert_allclose(restored, dequantize_ref(fused), rtol=1e-6)
     step = (table.max(axis=1) - table.min(axis=1)) / 255.0
@@ -185,7 +191,7 @@ def test_load_tables_errors(exported, tmp_path):
         load_tables(tmp_path, schema)
     with pytest.raises(ValueError, match="precision must be one of"):
         load_tables(export.artifacts_dir / "tables", schema, "fp16")
-    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+    with pytest.raises(FileNotFoundError, match=r"no manifest\.json"):
         load_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "x"}))
     with pytest.raises(ValueError, match="not an adrank export manifest"):
@@ -196,20 +202,25 @@ def test_train_and_export_commands(tmp_path, capsys):
     checkpoint = tmp_path / "ranker.pt"
     metrics = tmp_path / "metrics.json"
     code = main(
-        ["train", "--generate", "3000", "--out", str(checkpoint), "--metrics-json", str(metrics)]
-        + ["--no-progress", "--batch-size", "256"]
+        [
+            *("train", "--generate", "3000", "--out", str(checkpoint)),
+            *("--metrics-json", str(metrics), "--no-progress", "--batch-size", "256"),
+        ]
     )
     assert code == 0
     output = capsys.readouterr().out
-    assert "click" in output and "oracle" in output and "by decile" in output
+    for expected in ("click", "oracle", "by decile"):
+        assert expected in output
     report = json.loads(metrics.read_text())
     assert set(report["heldout"]) == {"click", "conversion", "negative"}
     assert set(report["oracle_auc"]) == {"click", "conversion", "negative"}
-    model, _, saved = load_checkpoint(checkpoint)
+    _, _, saved = load_checkpoint(checkpoint)
     assert saved["click"]["auc"] == report["heldout"]["click"]["auc"]
     code = main(
-        ["export", "--checkpoint", str(checkpoint), "--repository", str(tmp_path / "repo")]
-        + ["--artifacts", str(tmp_path / "art")]
+        [
+            *("export", "--checkpoint", str(checkpoint), "--repository", str(tmp_path / "repo")),
+            *("--artifacts", str(tmp_path / "art")),
+        ]
     )
     assert code == 0
     assert (tmp_path / "repo" / "ranker" / "1" / "model.pt").is_file()
@@ -219,7 +230,10 @@ def test_train_and_export_commands(tmp_path, capsys):
 def test_train_command_reads_parquet_and_criteo(tmp_path, capsys):
     log = generate_log(2000, seed=0, config=WORLD)
     directory = log.write(tmp_path / "log")
-    assert main(["train", "--data", str(directory), "--out", str(tmp_path / "a.pt"), "--no-progress"]) == 0
+    assert (
+        main(["train", "--data", str(directory), "--out", str(tmp_path / "a.pt"), "--no-progress"])
+        == 0
+    )
     criteo = tmp_path / "criteo.txt"
     rng = np.random.default_rng(0)
     lines = [
@@ -232,7 +246,9 @@ def test_train_command_reads_parquet_and_criteo(tmp_path, capsys):
     ]
     criteo.write_text("\n".join(lines) + "\n")
     out = tmp_path / "c.pt"
-    code = main(["train", "--data", str(criteo), "--format", "criteo", "--out", str(out), "--no-progress"])
+    code = main(
+        ["train", "--data", str(criteo), "--format", "criteo", "--out", str(out), "--no-progress"]
+    )
     assert code == 0
     assert "click" in capsys.readouterr().out
     _, schema, _ = load_checkpoint(out)

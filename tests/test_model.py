@@ -107,7 +107,9 @@ def test_torchscript_dense_part_equals_eager(model, batch):
     sparse, dense = to_torch(batch)
     with torch.no_grad():
         embeddings = model.sparse(sparse)
-        for eager, script in zip(model.dense(embeddings, dense), scripted(embeddings, dense)):
+        for eager, script in zip(
+            model.dense(embeddings, dense), scripted(embeddings, dense), strict=True
+        ):
             torch.testing.assert_close(script, eager, rtol=0, atol=1e-6)
 
 
@@ -125,7 +127,7 @@ def test_checkpoint_round_trip(model, batch, tmp_path):
     assert schema.text == model.schema.text
     assert loaded.config == model.config
     with torch.no_grad():
-        for a, b in zip(model(*to_torch(batch)), loaded(*to_torch(batch))):
+        for a, b in zip(model(*to_torch(batch)), loaded(*to_torch(batch)), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

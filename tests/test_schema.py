@@ -84,6 +84,16 @@ def test_cross_side_is_its_latest_source():
     assert parse_schema(text).field("user_x_item").side == "creative"
 
 
+def test_cross_with_a_sequence_is_a_bag():
+    text = MINIMAL + (
+        '[fields.history_x_item]\nkind = "cross"\nsources = ["history", "item"]\n'
+        "num_buckets = 64\ndim = 2\n"
+    )
+    spec = parse_schema(text).field("history_x_item")
+    assert spec.pooling == "sum"
+    assert spec.side == "creative"
+
+
 def test_explicit_slots_are_kept():
     text = MINIMAL.replace("num_buckets = 100\ndim = 4", "num_buckets = 100\ndim = 4\nslot = 7")
     assert parse_schema(text).tables["shared"].slot == 7
@@ -113,22 +123,63 @@ def _edit(old: str, new: str) -> str:
         (_edit('transform = "log1p"', 'fill = "zero"'), "fill must be a number"),
         (_edit('side = "user"\nnum_buckets', 'side = "user"\ncolour = 1\nnum_buckets'), "'colour'"),
         (
-            _edit('kind = "numeric_dense"\nside = "creative"\ntransform = "log1p"', 'kind = "categorical"\nside = "creative"\nnum_buckets = 2\ndim = 1'),
+            _edit(
+                'kind = "numeric_dense"\nside = "creative"\ntransform = "log1p"',
+                'kind = "categorical"\nside = "creative"\nnum_buckets = 2\ndim = 1',
+            ),
             "at least one numeric_dense",
         ),
-        (MINIMAL + "[tables.lonely]\nnum_buckets = 3\ndim = 1\n", "table 'lonely': no field uses it"),
-        (MINIMAL.replace("[labels]\nclick = \"click\"", "[labels]\nclick = \"price\""),
-         "also a feature column"),
-        (MINIMAL + '[fields.bad]\nkind = "cross"\nsources = ["user"]\nnum_buckets = 4\ndim = 1\n',
-         "at least 2 fields"),
-        (MINIMAL + '[fields.bad]\nkind = "cross"\nsources = ["user", "ghost"]\n'
-         "num_buckets = 4\ndim = 1\n", "source 'ghost' is not a field defined above"),
-        (MINIMAL + '[fields.bad]\nkind = "cross"\nsources = ["user", "history"]\n'
-         "num_buckets = 4\ndim = 1\n", "must be categorical or numeric_bucketized"),
-        (MINIMAL + '[fields.bad]\nkind = "cross"\nside = "user"\nsources = ["user", "item"]\n'
-         "num_buckets = 4\ndim = 1\n", "side of a cross is its latest source's"),
-        (MINIMAL + '[fields.shared]\nkind = "categorical"\nside = "user"\nnum_buckets = 4\n'
-         "dim = 1\n", "a table named 'shared' already exists"),
+        (
+            MINIMAL + "[tables.lonely]\nnum_buckets = 3\ndim = 1\n",
+            "table 'lonely': no field uses it",
+        ),
+        (
+            MINIMAL.replace('[labels]\nclick = "click"', '[labels]\nclick = "price"'),
+            "also a feature column",
+        ),
+        (
+            MINIMAL
+            + '[fields.bad]\nkind = "cross"\nsources = ["user"]\nnum_buckets = 4\ndim = 1\n',
+            "at least 2 fields",
+        ),
+        (
+            MINIMAL + '[fields.bad]\nkind = "cross"\nsources = ["user", "ghost"]\n'
+            "num_buckets = 4\ndim = 1\n",
+            "source 'ghost' is not a field defined above",
+        ),
+        (
+            MINIMAL + '[fields.bad]\nkind = "cross"\nsources = ["user", "price"]\n'
+            "num_buckets = 4\ndim = 1\n",
+            "must be categorical, numeric_bucketized or multi_valued",
+        ),
+        (
+            MINIMAL + '[fields.more]\nkind = "multi_valued"\nside = "user"\ntable = "shared"\n'
+            '[fields.bad]\nkind = "cross"\nsources = ["history", "more"]\n'
+            "num_buckets = 4\ndim = 1\n",
+            "at most one source may be multi_valued",
+        ),
+        (
+            _edit(
+                'kind = "categorical"\nside = "creative"',
+                'kind = "categorical"\npooling = "sum"\nside = "creative"',
+            ),
+            "unknown key 'pooling'",
+        ),
+        (
+            MINIMAL + '[fields.bad]\nkind = "cross"\nsources = ["user", "item"]\npooling = "mean"\n'
+            "num_buckets = 4\ndim = 1\n",
+            "pooling applies to multi-valued fields and their crosses only",
+        ),
+        (
+            MINIMAL + '[fields.bad]\nkind = "cross"\nside = "user"\nsources = ["user", "item"]\n'
+            "num_buckets = 4\ndim = 1\n",
+            "side of a cross is its latest source's",
+        ),
+        (
+            MINIMAL + '[fields.shared]\nkind = "categorical"\nside = "user"\nnum_buckets = 4\n'
+            "dim = 1\n",
+            "a table named 'shared' already exists",
+        ),
         (_edit("dim = 3\n", "dim = 3\nnum_buckets = 9\n"), "len\\(boundaries\\) \\+ 2"),
     ],
 )

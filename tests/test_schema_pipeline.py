@@ -44,6 +44,11 @@ kind = "cross"
 sources = ["user", "duration"]
 num_buckets = 97
 dim = 2
+[fields.history_x_item]
+kind = "cross"
+sources = ["history", "item"]
+num_buckets = 89
+dim = 2
 [fields.minutes]
 kind = "numeric_dense"
 side = "user"
@@ -72,7 +77,14 @@ def _columns():
 def test_ids_match_the_kernels_called_directly():
     batch = FeaturePipeline(SCHEMA)(_columns())
     items, user_table = SCHEMA.tables["items"], SCHEMA.tables["user"]
-    assert list(batch.sparse) == ["user", "history", "item", "duration", "user_x_duration"]
+    assert list(batch.sparse) == [
+        "user",
+        "history",
+        "item",
+        "duration",
+        "user_x_duration",
+        "history_x_item",
+    ]
     user = ops.hash_strings(["ann", None, "bob", "ann"], user_table.slot, 50, 7)
     np.testing.assert_array_equal(batch.sparse["user"].values, user)
     np.testing.assert_array_equal(batch.sparse["user"].offsets, [0, 1, 2, 3, 4])
@@ -87,6 +99,14 @@ def test_ids_match_the_kernels_called_directly():
     np.testing.assert_array_equal(
         batch.sparse["user_x_duration"].values,
         ops.hash_cross([user, [0, 3, 2, 2]], cross_slot, 97, 7),
+    )
+    # A sequence crossed with the candidate: each value of the bag with its row's item.
+    bag = batch.sparse["history_x_item"]
+    np.testing.assert_array_equal(bag.offsets, [0, 2, 2, 2, 3])
+    history, item = batch.sparse["history"].values, batch.sparse["item"].values
+    cross_slot = SCHEMA.tables["history_x_item"].slot
+    np.testing.assert_array_equal(
+        bag.values, ops.hash_cross([history, item[[0, 0, 3]]], cross_slot, 89, 7)
     )
     expected_dense = np.stack(
         [
@@ -171,7 +191,7 @@ def test_errors(change, error, match):
 
 
 def test_columns_must_be_a_table_or_mapping():
-    with pytest.raises(TypeError, match="pyarrow.Table or a mapping"):
+    with pytest.raises(TypeError, match=r"pyarrow\.Table or a mapping"):
         FeaturePipeline(SCHEMA)([1, 2, 3])
 
 

@@ -60,7 +60,9 @@ def test_same_seed_same_model():
     second = train(small, load_schema(), config=config)
     assert first.metrics["click"]["auc"] == second.metrics["click"]["auc"]
     np.testing.assert_array_equal(first.heldout_rows, second.heldout_rows)
-    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+    for a, b in zip(
+        first.model.state_dict().values(), second.model.state_dict().values(), strict=True
+    ):
         assert (a == b).all()
 
 

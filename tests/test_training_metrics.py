@@ -14,8 +14,8 @@ from adrank.training.metrics import auc, calibration, log_loss, task_metrics
 
 def auc_ref(labels, scores) -> float:
     """Every (positive, negative) pair: 1 when ordered right, 1/2 when tied."""
-    pos = [s for s, y in zip(scores, labels) if y == 1]
-    neg = [s for s, y in zip(scores, labels) if y == 0]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    neg = [s for s, y in zip(scores, labels, strict=True) if y == 0]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
 

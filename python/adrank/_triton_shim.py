@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["write_model_config", "write_python_backend_model"]
 
-_MODEL_PY = '''"""Triton Python backend entry point; the implementation lives in the adrank package."""
+_MODEL_PY = '''"""Triton Python backend entry point; the implementation lives in adrank."""
 
 from adrank.triton.python_backend import TritonPythonModel
 

@@ -36,7 +36,14 @@ from adrank.models.checkpoint import load_checkpoint
 from adrank.models.ranker import MultiTaskRanker
 from adrank.models.tables import quantize_int8_rowwise, table_path
 
-__all__ = ["ExportResult", "export_model", "load_dense_model", "load_manifest", "next_version", "script_dense_model"]
+__all__ = [
+    "ExportResult",
+    "export_model",
+    "load_dense_model",
+    "load_manifest",
+    "next_version",
+    "script_dense_model",
+]
 
 _FORMAT = "adrank-export-1"
 MODEL_FILE = "model.pt"

@@ -11,7 +11,9 @@ HELP = "train the multi-task ranker on a synthetic or Criteo log; report held-ou
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", type=Path, help="a log: Parquet file or directory, or Criteo file")
+    source.add_argument(
+        "--data", type=Path, help="a log: Parquet file or directory, or Criteo file"
+    )
     source.add_argument(
         "--generate", type=int, metavar="ROWS", help="draw a synthetic log of ROWS rows (default)"
     )

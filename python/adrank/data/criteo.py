@@ -19,7 +19,9 @@ CATEGORICAL_COLUMNS = tuple(f"C{i}" for i in range(1, 27))
 CRITEO_COLUMNS = ("label", *INTEGER_COLUMNS, *CATEGORICAL_COLUMNS)
 
 
-def read_criteo(path: str | Path, *, delimiter: str | None = None, max_rows: int | None = None) -> Any:
+def read_criteo(
+    path: str | Path, *, delimiter: str | None = None, max_rows: int | None = None
+) -> Any:
     """Read a Criteo file into a ``pyarrow.Table``.
 
     Parameters

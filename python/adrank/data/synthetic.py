@@ -207,9 +207,13 @@ def generate_log(
     interest_matrix = np.zeros((cfg.num_users, num_cat), dtype=bool)
     for k in range(4):  # at most 4 draws per user; repeats merge
         chosen = rng.integers(0, num_cat, cfg.num_users)
-        interest_matrix[np.arange(cfg.num_users)[interest_counts > k], chosen[interest_counts > k]] = True
+        interest_matrix[
+            np.arange(cfg.num_users)[interest_counts > k], chosen[interest_counts > k]
+        ] = True
     interest_users, interest_values = np.nonzero(interest_matrix)
-    interest_offsets = np.concatenate([[0], np.cumsum(np.bincount(interest_users, minlength=cfg.num_users))])
+    interest_offsets = np.concatenate(
+        [[0], np.cumsum(np.bincount(interest_users, minlength=cfg.num_users))]
+    )
     recent_values, recent_offsets = _recent_creatives(
         rng, cfg, interest_values, interest_offsets, creative_category
     )
@@ -372,9 +376,9 @@ def _recent_creatives(
     by_category = np.argsort(creative_category, kind="stable")
     category_counts = np.bincount(creative_category, minlength=cfg.num_categories)
     category_starts = np.concatenate([[0], np.cumsum(category_counts)])
-    position = category_starts[wanted] + (
-        rng.random(len(owner)) * category_counts[wanted]
-    ).astype(np.int64)
+    position = category_starts[wanted] + (rng.random(len(owner)) * category_counts[wanted]).astype(
+        np.int64
+    )
     # A category without creatives points past its start; those draws are not used below.
     in_category = by_category[np.minimum(position, cfg.num_creatives - 1)]
     anything = rng.integers(0, cfg.num_creatives, len(owner))

@@ -25,4 +25,3 @@ __all__ = [
     "load_schema",
     "parse_schema",
 ]
-

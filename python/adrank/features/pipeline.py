@@ -111,7 +111,9 @@ class FeaturePipeline:
         slot, buckets, seed = table_spec.slot, table_spec.num_buckets, self.schema.hash_seed
         offsets = np.arange(num_rows + 1, dtype=np.int64)
         if spec.kind == "cross":
-            bag = next((n for n in spec.sources if self.schema.field(n).kind == "multi_valued"), None)
+            bag = next(
+                (n for n in spec.sources if self.schema.field(n).kind == "multi_valued"), None
+            )
             return _cross(spec.sources, bag, ids, (slot, buckets, seed), offsets)
         column = _column(table, spec)
         if spec.kind == "numeric_bucketized":
@@ -121,7 +123,9 @@ class FeaturePipeline:
             column = values
         values = _hash(column, slot, buckets, seed)
         if len(values) != offsets[-1]:
-            raise ValueError(f"column {spec.column!r} has {len(values)} values, expected {offsets[-1]}")
+            raise ValueError(
+                f"column {spec.column!r} has {len(values)} values, expected {offsets[-1]}"
+            )
         return SparseFeature(values, offsets)
 
 
@@ -206,7 +210,9 @@ def _jagged(column: Any, spec: FieldSpec) -> tuple[Any, np.ndarray]:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
-        raise TypeError(f"multi-valued column {spec.column!r} must be a list array, got {column.type}")
+        raise TypeError(
+            f"multi-valued column {spec.column!r} must be a list array, got {column.type}"
+        )
     lengths = np.asarray(pc.list_value_length(column).fill_null(0), dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])

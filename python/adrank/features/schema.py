@@ -45,6 +45,7 @@ creative) and by file order within a side: that is the layout of the dense model
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import sys
 from collections.abc import Mapping
@@ -311,14 +312,17 @@ class _Parser:
             side = max((s.side for s in earlier if s.name in sources), key=SIDES.index)
             if "side" in entry and entry["side"] != side:
                 raise self.fail(
-                    where, f"side of a cross is its latest source's ({side!r}), got {entry['side']!r}"
+                    where,
+                    f"side of a cross is its latest source's ({side!r}), got {entry['side']!r}",
                 )
         else:
             side = self.choice(where, entry, "side", SIDES)
         table = self.table_of(where, name, entry, tables, boundaries)
         pooling = "sum"  # one id per row: sum and mean agree
         if kind == "multi_valued" or (kind == "cross" and self.is_bag(sources, earlier)):
-            pooling = self.choice(where, entry, "pooling", POOLINGS, "mean" if kind == "multi_valued" else "sum")
+            pooling = self.choice(
+                where, entry, "pooling", POOLINGS, "mean" if kind == "multi_valued" else "sum"
+            )
         elif "pooling" in entry:
             raise self.fail(where, "pooling applies to multi-valued fields and their crosses only")
         return FieldSpec(
@@ -331,7 +335,7 @@ class _Parser:
             raise self.fail(where, "boundaries must be a non-empty list of numbers")
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
             raise self.fail(where, f"boundaries must be numbers, got {values!r}")
-        if any(math.isnan(v) for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+        if any(math.isnan(v) for v in values) or any(b <= a for a, b in itertools.pairwise(values)):
             raise self.fail(where, f"boundaries must be strictly increasing, got {values!r}")
         return tuple(float(v) for v in values)
 

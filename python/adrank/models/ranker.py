@@ -18,6 +18,7 @@ impressions, so pCVR is never fitted on the click-biased sample alone.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +86,7 @@ class SparseArch(nn.Module):
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     return nn.Sequential(*layers)
 
@@ -124,9 +125,10 @@ class DenseArch(nn.Module):
         joined = width + (config.deep_layers[-1] if config.deep_layers else width)
         self.towers = nn.ModuleList(
             [
-                nn.Sequential(_mlp([joined, *config.tower_layers]), nn.Linear(
-                    config.tower_layers[-1] if config.tower_layers else joined, 1
-                ))
+                nn.Sequential(
+                    _mlp([joined, *config.tower_layers]),
+                    nn.Linear(config.tower_layers[-1] if config.tower_layers else joined, 1),
+                )
                 for _ in range(3)
             ]
         )
@@ -185,9 +187,7 @@ def esmm_loss(
     (ESMM); negative: BCE(pNEG, negative).
     """
     ctr, cvr, neg = (t.reshape(-1) for t in logits)
-    parts: dict[str, Tensor] = {
-        "click": F.binary_cross_entropy_with_logits(ctr, labels["click"])
-    }
+    parts: dict[str, Tensor] = {"click": F.binary_cross_entropy_with_logits(ctr, labels["click"])}
     if "conversion" in labels:
         log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)
         p_ctcvr = log_ctcvr.exp().clamp(max=1.0 - _EPS)

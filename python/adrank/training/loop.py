@@ -75,7 +75,9 @@ def split_holdout(num_rows: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(rows[held:]), np.sort(rows[:held])
 
 
-def to_torch(batch: FeatureBatch) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+def to_torch(
+    batch: FeatureBatch,
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
     """The model's inputs of a batch as tensors (no copy)."""
     sparse = {
         name: (torch.from_numpy(f.values), torch.from_numpy(f.offsets))
@@ -130,7 +132,7 @@ def fit(model: MultiTaskRanker, batch: FeatureBatch, config: TrainConfig) -> lis
             for optimizer in optimizers:
                 optimizer.zero_grad()
             loss.backward()
-            for optimizer, scheduler in zip(optimizers, schedulers):
+            for optimizer, scheduler in zip(optimizers, schedulers, strict=True):
                 optimizer.step()
                 scheduler.step()
             for task, value in parts.items():
@@ -157,7 +159,7 @@ def predict(model: MultiTaskRanker, batch: FeatureBatch, batch_size: int = 8192)
     parts: dict[str, list[np.ndarray]] = {"ctr": [], "cvr": [], "neg": []}
     for part in _minibatches(batch, batch_size):
         outputs = model(*to_torch(part))
-        for key, value in zip(parts, outputs):
+        for key, value in zip(parts, outputs, strict=True):
             parts[key].append(value.reshape(-1).double().numpy())
     result = {key: np.concatenate(values) for key, values in parts.items()}
     result["ctcvr"] = result["ctr"] * result["cvr"]
@@ -172,8 +174,7 @@ def evaluate(model: MultiTaskRanker, batch: FeatureBatch) -> dict[str, Any]:
     predictions = predict(model, batch)
     score_of = {"click": "ctr", "conversion": "ctcvr", "negative": "neg"}
     return {
-        task: task_metrics(batch.labels[task], predictions[score_of[task]])
-        for task in batch.labels
+        task: task_metrics(batch.labels[task], predictions[score_of[task]]) for task in batch.labels
     }
 
 

@@ -16,7 +16,9 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if labels.shape != scores.shape:
-        raise ValueError(f"labels and scores must have equal lengths, got {labels.size} and {scores.size}")
+        raise ValueError(
+            f"labels and scores must have equal lengths, got {labels.size} and {scores.size}"
+        )
     if labels.size == 0:
         raise ValueError("labels must not be empty")
     if not np.isin(labels, (0.0, 1.0)).all():
