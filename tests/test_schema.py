@@ -115,6 +115,12 @@ def _edit(old: str, new: str) -> str:
         (_edit('table = "shared"', 'table = "other"'), "table 'other' is not defined"),
         (_edit('table = "shared"', 'table = "shared"\ndim = 3'), "takes no num_buckets or dim"),
         (_edit("num_buckets = 12", "num_buckets = 0"), "num_buckets must be >= 1, got 0"),
+        (
+            _edit("num_buckets = 12", "num_buckets = 2000000000000"),
+            "num_buckets must be <= 1099511627776",
+        ),
+        ("hash_seed = -1\n" + MINIMAL, "hash_seed must be >= 0"),
+        ("extra = 1\n" + MINIMAL, "top level: unknown key 'extra'"),
         (_edit("dim = 2", 'dim = "two"'), "dim must be an integer"),
         (_edit("num_buckets = 12\n", ""), "field 'user': missing key 'num_buckets'"),
         (_edit("[6.0, 12.0, 18.0]", "[6.0, 6.0]"), "strictly increasing"),

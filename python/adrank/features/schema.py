@@ -201,7 +201,14 @@ class _Parser:
         if unknown:
             raise self.fail(where, f"unknown key {unknown[0]!r} (allowed: {sorted(allowed)})")
 
-    def integer(self, where: str, table: Mapping[str, Any], key: str, minimum: int) -> int:
+    def integer(
+        self,
+        where: str,
+        table: Mapping[str, Any],
+        key: str,
+        minimum: int,
+        maximum: int = _MAX_BUCKETS,
+    ) -> int:
         if key not in table:
             raise self.fail(where, f"missing key {key!r}")
         value = table[key]
@@ -209,8 +216,8 @@ class _Parser:
             raise self.fail(where, f"{key} must be an integer, got {value!r}")
         if value < minimum:
             raise self.fail(where, f"{key} must be >= {minimum}, got {value}")
-        if value > _MAX_BUCKETS:
-            raise self.fail(where, f"{key} must be <= {_MAX_BUCKETS}, got {value}")
+        if value > maximum:
+            raise self.fail(where, f"{key} must be <= {maximum}, got {value}")
         return value
 
     def choice(
@@ -235,7 +242,8 @@ class _Parser:
         raw = self.raw
         self.check_keys("top level", raw, {"name", "hash_seed", "labels", "tables", "fields"})
         name = self.string("top level", raw, "name", "schema")
-        seed = self.integer("top level", {"hash_seed": raw.get("hash_seed", 0)}, "hash_seed", 0)
+        seed_entry = {"hash_seed": raw.get("hash_seed", 0)}
+        seed = self.integer("top level", seed_entry, "hash_seed", 0, maximum=2**64 - 1)
         labels = self.labels(raw.get("labels"))
         tables = self.shared_tables(raw.get("tables", {}))
         fields_raw = raw.get("fields")
