@@ -193,6 +193,8 @@ def test_errors(change, error, match):
 def test_columns_must_be_a_table_or_mapping():
     with pytest.raises(TypeError, match=r"pyarrow\.Table or a mapping"):
         FeaturePipeline(SCHEMA)([1, 2, 3])
+    with pytest.raises(ValueError, match="at least one column"):
+        FeaturePipeline(SCHEMA)({})
 
 
 def test_pyarrow_table_input():

@@ -44,9 +44,9 @@ class SyntheticConfig:
     """Sizes of the synthetic world. Fewer entities make a small log easier to learn."""
 
     num_advertisers: int = 200
-    num_campaigns: int = 1000
-    num_creatives: int = 5000
-    num_users: int = 20000
+    num_campaigns: int = 500
+    num_creatives: int = 2000
+    num_users: int = 10000
     num_categories: int = 32
     num_music: int = 500
     num_devices: int = 60
@@ -143,7 +143,7 @@ def generate_log(
     ----------
     num_rows : int >= 1
     seed : int >= 0
-    config : SyntheticConfig, the sizes of the world (defaults: 5,000 creatives, 20,000 users)
+    config : SyntheticConfig, the sizes of the world (defaults: 2,000 creatives, 10,000 users)
 
     Returns
     -------

@@ -164,6 +164,8 @@ def _num_rows(table: Mapping[str, Any]) -> int:
             lengths.add(len(column[1]) - 1)
         else:
             lengths.add(len(column))
+    if not lengths:
+        raise ValueError("columns must hold at least one column")
     if len(lengths) != 1:
         raise ValueError(f"columns must have equal lengths, got {sorted(lengths)}")
     return lengths.pop()
