@@ -1,0 +1,199 @@
+"""The multi-task ranker: embedding bags, DCN-v2 cross layers beside a deep MLP, three towers.
+
+Glossary: ``B`` rows (candidates); ``E`` the width of the concatenated pooled embeddings;
+``N`` dense features; ``D`` the interaction width ``E + N``.
+
+The module is built in two parts so that export can split it without rewriting anything:
+
+* :class:`SparseArch` holds the embedding tables and pools each field's bag
+  (``embedding_bag``), concatenating the fields in the schema's model order: ``[B, E]``.
+* :class:`DenseArch` is everything after the lookup, ``forward(embeddings [B, E], dense [B, N])
+  -> (p_ctr, p_cvr, p_neg)``, each ``[B, 1]``; it is what TorchScript serves in Triton.
+
+Tasks: click (pCTR), conversion given a click (pCVR) and negative feedback (pNEG). Conversion
+is trained the ESMM way, on ``pCTCVR = pCTR * pCVR`` against the conversion label over all
+impressions, so pCVR is never fitted on the click-biased sample alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adrank.features.schema import FeatureSchema
+
+__all__ = ["DenseArch", "MultiTaskRanker", "RankerConfig", "SparseArch", "esmm_loss"]
+
+_EPS = 1e-7
+
+
+@dataclasses.dataclass(frozen=True)
+class RankerConfig:
+    """Sizes of the dense part. ``cross_rank = 0`` makes the cross layers full rank."""
+
+    cross_layers: int = 2
+    cross_rank: int = 0
+    deep_layers: tuple[int, ...] = (128, 64)
+    tower_layers: tuple[int, ...] = (32,)
+    embedding_init_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.cross_layers < 0:
+            raise ValueError(f"cross_layers must be >= 0, got {self.cross_layers}")
+        if self.cross_rank < 0:
+            raise ValueError(f"cross_rank must be >= 0, got {self.cross_rank}")
+        for name in ("deep_layers", "tower_layers"):
+            sizes = getattr(self, name)
+            if any(not isinstance(s, int) or s < 1 for s in sizes):
+                raise ValueError(f"{name} must be positive integers, got {sizes!r}")
+        if self.embedding_init_std <= 0:
+            raise ValueError(f"embedding_init_std must be > 0, got {self.embedding_init_std}")
+        object.__setattr__(self, "deep_layers", tuple(self.deep_layers))
+        object.__setattr__(self, "tower_layers", tuple(self.tower_layers))
+
+
+class SparseArch(nn.Module):
+    """One table per schema table; fields on a shared table read the same rows."""
+
+    def __init__(self, schema: FeatureSchema, init_std: float = 0.1) -> None:
+        super().__init__()
+        self.tables = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.randn(spec.num_buckets, spec.dim) * init_std)
+                for name, spec in schema.tables.items()
+            }
+        )
+        self.fields = [(f.name, f.table, f.pooling) for f in schema.sparse_fields]
+
+    def forward(self, sparse: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+        """``sparse[field] = (values [nnz], offsets [B + 1])`` -> pooled ``[B, E]``."""
+        pooled = [
+            F.embedding_bag(
+                sparse[name][0],
+                self.tables[table],
+                sparse[name][1],
+                mode=pooling,
+                include_last_offset=True,
+            )
+            for name, table, pooling in self.fields
+        ]
+        return torch.cat(pooled, dim=1)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class CrossLayer(nn.Module):
+    """DCN-v2: ``x_next = x0 * (W x + b) + x``, W full or ``U V`` of rank r."""
+
+    def __init__(self, width: int, rank: int) -> None:
+        super().__init__()
+        if rank:
+            self.project = nn.Sequential(nn.Linear(width, rank, bias=False), nn.Linear(rank, width))
+        else:
+            self.project = nn.Sequential(nn.Linear(width, width))
+        nn.init.zeros_(self.project[-1].bias)
+
+    def forward(self, x0: Tensor, x: Tensor) -> Tensor:
+        return x0 * self.project(x) + x
+
+
+class DenseArch(nn.Module):
+    """Everything after the lookup; TorchScript-able, the model Triton serves."""
+
+    def __init__(self, embedding_dim: int, dense_dim: int, config: RankerConfig) -> None:
+        super().__init__()
+        width = embedding_dim + dense_dim
+        self.embedding_dim = embedding_dim
+        self.dense_dim = dense_dim
+        # Dense inputs are standardized with training-set statistics kept in the module,
+        # so serving feeds the raw transformed numbers.
+        self.register_buffer("dense_mean", torch.zeros(dense_dim))
+        self.register_buffer("dense_scale", torch.ones(dense_dim))
+        self.cross = nn.ModuleList(
+            [CrossLayer(width, config.cross_rank) for _ in range(config.cross_layers)]
+        )
+        self.deep = _mlp([width, *config.deep_layers])
+        joined = width + (config.deep_layers[-1] if config.deep_layers else width)
+        self.towers = nn.ModuleList(
+            [
+                nn.Sequential(
+                    _mlp([joined, *config.tower_layers]),
+                    nn.Linear(config.tower_layers[-1] if config.tower_layers else joined, 1),
+                )
+                for _ in range(3)
+            ]
+        )
+
+    def set_dense_statistics(self, dense: Tensor) -> None:
+        """Standardize dense inputs with the mean and deviation of ``dense [rows, N]``."""
+        with torch.no_grad():
+            self.dense_mean.copy_(dense.mean(dim=0))
+            self.dense_scale.copy_(1.0 / dense.std(dim=0).clamp_min(1e-6))
+
+    def logits(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x0 = torch.cat([embeddings, (dense - self.dense_mean) * self.dense_scale], dim=1)
+        x = x0
+        for layer in self.cross:
+            x = layer(x0, x)
+        deep = self.deep(x0)
+        joined = torch.cat([x, deep], dim=1)
+        outputs: list[Tensor] = []
+        for tower in self.towers:
+            outputs.append(tower(joined))
+        return outputs[0], outputs[1], outputs[2]
+
+    def forward(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(p_ctr, p_cvr, p_neg), each ``[B, 1]``; p_cvr is the rate given a click."""
+        ctr, cvr, neg = self.logits(embeddings, dense)
+        return torch.sigmoid(ctr), torch.sigmoid(cvr), torch.sigmoid(neg)
+
+
+class MultiTaskRanker(nn.Module):
+    """The unsplit module: ``SparseArch`` then ``DenseArch``."""
+
+    def __init__(self, schema: FeatureSchema, config: RankerConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or RankerConfig()
+        self.schema = schema
+        self.sparse = SparseArch(schema, self.config.embedding_init_std)
+        self.dense = DenseArch(schema.embedding_dim, schema.dense_dim, self.config)
+
+    def logits(
+        self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return self.dense.logits(self.sparse(sparse), dense)
+
+    def forward(
+        self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return self.dense(self.sparse(sparse), dense)
+
+
+def esmm_loss(
+    logits: tuple[Tensor, Tensor, Tensor], labels: dict[str, Tensor]
+) -> tuple[Tensor, dict[str, float]]:
+    """The summed loss of the tasks that have labels, and each task's part.
+
+    click: BCE(pCTR, click); conversion: BCE(pCTR * pCVR, conversion) over all impressions
+    (ESMM); negative: BCE(pNEG, negative).
+    """
+    ctr, cvr, neg = (t.reshape(-1) for t in logits)
+    parts: dict[str, Tensor] = {"click": F.binary_cross_entropy_with_logits(ctr, labels["click"])}
+    if "conversion" in labels:
+        log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)
+        p_ctcvr = log_ctcvr.exp().clamp(max=1.0 - _EPS)
+        target = labels["conversion"]
+        parts["conversion"] = -(target * log_ctcvr + (1.0 - target) * torch.log1p(-p_ctcvr)).mean()
+    if "negative" in labels:
+        parts["negative"] = F.binary_cross_entropy_with_logits(neg, labels["negative"])
+    total = torch.stack(list(parts.values())).sum()
+    return total, {task: float(value.detach()) for task, value in parts.items()}

@@ -1,0 +1,1 @@
+"""Training: the loop, the held-out split and its metrics."""

@@ -1,0 +1,31 @@
+"""The text report of ``adrank train``: per task AUC, log loss and calibration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["format_report", "oracle_for"]
+
+
+def oracle_for(table: Any, rows: np.ndarray) -> dict[str, float] | None:
+    """Oracle AUCs on ``rows`` of a synthetic log; None for a log without true probabilities."""
+    from adrank.data import oracle_metrics
+
+    if "p_click" not in table.column_names:
+        return None
+    return oracle_metrics(table.take(rows))
+
+
+def format_report(metrics: dict[str, Any], oracle: dict[str, float] | None = None) -> str:
+    lines = ["held-out metrics", f"{'task':<12}{'AUC':>8}{'oracle':>8}{'log loss':>10}{'calib':>8}"]
+    for task, m in metrics.items():
+        reference = f"{oracle[task]:8.4f}" if oracle else f"{'-':>8}"
+        lines.append(
+            f"{task:<12}{m['auc']:8.4f}{reference}{m['log_loss']:10.4f}{m['calibration']:8.3f}"
+        )
+    for task, m in metrics.items():
+        ratios = " ".join(f"{b['ratio']:.2f}" for b in m["calibration_deciles"])
+        lines.append(f"{task} calibration by decile (predicted / observed): {ratios}")
+    return "\n".join(lines)
