@@ -1,0 +1,85 @@
+"""The dense ranking model behind one interface: Triton in serving, TorchScript in process.
+
+Both take ``EMBEDDINGS`` float32 [C, E] and ``DENSE`` float32 [C, N] and return the three
+rates float32 [C] (click; conversion given a click; negative feedback). A model that cannot
+answer raises :class:`ModelUnavailableError`, which the service turns into a 503.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from adrank.orchestrator.errors import ModelUnavailableError
+
+Rates = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class DenseModel(Protocol):
+    version: str
+
+    def predict(self, embeddings: np.ndarray, dense: np.ndarray) -> Rates: ...
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+
+class TritonModel:
+    """The ranker on a Triton server, through adrank's gRPC client (deadline and retries)."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str = "ranker",
+        version: str = "",
+        timeout_s: float = 0.1,
+        retries: int = 1,
+    ) -> None:
+        from adrank.triton.client import RankerClient
+
+        self._client = RankerClient(
+            url, model=model, model_version=version, timeout_s=timeout_s, retries=retries
+        )
+        self.version = f"{model}/{version or 'latest'}"
+
+    def predict(self, embeddings: np.ndarray, dense: np.ndarray) -> Rates:
+        from adrank.triton.client import RankerClientError
+
+        try:
+            out = self._client.predict(embeddings, dense)
+        except RankerClientError as error:
+            raise ModelUnavailableError(f"ranking model unavailable: {error}") from None
+        return out.p_ctr.reshape(-1), out.p_cvr.reshape(-1), out.p_neg.reshape(-1)
+
+    def readiness(self) -> tuple[bool, str]:
+        if self._client.is_ready():
+            return True, f"model {self.version} ready at {self._client.url}"
+        return False, f"model {self.version} is not ready at {self._client.url}"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class TorchScriptModel:
+    """The exported dense part run in this process with torch: a stand-in and a baseline."""
+
+    def __init__(self, path: str | Path, version: str = "in-process", num_threads: int = 1) -> None:
+        import torch
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"TorchScript model not found: {path}")
+        torch.set_num_threads(num_threads)
+        self._torch = torch
+        self._module = torch.jit.load(str(path), map_location="cpu").eval()
+        self.version = version
+
+    def predict(self, embeddings: np.ndarray, dense: np.ndarray) -> Rates:
+        torch = self._torch
+        with torch.inference_mode():
+            ctr, cvr, neg = self._module(torch.from_numpy(embeddings), torch.from_numpy(dense))
+        return ctr.numpy().reshape(-1), cvr.numpy().reshape(-1), neg.numpy().reshape(-1)
+
+    def readiness(self) -> tuple[bool, str]:
+        return True, f"in-process model {self.version}"

@@ -1,0 +1,339 @@
+"""``adrank.Ranker``: one request in, the k best creatives out, with no per-candidate Python.
+
+Glossary: ``C`` candidates of a request (after dropping unknown ids); ``E``/``N`` the model's
+embedding and dense widths; ``k`` creatives asked for.
+
+Stages, each timed (``RankResponse.timings_ms``):
+
+1. ``catalog``    join candidate ids to the catalog snapshot (unknown ids dropped, counted)
+2. ``features``   request fields once, creative fields gathered, crosses hashed for all C
+3. ``embeddings`` request-side rows pooled once and broadcast; candidate rows in one call
+4. ``model``      one call to the dense model (Triton)
+5. ``scoring``    eCPM by objective, pacing, negative-feedback penalty
+                  (:mod:`adrank.orchestrator.scoring`)
+6. ``selection``  constrained top-k: per-advertiser cap, paused campaigns, region targeting,
+                  categories blocked in the user's region, frequency caps
+7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from adrank import ops
+from adrank.features.schema import FeatureSchema
+from adrank.orchestrator import pricing, scoring
+from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
+from adrank.orchestrator.errors import ModelUnavailableError
+from adrank.orchestrator.features import CreativeFeatures, ServingFeatures
+from adrank.orchestrator.model import DenseModel
+from adrank.orchestrator.request import RankRequest, RankResponse
+
+STAGES = ("catalog", "features", "embeddings", "model", "scoring", "selection", "pricing")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Business rules of selection; a request's ``constraints`` override the first two."""
+
+    max_per_advertiser: int = 2
+    frequency_cap: int = 3
+    blocked_categories: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # by region
+
+    def __post_init__(self) -> None:
+        if self.max_per_advertiser < 1:
+            raise ValueError(f"max_per_advertiser must be >= 1, got {self.max_per_advertiser}")
+        if self.frequency_cap < 1:
+            raise ValueError(f"frequency_cap must be >= 1, got {self.frequency_cap}")
+
+
+@dataclass(frozen=True)
+class FallbackRates:
+    """Rates scored when the model does not answer; the response is flagged ``degraded``.
+
+    Use the log's average rates: the ranking then falls back to bids (and pacing), which keeps
+    ads serving through a model outage at a known cost in relevance.
+    """
+
+    p_ctr: float
+    p_cvr: float
+    p_neg: float
+
+    def __post_init__(self) -> None:
+        for name in ("p_ctr", "p_cvr", "p_neg"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"fallback {name} must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A catalog and its creative encodings: swapped together, read together."""
+
+    catalog: Catalog
+    creative: CreativeFeatures
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+
+PacingLookup = Callable[[np.ndarray], np.ndarray]  # campaign ids [C] -> multipliers [C]
+
+
+class Ranker:
+    """Ranks a request's candidate creatives (see the module docstring for the stages).
+
+    Parameters
+    ----------
+    schema : the feature schema the model was trained with
+    tables : table name -> EmbeddingTable (or float ndarray [rows, dim]), as exported
+    model : the dense model (:class:`~adrank.orchestrator.model.TritonModel` in serving)
+    catalog : the first catalog snapshot; :meth:`swap_catalog` replaces it while serving
+    scoring_config, selection_config : the formulas' settings
+    fallback : rates to score with when the model does not answer; None answers 503 instead
+    pacing : campaign ids -> multipliers in [0, 1]; None means 1.0 for every campaign
+    """
+
+    def __init__(
+        self,
+        schema: FeatureSchema,
+        tables: Mapping[str, Any],
+        model: DenseModel,
+        catalog: Catalog,
+        scoring_config: scoring.ScoringConfig | None = None,
+        selection_config: SelectionConfig | None = None,
+        fallback: FallbackRates | None = None,
+        pacing: PacingLookup | None = None,
+    ) -> None:
+        self.features = ServingFeatures(schema)
+        missing = {f.table for f in schema.sparse_fields} - set(tables)
+        if missing:
+            raise ValueError(f"tables is missing embedding tables: {sorted(missing)}")
+        self.tables = tables
+        self.model = model
+        self.scoring_config = scoring_config or scoring.ScoringConfig()
+        self.selection_config = selection_config or SelectionConfig()
+        self.fallback = fallback
+        self.pacing = pacing
+        sparse = self.features
+        self._request_keys = [f.name for f in sparse.request_fields]
+        self._candidate_keys = [f.name for f in sparse.candidate_fields]
+        self._field_tables = {f.name: tables[f.table] for f in schema.sparse_fields}
+        self._modes = {f.name: f.pooling for f in schema.sparse_fields}
+        self._swap_lock = threading.Lock()
+        self._snapshot = self._encode(catalog)
+        self.unknown_candidates = 0
+
+    # --- catalog -------------------------------------------------------------------------
+
+    def _encode(self, catalog: Catalog) -> _Snapshot:
+        if catalog.table is None:
+            raise ValueError("catalog has no table to encode creative features from")
+        return _Snapshot(catalog, self.features.encode_catalog(catalog.table))
+
+    def swap_catalog(self, catalog: Catalog) -> None:
+        """Encodes ``catalog`` and installs it atomically; requests in flight finish on the old."""
+        snapshot = self._encode(catalog)  # the slow part, outside the lock
+        with self._swap_lock:
+            self._snapshot = snapshot
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._snapshot.catalog
+
+    def readiness(self) -> tuple[bool, str]:
+        ready, reason = self.model.readiness()
+        catalog = self._snapshot.catalog
+        return (
+            ready,
+            f"{reason}; catalog {catalog.version or 'loaded'} with {len(catalog)} creatives",
+        )
+
+    # --- ranking -------------------------------------------------------------------------
+
+    def rank(self, request: RankRequest) -> RankResponse:
+        return self.rank_batch([request])[0]
+
+    def rank_batch(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
+        """Ranks several requests with one model call for all their candidates."""
+        snapshot = self._snapshot  # one read: each batch sees one catalog
+        timers = [_Timer() for _ in requests]
+        prepared = [self._prepare(snapshot, r, t) for r, t in zip(requests, timers, strict=True)]
+        rates, degraded = self._predict(prepared, timers)
+        return [
+            self._finish(snapshot.catalog, request, prep, rate, degraded, timer)
+            for request, prep, rate, timer in zip(requests, prepared, rates, timers, strict=True)
+        ]
+
+    def _prepare(self, snapshot: _Snapshot, request: RankRequest, timer: _Timer) -> dict[str, Any]:
+        catalog, features = snapshot.catalog, self.features
+        with timer.stage("catalog"):
+            rows, known = catalog.lookup(request.candidates)
+            unknown = int(len(known) - len(rows))
+        with timer.stage("features"):
+            request_features = features.encode_request(request.user, request.context)
+            candidate_ids, candidate_lengths = features.candidate_ids(
+                snapshot.creative, rows, request_features
+            )
+            dense = features.dense(snapshot.creative, rows, request_features)
+        with timer.stage("embeddings"):
+            embeddings = np.empty((len(rows), features.embedding_dim), dtype=np.float32)
+            if self._request_keys:
+                pooled = ops.embedding_bag_collection(
+                    self._request_keys,
+                    request_features.values,
+                    request_features.lengths,
+                    self._field_tables,
+                    self._modes,
+                )
+                embeddings[:, : features.request_dim] = pooled.reshape(1, -1)
+            if self._candidate_keys and len(rows):
+                pooled = ops.embedding_bag_collection(
+                    self._candidate_keys,
+                    candidate_ids,
+                    candidate_lengths,
+                    self._field_tables,
+                    self._modes,
+                )
+                embeddings[:, features.request_dim :] = pooled.reshape(len(rows), -1)
+        return {"rows": rows, "unknown": unknown, "embeddings": embeddings, "dense": dense}
+
+    def _predict(self, prepared: list[dict[str, Any]], timers: list[_Timer]) -> tuple[list, bool]:
+        sizes = [len(p["rows"]) for p in prepared]
+        start = time.perf_counter()
+        degraded = False
+        if sum(sizes) == 0:
+            empty = np.empty(0, dtype=np.float32)
+            rates: tuple[np.ndarray, ...] = (empty, empty, empty)
+        else:
+            embeddings = (
+                np.concatenate([p["embeddings"] for p in prepared])
+                if len(prepared) > 1
+                else prepared[0]["embeddings"]
+            )
+            dense = (
+                np.concatenate([p["dense"] for p in prepared])
+                if len(prepared) > 1
+                else prepared[0]["dense"]
+            )
+            try:
+                rates = self.model.predict(embeddings, dense)
+            except ModelUnavailableError:
+                if self.fallback is None:
+                    raise
+                degraded = True
+                total = sum(sizes)
+                rates = tuple(
+                    np.full(total, getattr(self.fallback, name), dtype=np.float32)
+                    for name in ("p_ctr", "p_cvr", "p_neg")
+                )
+        elapsed = (time.perf_counter() - start) * 1e3
+        bounds = np.cumsum([0, *sizes])
+        per_request = [tuple(r[a:b] for r in rates) for a, b in itertools.pairwise(bounds)]
+        for timer in timers:  # one shared call: each request waited for all of it
+            timer.ms["model"] = elapsed
+        return per_request, degraded
+
+    def _finish(
+        self,
+        catalog: Catalog,
+        request: RankRequest,
+        prep: dict[str, Any],
+        rates: tuple[np.ndarray, np.ndarray, np.ndarray],
+        degraded: bool,
+        timer: _Timer,
+    ) -> RankResponse:
+        rows = prep["rows"]
+        p_ctr, p_cvr, p_neg = (r.astype(np.float64) for r in rates)
+        config = self.scoring_config
+        with timer.stage("scoring"):
+            objective = catalog.objective[rows]
+            bid, target_cpa = catalog.bid[rows], catalog.target_cpa[rows]
+            campaigns = catalog.campaign_id[rows]
+            pacing = (
+                np.ones(len(rows))
+                if self.pacing is None
+                else np.asarray(self.pacing(campaigns), dtype=np.float64)
+            )
+            ecpm = scoring.ecpm(config, objective, bid, target_cpa, pacing, p_ctr, p_cvr, p_neg)
+        with timer.stage("selection"):
+            eligible = self._eligible(catalog, request, rows, pacing)
+            cap = request.constraints.max_per_advertiser or self.selection_config.max_per_advertiser
+            advertisers = catalog.advertiser_id[rows]
+            # One more than asked: the runner-up sets the last winner's second price.
+            _, chosen = ops.select(
+                ecpm.astype(np.float32),
+                request.k + 1,
+                groups=(advertisers, cap),
+                eligible=eligible,
+                min_score=config.reserve_ecpm,
+            )
+            chosen = chosen[chosen >= 0]
+            winners, runner_up = chosen[: request.k], chosen[request.k :]
+        with timer.stage("pricing"):
+            factors = scoring.bid_to_ecpm_factor(
+                objective[winners], p_ctr[winners], p_cvr[winners], pacing[winners]
+            )
+            penalties = config.neg_penalty * p_neg[winners] * 1000.0
+            price = pricing.gsp_prices(
+                ecpm[winners],
+                float(ecpm[runner_up[0]]) if len(runner_up) else None,
+                scoring.own_bid(objective[winners], bid[winners], target_cpa[winners]),
+                factors,
+                penalties,
+                config.reserve_ecpm,
+            )
+        self.unknown_candidates += prep["unknown"]
+        winner_rows = rows[winners]
+        return RankResponse(
+            request_id=request.request_id,
+            model_version=self.model.version,
+            creative_id=catalog.creative_id[winner_rows],
+            campaign_id=catalog.campaign_id[winner_rows],
+            advertiser_id=catalog.advertiser_id[winner_rows],
+            p_ctr=p_ctr[winners],
+            p_cvr=p_cvr[winners],
+            p_neg=p_neg[winners],
+            ecpm=ecpm[winners],
+            price=price,
+            timings_ms={stage: round(timer.ms.get(stage, 0.0), 4) for stage in STAGES},
+            unknown_candidates=prep["unknown"],
+            degraded=degraded,
+        )
+
+    def _eligible(
+        self, catalog: Catalog, request: RankRequest, rows: np.ndarray, pacing: np.ndarray
+    ) -> np.ndarray:
+        """Paused campaigns, region targeting, blocked categories, frequency caps, spent budgets."""
+        eligible = catalog.active[rows] & (pacing > 0)
+        # Untargeted campaigns run everywhere, a region no campaign names included.
+        masks = catalog.region_mask[rows]
+        eligible &= (masks == ALL_REGIONS) | ((masks & catalog.region_bit(request.region)) != 0)
+        blocked = set(request.constraints.blocked_categories)
+        if request.region is not None:
+            blocked.update(self.selection_config.blocked_categories.get(request.region, ()))
+        if blocked:
+            eligible &= ~np.isin(catalog.category[rows], np.fromiter(blocked, dtype=np.int64))
+        if len(request.recently_seen):
+            cap = request.constraints.frequency_cap or self.selection_config.frequency_cap
+            seen, counts = np.unique(request.recently_seen, return_counts=True)
+            over_cap = seen[counts >= cap]
+            if len(over_cap):
+                eligible &= ~np.isin(catalog.creative_id[rows], over_cap)
+        return eligible
