@@ -64,16 +64,18 @@ class TritonModel:
 class TorchScriptModel:
     """The exported dense part run in this process with torch: a stand-in and a baseline."""
 
-    def __init__(self, path: str | Path, version: str = "in-process", num_threads: int = 1) -> None:
+    def __init__(self, version_dir: str | Path, num_threads: int = 1) -> None:
         import torch
 
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"TorchScript model not found: {path}")
+        from adrank.export import MODEL_FILE, load_dense_model
+
+        version_dir = Path(version_dir)
+        if not (version_dir / MODEL_FILE).exists():
+            raise FileNotFoundError(f"no {MODEL_FILE} in {version_dir}")
         torch.set_num_threads(num_threads)
         self._torch = torch
-        self._module = torch.jit.load(str(path), map_location="cpu").eval()
-        self.version = version
+        self._module = load_dense_model(version_dir).eval()
+        self.version = f"{version_dir.parent.name}/{version_dir.name} (in process)"
 
     def predict(self, embeddings: np.ndarray, dense: np.ndarray) -> Rates:
         torch = self._torch

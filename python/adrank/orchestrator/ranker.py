@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,6 +140,27 @@ class Ranker:
         self._swap_lock = threading.Lock()
         self._snapshot = self._encode(catalog)
         self.unknown_candidates = 0
+
+    @classmethod
+    def from_export(
+        cls,
+        artifacts_dir: str | Path,
+        catalog: Catalog | str | Path,
+        model: DenseModel,
+        *,
+        precision: str = "fp32",
+        **settings: Any,
+    ) -> Ranker:
+        """A ranker over one exported version: its schema and tables (memory-mapped)."""
+        from adrank.features import load_schema
+        from adrank.models.tables import load_tables
+
+        artifacts_dir = Path(artifacts_dir)
+        schema = load_schema(artifacts_dir / "schema.toml")
+        tables = load_tables(artifacts_dir / "tables", schema, precision)
+        if not isinstance(catalog, Catalog):
+            catalog = Catalog.from_parquet(catalog)
+        return cls(schema, tables, model, catalog, **settings)
 
     # --- catalog -------------------------------------------------------------------------
 
