@@ -321,3 +321,29 @@ def test_shared_memory_is_on_by_default_only_for_loopback(url, uses_shm):
     client = RankerClient(url)
     assert (client.shm_threshold_bytes >= 0) is uses_shm
     client.close()
+
+
+def test_shared_memory_client_recovers_after_the_server_restarts(repository, modules):
+    """A restarted server has forgotten our regions: the client registers new ones by itself."""
+    embeddings, dense = inputs(64, seed=3)
+    expected = ranker_ref(modules["ranker"], embeddings, dense)
+    grpc_port, http_port = free_port(), free_port()
+    ports = {"grpc_port": grpc_port, "http_port": http_port, "models": ["ranker"]}
+    client = RankerClient(f"127.0.0.1:{grpc_port}", timeout_s=30.0, shm_threshold_bytes=0)
+    try:
+        with EmbeddedTriton(repository, **ports):
+            np.testing.assert_allclose(
+                as_array(client.predict(embeddings, dense)), expected, atol=1e-5
+            )
+        with EmbeddedTriton(repository, **ports):
+            answers = []
+            for _ in range(3):
+                try:
+                    answers.append(as_array(client.predict(embeddings, dense)))
+                except RankerClientError:
+                    answers.append(None)  # at most the first call sees the stale region
+            assert answers[0] is None or answers[0].shape == expected.shape
+            np.testing.assert_allclose(answers[-1], expected, atol=1e-5)
+            assert answers[1] is not None
+    finally:
+        client.close()

@@ -83,6 +83,7 @@ class _SharedMemoryPool:
         self._lock = threading.Lock()
         self._free: list[_Region] = []
         self._all: list[_Region] = []
+        self._retired = False
 
     def acquire(self, byte_size: int) -> _Region:
         with self._lock:
@@ -107,7 +108,23 @@ class _SharedMemoryPool:
 
     def release(self, region: _Region) -> None:
         with self._lock:
-            self._free.append(region)
+            if not self._retired:
+                self._free.append(region)
+                return
+            self._all.remove(region)
+        self._destroy([region])
+
+    def retire(self) -> None:
+        """Stop reusing this pool's regions: free the idle ones now, the busy ones on release.
+
+        Called after a failed call: a restarted server no longer knows our regions, and a new
+        pool registers fresh ones. Busy regions stay mapped until their call is done with them.
+        """
+        with self._lock:
+            self._retired = True
+            idle, self._free = self._free, []
+            self._all = [r for r in self._all if r not in idle]
+        self._destroy(idle)
 
     def write(self, region: _Region, arrays: list[np.ndarray]) -> list[int]:
         """Copy ``arrays`` into ``region`` at aligned offsets; returns the offsets."""
@@ -122,6 +139,9 @@ class _SharedMemoryPool:
     def close(self) -> None:
         with self._lock:
             regions, self._all, self._free = self._all, [], []
+        self._destroy(regions)
+
+    def _destroy(self, regions: list[_Region]) -> None:
         for region in regions:
             # The server may be gone; the memory is ours to free either way.
             with contextlib.suppress(InferenceServerException):
@@ -301,6 +321,10 @@ class RankerClient:
                 ):
                     infer_input.set_shared_memory(region.name, array.nbytes, offset)
                 result = self._infer(inputs)
+            except RankerClientError as error:
+                if not isinstance(error, RankerTimeoutError):
+                    self._retire_pool(pool)  # the server may have restarted without our regions
+                raise
             finally:
                 pool.release(region)
         else:
@@ -340,6 +364,12 @@ class RankerClient:
                     ) from None
                 time.sleep(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _retire_pool(self, pool: _SharedMemoryPool) -> None:
+        with self._pool_lock:
+            if self._pool_holder[0] is pool:
+                self._pool_holder[0] = None
+        pool.retire()
 
     def _shared_memory(self) -> _SharedMemoryPool:
         with self._pool_lock:
