@@ -46,6 +46,8 @@ def test_reads_csv_and_tsv(tmp_path, name, delimiter, header):
 def test_reads_gzip_and_max_rows(tmp_path):
     path = _write(tmp_path / "train.txt.gz", "\t", False, opener=gzip.open)
     assert read_criteo(path, max_rows=1).num_rows == 1
+    assert read_criteo(path, max_rows=1).column("label").to_pylist() == [1]
+    assert read_criteo(path, max_rows=10).num_rows == 2
 
 
 def test_criteo_schema_turns_it_into_a_batch(tmp_path):
@@ -82,3 +84,5 @@ def test_missing_file_and_bad_delimiter(tmp_path):
     path = _write(tmp_path / "train.csv", ",", True)
     with pytest.raises(ValueError, match="delimiter must be"):
         read_criteo(path, delimiter=";")
+    with pytest.raises(ValueError, match="max_rows must be a positive integer"):
+        read_criteo(path, max_rows=0)

@@ -70,6 +70,7 @@ def test_layout_and_manifest(exported):
         fp32 = np.load(export.artifacts_dir / table["fp32"], mmap_mode="r")
         assert fp32.shape == (table["rows"], table["dim"])
         assert fp32.dtype == np.float32
+        assert fp32.offset % 64 == 0  # rows start on cache lines when the file is mapped
         int8 = np.load(export.artifacts_dir / table["int8"], mmap_mode="r")
         assert int8.shape == (table["rows"], table["dim"] + 8)
         assert int8.dtype == np.uint8

@@ -48,6 +48,10 @@ def read_criteo(
     first = _first_line(path)
     if delimiter is None:
         delimiter = "\t" if "\t" in first else ","
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+    ):
+        raise ValueError(f"max_rows must be a positive integer or None, got {max_rows!r}")
     if delimiter not in (",", "\t"):
         raise ValueError(f"delimiter must be ',' or '\\t', got {delimiter!r}")
     fields = first.rstrip("\r\n").split(delimiter)
@@ -68,16 +72,29 @@ def read_criteo(
         column_types=types, null_values=[""], strings_can_be_null=True
     )
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=convert_options,
-        )
+        if max_rows is None:
+            table = pacsv.read_csv(
+                path,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+        else:  # stream, and stop reading once enough rows have come
+            reader = pacsv.open_csv(
+                path,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+            batches, rows = [], 0
+            for batch in reader:
+                batches.append(batch)
+                rows += batch.num_rows
+                if rows >= max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
     except pa.ArrowInvalid as error:
         raise ValueError(f"{path}: not a valid Criteo file: {error}") from None
-    if max_rows is not None:
-        table = table.slice(0, max_rows)
     labels = table.column("label")
     if labels.null_count or not set(labels.unique().to_pylist()) <= {0, 1}:
         raise ValueError(f"{path}: label must be 0 or 1 on every row")
