@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,19 +11,16 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from adrank import EmbeddingTable, ops
 from adrank.cli import main
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import export_model, load_dense_model, load_manifest, next_version
 from adrank.features import FeaturePipeline, load_schema
 from adrank.models import load_checkpoint
-from adrank.models.tables import (
-    dequantize_int8_rowwise,
-    load_tables,
-    pooled_embeddings_ref,
-    quantize_int8_rowwise,
-)
+from adrank.models.tables import load_tables, pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, predict, to_torch, train
 from adrank.training.metrics import auc
+from adrank.triton.testing import serve_ranker
 
 WORLD = SyntheticConfig(
     num_advertisers=10, num_campaigns=20, num_creatives=60, num_users=2000, num_categories=8
@@ -44,11 +42,30 @@ def exported(trained, tmp_path_factory):
     return export_model(model, repository=root / "models", artifacts=root / "artifacts"), root
 
 
-def split_outputs(export, batch, precision):
-    """The split pipeline: tables from files (numpy lookup) + the TorchScript dense model."""
+def pooled_with_adrank(tables, schema, batch):
+    """adrank's lookup: every sparse field of the batch in one collection call, [B, E]."""
+    keys = [f.name for f in schema.sparse_fields]
+    values = np.concatenate([batch.sparse[k].values for k in keys])
+    lengths = np.concatenate([np.diff(batch.sparse[k].offsets) for k in keys])
+    field_tables = {f.name: tables[f.table] for f in schema.sparse_fields}
+    modes = {f.name: f.pooling for f in schema.sparse_fields}
+    pooled = ops.embedding_bag_collection(keys, values, lengths, field_tables, modes)
+    return pooled.reshape(len(batch), -1)
+
+
+def split_embeddings(export, batch, precision):
     schema = load_schema(export.artifacts_dir / "schema.toml")
     tables = load_tables(export.artifacts_dir / "tables", schema, precision)
-    embeddings = pooled_embeddings_ref(tables, schema, batch)
+    embeddings = pooled_with_adrank(tables, schema, batch)
+    np.testing.assert_allclose(
+        embeddings, pooled_embeddings_ref(tables, schema, batch), rtol=1e-5, atol=1e-6
+    )
+    return embeddings
+
+
+def split_outputs(export, batch, precision):
+    """The split pipeline in process: adrank's lookup + the exported TorchScript dense model."""
+    embeddings = split_embeddings(export, batch, precision)
     dense_model = load_dense_model(export.version_dir)
     with torch.no_grad():
         return dense_model(torch.from_numpy(embeddings), torch.from_numpy(batch.dense))
@@ -67,13 +84,12 @@ def test_layout_and_manifest(exported):
     assert manifest["dense_dim"] == schema.dense_dim
     assert [f["name"] for f in manifest["sparse_fields"]] == [f.name for f in schema.sparse_fields]
     for name, table in manifest["tables"].items():
-        fp32 = np.load(export.artifacts_dir / table["fp32"], mmap_mode="r")
-        assert fp32.shape == (table["rows"], table["dim"])
-        assert fp32.dtype == np.float32
-        assert fp32.offset % 64 == 0  # rows start on cache lines when the file is mapped
-        int8 = np.load(export.artifacts_dir / table["int8"], mmap_mode="r")
-        assert int8.shape == (table["rows"], table["dim"] + 8)
-        assert int8.dtype == np.uint8
+        fp32 = EmbeddingTable.load(export.artifacts_dir / table["fp32"], verify=True)
+        assert (fp32.num_rows, fp32.dim, fp32.dtype) == (table["rows"], table["dim"], "float32")
+        assert fp32.data.ctypes.data % 64 == 0  # mapped rows start on cache lines
+        int8 = EmbeddingTable.load(export.artifacts_dir / table["int8"], verify=True)
+        assert (int8.num_rows, int8.dim) == (table["rows"], table["dim"])
+        assert int8.dtype == "int8_rowwise"
         assert table["slot"] == schema.tables[name].slot
     assert not list(export.model_dir.glob(".*partial*"))
 
@@ -116,6 +132,21 @@ def test_fp32_split_pipeline_reproduces_the_module(trained, exported):
         assert float((a - b).abs().max()) <= 1e-5, name
 
 
+@pytest.mark.triton
+def test_split_pipeline_through_the_real_triton_server(trained, exported):
+    """adrank's lookup + the dense model on the embedded Triton = the unsplit module."""
+    model, heldout = trained
+    export, root = exported
+    rows = heldout.take(np.arange(2000))
+    with torch.no_grad():
+        unsplit = [t.numpy().ravel() for t in model(*to_torch(rows))]
+    embeddings = split_embeddings(export, rows, "fp32")
+    with serve_ranker(root / "models") as (_, client):
+        served = client.predict(embeddings, rows.dense)
+    for name, expected, got in zip(("ctr", "cvr", "neg"), unsplit, served, strict=True):
+        assert float(np.abs(expected - got).max()) <= 1e-5, name
+
+
 def test_int8_tables_lose_at_most_0_002_click_auc(trained, exported):
     model, heldout = trained
     export, _ = exported
@@ -145,44 +176,6 @@ def test_versions_count_up_and_are_never_overwritten(trained, exported):
 def test_export_errors(trained, tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         export_model(trained[0], repository=tmp_path, artifacts=tmp_path, **kwargs)
-
-
-def dequantize_ref(fused):
-    rows = []
-    for row in fused:
-        dim = len(row) - 8
-        scale, bias = np.frombuffer(bytes(row[dim:]), dtype="<f4")
-        rows.append([code * scale + bias for code in row[:dim]])
-    return np.array(rows, dtype=np.float32)
-
-
-def test_int8_rowwise_quantization():
-    rng = np.random.default_rng(0)
-    table = rng.normal(size=(50, 6)).astype(np.float32)
-    table[3] = 0.25  # a constant row: scale 0, exact
-    fused = quantize_int8_rowwise(table)
-    assert fused.shape == (50, 14)
-    assert fused.dtype == np.uint8
-    restored = dequantize_int8_rowwise(fused)
-    np.testing.assert_allclose(restored, dequantize_ref(fused), rtol=1e-6)
-    step = (table.max(axis=1) - table.min(axis=1)) / 255.0
-    assert (np.abs(restored - table) <= step[:, None] / 2 + 1e-6).all()
-    np.testing.assert_array_equal(restored[3], table[3])
-    np.testing.assert_allclose(restored.min(axis=1), table.min(axis=1), rtol=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("function", "argument", "match"),
-    [
-        (quantize_int8_rowwise, np.zeros(4, np.float32), "2-D with at least one column"),
-        (quantize_int8_rowwise, np.array([[np.inf]], np.float32), "finite"),
-        (dequantize_int8_rowwise, np.zeros((2, 4), np.uint8), "uint8 \\[R, D \\+ 8\\]"),
-        (dequantize_int8_rowwise, np.zeros((2, 10), np.float32), "uint8 \\[R, D \\+ 8\\]"),
-    ],
-)
-def test_quantization_errors(function, argument, match):
-    with pytest.raises(ValueError, match=match):
-        function(argument)
 
 
 def test_load_tables_errors(exported, tmp_path):
@@ -254,3 +247,11 @@ def test_train_command_reads_parquet_and_criteo(tmp_path, capsys):
     assert "click" in capsys.readouterr().out
     _, schema, _ = load_checkpoint(out)
     assert schema.name == "criteo"
+
+
+def test_committed_triton_configs_are_what_export_writes(exported):
+    """triton_models/ranker/ holds the configs of the default schema; export must agree."""
+    export, _ = exported
+    committed = Path(__file__).resolve().parents[1] / "triton_models" / "ranker"
+    for name in ("config.pbtxt", "configs/gpu.pbtxt"):
+        assert (export.model_dir / name).read_text() == (committed / name).read_text(), name

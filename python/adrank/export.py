@@ -8,8 +8,8 @@ Layout written for model ``NAME`` and version ``V`` (versions count up from 1)::
     <repository>/NAME/V/model.py            the thin Python-backend entry point
     <artifacts>/NAME/V/manifest.json        what the orchestrator needs to map and look up
     <artifacts>/NAME/V/schema.toml          the feature schema the model was trained with
-    <artifacts>/NAME/V/tables/T.fp32.npy    each table, float32 [R, D]
-    <artifacts>/NAME/V/tables/T.int8.npy    each table, int8 row-wise [R, D + 8] (FBGEMM)
+    <artifacts>/NAME/V/tables/T.fp32.safetensors   each table, float32 [R, D]
+    <artifacts>/NAME/V/tables/T.int8.safetensors   each table, int8 row-wise [R, D + 8] (FBGEMM)
 
 Each version directory is written under a temporary name and renamed into place, so a Triton
 polling the repository never loads a half-written version; a new version loads without a
@@ -27,14 +27,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-# MERGE: switch to ``from adrank.triton.model_config import ...`` (the triton helper's writers).
-from adrank._triton_shim import write_model_config, write_python_backend_model
 from adrank.models.checkpoint import load_checkpoint
 from adrank.models.ranker import MultiTaskRanker
-from adrank.models.tables import quantize_int8_rowwise, table_path
+from adrank.models.tables import save_tables, table_path
+from adrank.triton.model_config import write_model_config, write_python_backend_model
 
 __all__ = [
     "ExportResult",
@@ -115,10 +113,10 @@ def export_model(
         (staging / "schema.toml").write_text(schema.text)
         tables_dir = staging / "tables"
         tables_dir.mkdir()
-        for table_name, weight in model.sparse.tables.items():
-            array = weight.detach().cpu().numpy().astype(np.float32, copy=False)
-            np.save(table_path(tables_dir, table_name, "fp32"), array)
-            np.save(table_path(tables_dir, table_name, "int8"), quantize_int8_rowwise(array))
+        save_tables(
+            tables_dir,
+            {name: w.detach().cpu().numpy() for name, w in model.sparse.tables.items()},
+        )
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
     dims = {"embedding_dim": schema.embedding_dim, "dense_dim": schema.dense_dim}
@@ -171,8 +169,8 @@ def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]
                 "rows": t.num_buckets,
                 "dim": t.dim,
                 "slot": t.slot,
-                "fp32": f"tables/{t.name}.fp32.npy",
-                "int8": f"tables/{t.name}.int8.npy",
+                "fp32": table_path("tables", t.name, "fp32").as_posix(),
+                "int8": table_path("tables", t.name, "int8").as_posix(),
             }
             for t in schema.tables.values()
         },
