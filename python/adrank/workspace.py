@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from adrank.data.synthetic import NETWORKS, PLACEMENTS, SyntheticConfig
+from adrank.orchestrator.ranker import FallbackRates
 from adrank.orchestrator.request import RankRequest
 
 WORKSPACE_FILE = "workspace.json"
@@ -150,3 +151,17 @@ def sample_requests(
             )
         )
     return requests
+
+
+def fallback_rates(workspace: Workspace) -> FallbackRates:
+    """The log's average rates from the training run: what the service scores when degraded."""
+    from adrank.orchestrator.ranker import FallbackRates
+
+    metrics = workspace.metrics
+    click = metrics["click"]["observed_rate"]
+    converted = metrics["conversion"]["observed_rate"]  # per impression (ESMM's pCTCVR)
+    return FallbackRates(
+        p_ctr=click,
+        p_cvr=converted / click if click > 0 else 0.0,
+        p_neg=metrics["negative"]["observed_rate"],
+    )

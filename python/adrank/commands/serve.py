@@ -1,0 +1,69 @@
+"""``adrank serve``: the ranking service (HTTP JSON API) over an exported model and a catalog."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "serve POST /v1/rank over HTTP (FastAPI on uvicorn), the model on Triton"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=Path("artifacts/demo"),
+        help="the demo workspace to serve (built by `adrank demo`, or here if missing)",
+    )
+    parser.add_argument("--artifacts", type=Path, help="an exported version's artifacts dir")
+    parser.add_argument("--catalog", type=Path, help="catalog Parquet file")
+    parser.add_argument("--repository", type=Path, default=Path("triton_models"))
+    parser.add_argument("--model", default="ranker", help="model name in the repository")
+    parser.add_argument(
+        "--triton-url", help="gRPC host:port of a running Triton (default: embedded)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--deadline-ms", type=float, default=100.0, help="model call deadline")
+    parser.add_argument(
+        "--fallback",
+        action="store_true",
+        help="when the model does not answer, score with the log's average rates (degraded) "
+        "instead of answering 503",
+    )
+    parser.add_argument("--max-candidates", type=int, default=10_000)
+    parser.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from adrank.service.app import ServiceLimits
+    from adrank.service.stack import serving_stack
+    from adrank.workspace import fallback_rates, prepare_workspace
+
+    if (args.artifacts is None) != (args.catalog is None):
+        raise SystemExit("adrank serve: give both --artifacts and --catalog, or neither")
+    fallback = None
+    if args.artifacts is None:
+        workspace = prepare_workspace(args.workspace, repository=args.repository)
+        artifacts, catalog = workspace.artifacts_dir, workspace.catalog_path
+        fallback = fallback_rates(workspace) if args.fallback else None
+    else:
+        artifacts, catalog = args.artifacts, args.catalog
+        if args.fallback:
+            raise SystemExit("adrank serve: --fallback needs a workspace's training metrics")
+    limits = ServiceLimits(args.max_candidates, args.max_body_bytes)
+    with serving_stack(
+        artifacts,
+        catalog,
+        repository=args.repository,
+        model_name=args.model,
+        triton_url=args.triton_url,
+        deadline_ms=args.deadline_ms,
+        fallback=fallback,
+        limits=limits,
+    ) as stack:
+        print(f"adrank serving on http://{args.host}:{args.port} (docs at /docs)")
+        uvicorn.run(stack.app, host=args.host, port=args.port, log_level="warning")
+    return 0

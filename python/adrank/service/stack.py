@@ -1,0 +1,102 @@
+"""The whole serving stack in one place: Triton, the ranker, the HTTP app, and its server.
+
+``serving_stack`` starts what is missing (an embedded Triton unless ``triton_url`` is given),
+builds the ranker over an exported model and a catalog, and the app over the ranker; it stops
+everything it started on exit. ``HttpServer`` runs the app with uvicorn on a loopback port in a
+background thread, for the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adrank.orchestrator.model import TritonModel
+from adrank.orchestrator.ranker import FallbackRates, Ranker
+from adrank.service.app import ServiceLimits, create_app
+
+
+@dataclass
+class ServingStack:
+    app: Any
+    ranker: Ranker
+    model: TritonModel
+    triton: Any  # the EmbeddedTriton started here, or None
+
+
+@contextlib.contextmanager
+def serving_stack(
+    artifacts_dir: str | Path,
+    catalog_path: str | Path,
+    *,
+    repository: str | Path = "triton_models",
+    model_name: str = "ranker",
+    triton_url: str | None = None,
+    deadline_ms: float = 100.0,
+    fallback: FallbackRates | None = None,
+    limits: ServiceLimits | None = None,
+    **ranker_settings: Any,
+) -> Iterator[ServingStack]:
+    """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit."""
+    from adrank.triton import EmbeddedTriton
+
+    if not deadline_ms > 0:
+        raise ValueError(f"deadline_ms must be > 0, got {deadline_ms}")
+    with contextlib.ExitStack() as stack:
+        triton = None
+        if triton_url is None:
+            triton = stack.enter_context(EmbeddedTriton(repository, models=[model_name]))
+            triton_url = triton.grpc_url
+        model = TritonModel(triton_url, model=model_name, timeout_s=deadline_ms / 1e3)
+        stack.callback(model.close)
+        ranker = Ranker.from_export(
+            artifacts_dir, catalog_path, model, fallback=fallback, **ranker_settings
+        )
+        yield ServingStack(create_app(ranker, limits), ranker, model, triton)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HttpServer:
+    """uvicorn serving ``app`` on ``host:port`` in a daemon thread; a context manager."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self.host, self.port = host, port or free_loopback_port()
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="adrank-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> HttpServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP server did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> HttpServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,348 @@
+"""adrank.Ranker against a plain reference: the training pipeline, numpy lookups, the same
+dense module in torch, the documented formulas and a greedy selection loop.
+
+The model is an in-process stand-in (the dense module run with torch), so these tests check
+the orchestration itself; tests/test_service_e2e.py runs the same path through Triton and HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from adrank import EmbeddingTable
+from adrank.data import SyntheticConfig, generate_log
+from adrank.data.catalog import catalog_table
+from adrank.features import FeaturePipeline, load_schema
+from adrank.models.tables import pooled_embeddings_ref
+from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.errors import ModelUnavailableError
+from adrank.orchestrator.ranker import FallbackRates, Ranker, SelectionConfig
+from adrank.orchestrator.request import Constraints, RankRequest
+from adrank.orchestrator.scoring import Objective, ScoringConfig
+from adrank.triton.testing import DemoDenseRanker
+
+WORLD = SyntheticConfig(
+    num_advertisers=12, num_campaigns=40, num_creatives=400, num_users=200, num_categories=8
+)
+SCORING = ScoringConfig(reserve_ecpm=0.5, neg_penalty=0.2)
+
+
+class InProcessModel:
+    """The stand-in: the dense module in torch; can be switched off like a dead Triton."""
+
+    version = "stand-in/1"
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module.eval()
+        self.down = False
+        self.calls = 0
+
+    def predict(self, embeddings, dense):
+        if self.down:
+            raise ModelUnavailableError("Triton did not answer within 100 ms")
+        self.calls += 1
+        with torch.no_grad():
+            out = self.module(torch.from_numpy(embeddings), torch.from_numpy(dense))
+        return tuple(t.numpy().ravel() for t in out)
+
+    def readiness(self):
+        return (not self.down, "stand-in")
+
+
+@pytest.fixture(scope="module")
+def world():
+    log = generate_log(2000, seed=7, config=WORLD)
+    schema = load_schema()
+    rng = np.random.default_rng(0)
+    tables = {
+        name: EmbeddingTable(rng.normal(0, 0.3, (spec.num_buckets, spec.dim)).astype(np.float32))
+        for name, spec in schema.tables.items()
+    }
+    module = DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=3)
+    table = catalog_table(log, paused_share=0.2, seed=1)
+    return log, schema, tables, module, table
+
+
+@pytest.fixture
+def ranker(world):
+    _, schema, tables, module, table = world
+    return Ranker(
+        schema,
+        tables,
+        InProcessModel(module),
+        Catalog.from_arrow(table),
+        scoring_config=SCORING,
+        selection_config=SelectionConfig(max_per_advertiser=2, frequency_cap=2),
+    )
+
+
+def make_request(world, candidates, *, user=0, k=10, **kwargs) -> RankRequest:
+    log = world[0]
+    row = log.users.slice(user, 1).to_pylist()[0]
+    return RankRequest(
+        request_id=f"r{user}",
+        user=row,
+        context={"placement": "feed", "hour": 20, "network": "wifi"},
+        candidates=np.asarray(candidates, dtype=np.int64),
+        k=k,
+        region=kwargs.pop("region", row["country"]),
+        **kwargs,
+    )
+
+
+# --- the reference ---------------------------------------------------------------------------
+
+
+def reference_rates(world, request: RankRequest, rows: np.ndarray):
+    """Training-time encoding of (user, context, candidate) rows + numpy lookup + torch."""
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    candidates = catalog.table.take(rows)
+    columns = {name: candidates[name] for name in candidates.column_names}
+    for key, value in {**request.user, **request.context}.items():
+        columns[key] = pa.array([value] * len(rows))
+    batch = FeaturePipeline(schema)(columns, with_labels=False)
+    embeddings = pooled_embeddings_ref(tables, schema, batch)
+    with torch.no_grad():
+        out = module(torch.from_numpy(embeddings), torch.from_numpy(batch.dense))
+    return catalog, [t.numpy().ravel().astype(np.float64) for t in out]
+
+
+def reference_ranking(world, request: RankRequest, selection: SelectionConfig):
+    catalog = Catalog.from_arrow(world[4])
+    ids = request.candidates
+    known = np.isin(ids, catalog.creative_id)
+    rows = np.searchsorted(catalog.creative_id, ids[known])
+    catalog, (ctr, cvr, neg) = reference_rates(world, request, rows)
+    scores, factors, own = [], [], []
+    for j, row in enumerate(rows):
+        objective = Objective(catalog.objective[row])
+        bid, cpa = catalog.bid[row], catalog.target_cpa[row]
+        per_bid = {
+            Objective.CPM: 1.0,
+            Objective.CPC: ctr[j] * 1000,
+            Objective.OCPM: ctr[j] * cvr[j] * 1000,
+        }
+        own.append(cpa if objective is Objective.OCPM else bid)
+        factors.append(per_bid[objective])
+        scores.append(own[-1] * per_bid[objective] - SCORING.neg_penalty * neg[j] * 1000)
+    seen = {c: list(request.recently_seen).count(c) for c in set(request.recently_seen.tolist())}
+    cap = request.constraints.max_per_advertiser or selection.max_per_advertiser
+    blocked = set(request.constraints.blocked_categories) | set(
+        selection.blocked_categories.get(request.region, ())
+    )
+    taken, per_advertiser = [], {}
+    order = sorted(range(len(rows)), key=lambda j: (-np.float32(scores[j]), j))
+    for j in order:
+        row = rows[j]
+        region_ok = catalog.region_mask[row] == np.uint64(2**64 - 1) or bool(
+            catalog.region_mask[row] & catalog.region_bit(request.region)
+        )
+        eligible = (
+            catalog.active[row]
+            and region_ok
+            and catalog.category[row] not in blocked
+            and seen.get(int(catalog.creative_id[row]), 0) < selection.frequency_cap
+            and scores[j] >= SCORING.reserve_ecpm
+            and per_advertiser.get(catalog.advertiser_id[row], 0) < cap
+        )
+        if eligible:
+            taken.append(j)
+            per_advertiser[catalog.advertiser_id[row]] = (
+                per_advertiser.get(catalog.advertiser_id[row], 0) + 1
+            )
+        if len(taken) == request.k + 1:
+            break
+    winners, runner_up = taken[: request.k], taken[request.k :]
+    prices = []
+    for i, j in enumerate(winners):
+        following = (
+            winners[i + 1] if i + 1 < len(winners) else (runner_up[0] if runner_up else None)
+        )
+        next_score = SCORING.reserve_ecpm if following is None else scores[following]
+        penalty = SCORING.neg_penalty * neg[j] * 1000
+        least = (
+            (max(next_score, SCORING.reserve_ecpm) + penalty) / factors[j]
+            if factors[j] > 0
+            else np.inf
+        )
+        prices.append(min(own[j], least))
+    chosen = catalog.creative_id[rows[winners]]
+    return chosen, np.array([scores[j] for j in winners]), np.array(prices), ctr[winners]
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user", [0, 1, 2, 3])
+def test_ranking_equals_the_training_pipeline_reference(world, ranker, user) -> None:
+    catalog_ids = Catalog.from_arrow(world[4]).creative_id
+    rng = np.random.default_rng(user)
+    candidates = rng.choice(catalog_ids, 300, replace=False)
+    request = make_request(world, candidates, user=user, k=12)
+    response = ranker.rank(request)
+    chosen, scores, prices, ctr = reference_ranking(world, request, ranker.selection_config)
+    np.testing.assert_array_equal(response.creative_id, chosen)
+    np.testing.assert_allclose(response.p_ctr, ctr, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(response.ecpm, scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(response.price, prices, rtol=1e-5, atol=1e-6)
+    assert set(response.timings_ms) == {
+        "catalog",
+        "features",
+        "embeddings",
+        "model",
+        "scoring",
+        "selection",
+        "pricing",
+    }
+    assert response.model_version == "stand-in/1"
+
+
+def test_unknown_candidates_are_dropped_and_counted(world, ranker) -> None:
+    known = Catalog.from_arrow(world[4]).creative_id[:50]
+    request = make_request(world, [*known, 1, 2, 3], k=5)
+    response = ranker.rank(request)
+    assert response.unknown_candidates == 3
+    assert set(response.creative_id) <= set(known)
+    empty = ranker.rank(make_request(world, [1, 2, 3], k=5))
+    assert len(empty) == 0
+    assert empty.unknown_candidates == 3
+
+
+def test_business_rules_hold(world, ranker) -> None:
+    catalog = Catalog.from_arrow(world[4])
+    ids = catalog.creative_id
+    top = ranker.rank(make_request(world, ids, k=30))
+    rows = np.searchsorted(ids, top.creative_id)
+    assert catalog.active[rows].all()  # paused campaigns never win
+    assert np.bincount(np.unique(top.advertiser_id, return_inverse=True)[1]).max() <= 2
+    region_bit = catalog.region_bit(make_request(world, ids).region)
+    masks = catalog.region_mask[rows]
+    assert ((masks == np.uint64(2**64 - 1)) | ((masks & region_bit) != 0)).all()
+    assert (
+        top.price
+        <= np.where(
+            catalog.objective[rows] == Objective.OCPM, catalog.target_cpa[rows], catalog.bid[rows]
+        )
+        + 1e-9
+    ).all()
+    assert (top.ecpm >= SCORING.reserve_ecpm).all()
+    assert (np.diff(top.ecpm) <= 1e-9).all()  # rank order
+
+    # Blocked categories and a tighter cap, from the request.
+    category = int(catalog.category[rows[0]])
+    constrained = ranker.rank(
+        make_request(
+            world,
+            ids,
+            k=30,
+            constraints=Constraints(max_per_advertiser=1, blocked_categories=(category,)),
+        )
+    )
+    constrained_rows = np.searchsorted(ids, constrained.creative_id)
+    assert category not in set(catalog.category[constrained_rows].tolist())
+    assert len(set(constrained.advertiser_id.tolist())) == len(constrained)
+
+    # Frequency cap 2: a creative seen twice is not shown again; seen once, it still may be.
+    first = int(top.creative_id[0])
+    again = ranker.rank(make_request(world, ids, k=30, recently_seen=np.array([first, first])))
+    assert first not in again.creative_id
+    once = ranker.rank(make_request(world, ids, k=30, recently_seen=np.array([first])))
+    assert once.creative_id[0] == first
+
+
+def test_blocked_categories_by_region_from_the_settings(world) -> None:
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    request = make_request(world, catalog.creative_id, k=40)
+    blocked = {request.region: tuple(range(4))}
+    ranker = Ranker(
+        schema,
+        tables,
+        InProcessModel(module),
+        catalog,
+        selection_config=SelectionConfig(blocked_categories=blocked),
+    )
+    rows = np.searchsorted(catalog.creative_id, ranker.rank(request).creative_id)
+    assert (catalog.category[rows] >= 4).all()
+
+
+def test_model_down_raises_or_degrades(world) -> None:
+    _, schema, tables, module, table = world
+    model = InProcessModel(module)
+    model.down = True
+    catalog = Catalog.from_arrow(table)
+    plain = Ranker(schema, tables, model, catalog)
+    request = make_request(world, catalog.creative_id[:100], k=5)
+    with pytest.raises(ModelUnavailableError, match="did not answer"):
+        plain.rank(request)
+    assert plain.readiness()[0] is False
+    fallback = FallbackRates(p_ctr=0.05, p_cvr=0.1, p_neg=0.01)
+    degraded = Ranker(schema, tables, model, catalog, fallback=fallback).rank(request)
+    assert degraded.degraded
+    assert len(degraded) == 5
+    np.testing.assert_allclose(degraded.p_ctr, 0.05)
+
+
+def test_rank_batch_equals_single_requests_with_one_model_call(world, ranker) -> None:
+    ids = Catalog.from_arrow(world[4]).creative_id
+    requests = [make_request(world, ids[i * 50 : i * 50 + 120], user=i, k=6) for i in range(4)]
+    singles = [ranker.rank(r) for r in requests]
+    calls = ranker.model.calls
+    batch = ranker.rank_batch(requests)
+    assert ranker.model.calls == calls + 1
+    for one, many in zip(singles, batch, strict=True):
+        np.testing.assert_array_equal(one.creative_id, many.creative_id)
+        np.testing.assert_allclose(one.price, many.price, rtol=1e-6)
+
+
+def test_catalog_swap_under_load_fails_no_request(world, ranker) -> None:
+    table = world[4]
+    ids = Catalog.from_arrow(table).creative_id
+    other = table.set_column(
+        table.column_names.index("bid"), "bid", pa.compute.multiply(table["bid"], 2.0)
+    )
+    snapshots = [Catalog.from_arrow(other, version="v2"), Catalog.from_arrow(table, version="v1")]
+    errors, done = [], threading.Event()
+
+    def serve() -> None:
+        request = make_request(world, ids[:200], k=5)
+        while not done.is_set():
+            try:
+                assert len(ranker.rank(request)) == 5
+            except Exception as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(6):
+        ranker.swap_catalog(snapshots[i % 2])
+    done.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert ranker.catalog.version == "v1"
+
+
+def test_settings_are_validated(world) -> None:
+    _, schema, _, module, table = world
+    with pytest.raises(ValueError, match="max_per_advertiser must be >= 1"):
+        SelectionConfig(max_per_advertiser=0)
+    with pytest.raises(ValueError, match="frequency_cap must be >= 1"):
+        SelectionConfig(frequency_cap=0)
+    with pytest.raises(ValueError, match="fallback p_ctr must be in"):
+        FallbackRates(1.5, 0.1, 0.1)
+    with pytest.raises(ValueError, match="tables is missing embedding tables"):
+        Ranker(schema, {}, InProcessModel(module), Catalog.from_arrow(table))
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        make_request(world, [1], k=0)
+    with pytest.raises(ValueError, match="candidates must be a 1-D array"):
+        make_request(world, [[1]])
+    with pytest.raises(ValueError, match=r"constraints\.frequency_cap must be"):
+        Constraints(frequency_cap=0)
