@@ -24,6 +24,8 @@ from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.orchestrator.ranker import FallbackRates, Ranker, SelectionConfig
 from adrank.orchestrator.request import Constraints, RankRequest
 from adrank.orchestrator.scoring import Objective, ScoringConfig
+from adrank.pacing import PacingService, SpendEvent, SQLitePacingStore
+from adrank.traffic import SQLiteTrafficStore, TrafficControl
 from adrank.triton.testing import DemoDenseRanker
 
 WORLD = SyntheticConfig(
@@ -270,6 +272,43 @@ def test_blocked_categories_by_region_from_the_settings(world) -> None:
     )
     rows = np.searchsorted(catalog.creative_id, ranker.rank(request).creative_id)
     assert (catalog.category[rows] >= 4).all()
+
+
+def test_kill_switches_take_effect_on_the_next_request(world, tmp_path) -> None:
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    traffic = TrafficControl(SQLiteTrafficStore(tmp_path / "traffic.sqlite"))
+    ranker = Ranker(schema, tables, InProcessModel(module), catalog, killed=traffic.blocked)
+    request = make_request(world, catalog.creative_id, k=20)
+    first = ranker.rank(request)
+    advertiser, campaign = int(first.advertiser_id[0]), int(first.campaign_id[-1])
+    traffic.kill_advertiser(advertiser, "policy review")
+    traffic.kill_campaign(campaign)
+    after = ranker.rank(request)
+    assert advertiser not in after.advertiser_id
+    assert campaign not in after.campaign_id
+    traffic.revive_advertiser(advertiser)
+    traffic.revive_campaign(campaign)
+    np.testing.assert_array_equal(ranker.rank(request).creative_id, first.creative_id)
+
+
+def test_a_spent_budget_stops_the_campaign_at_once(world) -> None:
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    now = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+    pacing = PacingService(SQLitePacingStore(":memory:"))
+    ranker = Ranker(
+        schema,
+        tables,
+        InProcessModel(module),
+        catalog,
+        pacing=lambda campaigns: pacing.multipliers(campaigns, now),
+    )
+    request = make_request(world, catalog.creative_id, k=20)
+    campaign = int(ranker.rank(request).campaign_id[0])
+    pacing.set_budget(campaign, 10.0, now)
+    pacing.record_events([SpendEvent("e1", campaign, "impression", 10.0, now)])
+    assert campaign not in ranker.rank(request).campaign_id
 
 
 def test_model_down_raises_or_degrades(world) -> None:

@@ -95,6 +95,8 @@ class _Timer:
 
 
 PacingLookup = Callable[[np.ndarray], np.ndarray]  # campaign ids [C] -> multipliers [C]
+# advertiser ids [C], campaign ids [C] -> killed [C] (bool); TrafficControl.blocked is one
+KillSwitchLookup = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class Ranker:
@@ -109,6 +111,8 @@ class Ranker:
     scoring_config, selection_config : the formulas' settings
     fallback : rates to score with when the model does not answer; None answers 503 instead
     pacing : campaign ids -> multipliers in [0, 1]; None means 1.0 for every campaign
+    killed : (advertiser ids, campaign ids) -> True where a kill switch is on
+        (:meth:`adrank.traffic.TrafficControl.blocked`); None means nothing is killed
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class Ranker:
         selection_config: SelectionConfig | None = None,
         fallback: FallbackRates | None = None,
         pacing: PacingLookup | None = None,
+        killed: KillSwitchLookup | None = None,
     ) -> None:
         self.features = ServingFeatures(schema)
         missing = {f.table for f in schema.sparse_fields} - set(tables)
@@ -132,6 +137,7 @@ class Ranker:
         self.selection_config = selection_config or SelectionConfig()
         self.fallback = fallback
         self.pacing = pacing
+        self.killed = killed
         sparse = self.features
         self._request_keys = [f.name for f in sparse.request_fields]
         self._candidate_keys = [f.name for f in sparse.candidate_fields]
@@ -342,8 +348,13 @@ class Ranker:
     def _eligible(
         self, catalog: Catalog, request: RankRequest, rows: np.ndarray, pacing: np.ndarray
     ) -> np.ndarray:
-        """Paused campaigns, region targeting, blocked categories, frequency caps, spent budgets."""
+        """Paused campaigns, kill switches, region targeting, blocked categories, frequency caps,
+        spent budgets."""
         eligible = catalog.active[rows] & (pacing > 0)
+        if self.killed is not None:
+            eligible &= ~np.asarray(
+                self.killed(catalog.advertiser_id[rows], catalog.campaign_id[rows]), dtype=bool
+            )
         # Untargeted campaigns run everywhere, a region no campaign names included.
         masks = catalog.region_mask[rows]
         eligible &= (masks == ALL_REGIONS) | ((masks & catalog.region_bit(request.region)) != 0)

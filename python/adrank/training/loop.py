@@ -138,7 +138,7 @@ def fit(model: MultiTaskRanker, batch: FeatureBatch, config: TrainConfig) -> lis
             for task, value in parts.items():
                 sums[task] = sums.get(task, 0.0) + value * len(part)
             if hasattr(progress, "set_postfix"):
-                progress.set_postfix(loss=f"{float(loss):.4f}")
+                progress.set_postfix(loss=f"{loss.detach().item():.4f}")
         history.append({task: total / len(batch) for task, total in sums.items()})
     model.eval()
     return history
