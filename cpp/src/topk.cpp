@@ -55,7 +55,7 @@ Key mth_largest(const Key* keys, std::size_t n, std::size_t m, std::vector<Key>&
 // best score: the passes cover only the bits in which the scores differ, and equal digits in a
 // row are rare. Stability keeps ties in index order. Small inputs use std::sort.
 void sort_best_first(Key* keys, std::size_t n, Key* scratch) {
-  if (n < 768) {  // measured: std::sort wins below this size
+  if (sorts_small(n)) {
     std::sort(keys, keys + n, std::greater<Key>());
     return;
   }
