@@ -82,6 +82,20 @@ bool same_shape(const py::array& a, const py::array& scores) {
   return true;
 }
 
+// Runs a kernel over `scores` scores with the GIL released, except for requests so small that
+// releasing and retaking it would cost more than the kernel (numpy draws the same line, see
+// NPY_BEGIN_THREADS_THRESHOLDED).
+template <class Kernel>
+void run_kernel(std::size_t scores, Kernel&& kernel) {
+  constexpr std::size_t kReleaseGilFrom = 2048;
+  if (scores < kReleaseGilFrom) {
+    kernel();
+    return;
+  }
+  py::gil_scoped_release release;
+  kernel();
+}
+
 std::size_t checked_k(std::int64_t k) {
   ADRANK_CHECK_VALUE(k >= 0, "k must be >= 0, got ", k);
   return static_cast<std::size_t>(k);
@@ -101,10 +115,7 @@ void bind_topk(py::module_& m) {
         const std::size_t slots = checked_k(k);
         const ScoreRows rows = score_rows(scores, offsets);
         const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);
-        {
-          py::gil_scoped_release release;
-          topk(rows, slots, answer.value_data, answer.index_data);
-        }
+        run_kernel(rows.size, [&] { topk(rows, slots, answer.value_data, answer.index_data); });
         return answer.pair();
       },
       py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),
@@ -144,10 +155,8 @@ void bind_topk(py::module_& m) {
           constraints.eligible = static_cast<const std::uint8_t*>(mask.data());
         }
         const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);
-        {
-          py::gil_scoped_release release;
-          select(rows, slots, constraints, answer.value_data, answer.index_data);
-        }
+        run_kernel(rows.size,
+                   [&] { select(rows, slots, constraints, answer.value_data, answer.index_data); });
         return answer.pair();
       },
       py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),

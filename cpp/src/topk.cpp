@@ -55,7 +55,7 @@ Key mth_largest(const Key* keys, std::size_t n, std::size_t m, std::vector<Key>&
 // best score: the passes cover only the bits in which the scores differ, and equal digits in a
 // row are rare. Stability keeps ties in index order. Small inputs use std::sort.
 void sort_best_first(Key* keys, std::size_t n, Key* scratch) {
-  if (n < 768) {  // measured: std::sort wins below this size
+  if (sorts_small(n)) {
     std::sort(keys, keys + n, std::greater<Key>());
     return;
   }
@@ -110,6 +110,10 @@ void check_rows(const ScoreRows& rows) {
 
 void for_each_row(const ScoreRows& rows,
                   const std::function<void(std::size_t, std::size_t, std::size_t)>& fn) {
+  if (rows.num_rows == 1) {  // one request: no pool to wake
+    fn(0, 0, rows.offsets == nullptr ? rows.row_length : static_cast<std::size_t>(rows.offsets[1]));
+    return;
+  }
   const std::size_t mean_length = rows.num_rows == 0 ? 0 : rows.size / rows.num_rows;
   // Enough candidates per chunk to amortize waking a thread.
   const std::size_t grain = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(mean_length, 1));

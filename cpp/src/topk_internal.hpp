@@ -50,6 +50,10 @@ using ScanFunction = std::size_t (*)(const float* x, std::size_t from, std::size
                                      std::size_t& count);
 ScanFunction scan_function();
 
+// The m-th largest of n distinct keys (1 <= m <= n), keys left as they are: a radix select,
+// 8 bits a level, that copies only the bucket holding the answer.
+Key mth_largest(const Key* keys, std::size_t n, std::size_t m, std::vector<Key>& scratch);
+
 // maxima[j] = the largest score under `below` among x[j], x[j + buckets], ... over the whole
 // chunks of `buckets` scores in x[0, n) (-inf if none). buckets is a multiple of 8.
 void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float below, float* maxima);
@@ -62,20 +66,20 @@ inline float initial_bar(const float* x, std::size_t n, std::size_t m, float bel
   const std::size_t prefix = std::min(n, 32 * m);
   if (prefix < 2 * buckets) return -std::numeric_limits<float>::infinity();
   thread_local std::vector<float> maxima;
+  thread_local std::vector<Key> keys;
+  thread_local std::vector<Key> scratch;
   maxima.resize(buckets);
   bucket_maxima(x, prefix, buckets, below, maxima.data());
-  std::nth_element(maxima.begin(), maxima.begin() + static_cast<std::ptrdiff_t>(m - 1),
-                   maxima.end(), std::greater<float>());
-  return maxima[m - 1];
+  keys.resize(buckets);
+  for (std::size_t j = 0; j < buckets; ++j) keys[j] = make_key(maxima[j], j);
+  return score_of(mth_largest(keys.data(), buckets, m, scratch));
 }
 
 // Sorts keys best first. `keys` must be in index order (ties then stay in it); scratch holds
-// as many keys.
+// as many keys. Small inputs (sorts_small) are compared whole and may come in any order.
+// Measured on fresh (unpredictable) rows: std::sort wins below this size, the radix sort above.
+constexpr bool sorts_small(std::size_t n) { return n < 192; }
 void sort_best_first(Key* keys, std::size_t n, Key* scratch);
-
-// The m-th largest of n distinct keys (1 <= m <= n), keys left as they are: a radix select,
-// 8 bits a level, that copies only the bucket holding the answer.
-Key mth_largest(const Key* keys, std::size_t n, std::size_t m, std::vector<Key>& scratch);
 
 // Keeps the best m of keys, in their order, and returns the worst of them. keys.size() > m.
 inline Key keep_best(std::vector<Key>& keys, std::size_t m, std::vector<Key>& scratch) {
@@ -134,9 +138,11 @@ void collect_best(const float* x, std::size_t n, std::size_t m, float min_score,
       }
     }
   }
-  if (keys.size() > m) keep_best(keys, m, scratch);
+  // A few hundred keys sort faster whole than selected, then sorted (measured).
+  if (keys.size() > m && keys.size() > 256) keep_best(keys, m, scratch);
   scratch.resize(keys.size());
   sort_best_first(keys.data(), keys.size(), scratch.data());
+  if (keys.size() > m) keys.resize(m);
 }
 
 // Checks rows (ValueError); returns nothing, throws on the first problem.

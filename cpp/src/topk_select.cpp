@@ -105,8 +105,8 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
   for (std::int64_t cap : request.caps) {
     if (cap == 0) return 0;  // every candidate has an id in every group
   }
-  // Half again as many as k: most requests are answered in the first round.
-  std::size_t m = std::min(n, k + k / 2 + 8);
+  // Twice k: most requests are answered in the first round.
+  std::size_t m = std::min(n, 2 * k + 8);
   std::size_t walked = 0;
   Key below = kNoBound;
   const auto eligible = [&](std::size_t i) { return request.is_eligible(i); };
@@ -116,6 +116,7 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
     } else {
       collect_best<false>(x, n, m, min_score, below, eligible, keys);
     }
+    const std::size_t taken_before = taken.size();
     for (const Key key : keys) {
       const std::size_t i = index_of(key);
       if (!request.has_room(i)) continue;
@@ -126,11 +127,12 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
     if (keys.size() < m) return taken.size();  // nothing left below the last one walked
     below = keys.back();
     walked += keys.size();
-    // The next round is sized from the share of walked candidates taken so far (at least
-    // doubling, so skewed groups cost a few rounds, not many).
+    // Size the next round from the share of walked candidates the caps let through; when this
+    // round let through under a quarter, the groups are skewed: at least double.
     const double share = static_cast<double>(std::max<std::size_t>(taken.size(), 1)) / walked;
     const auto expected = static_cast<std::size_t>((k - taken.size()) / share * 1.25) + 16;
-    m = std::min(n, std::max(expected, 2 * m));
+    const bool skewed = (taken.size() - taken_before) * 4 < keys.size();
+    m = std::min(n, std::max(expected, skewed ? 2 * m : 0));
   }
 }
 
