@@ -164,6 +164,9 @@ def test_versions_count_up_and_are_never_overwritten(trained, exported):
     assert (export.version_dir / "model.pt").is_file()  # version 1 is untouched
     with pytest.raises(FileExistsError, match="never overwritten"):
         export_model(model, repository=root / "models", artifacts=root / "artifacts", version=1)
+    # A fresh repository beside artifacts that hold versions 1 and 2: the next free is 3.
+    third = export_model(model, repository=root / "other", artifacts=root / "artifacts")
+    assert third.version == 3
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ class InProcessModel:
         if self.down:
             raise ModelUnavailableError("Triton did not answer within 100 ms")
         self.calls += 1
+        self.last_inputs = (embeddings.copy(), dense.copy())
         with torch.no_grad():
             out = self.module(torch.from_numpy(embeddings), torch.from_numpy(dense))
         return tuple(t.numpy().ravel() for t in out)
@@ -203,6 +204,42 @@ def test_ranking_equals_the_training_pipeline_reference(world, ranker, user) -> 
         "pricing",
     }
     assert response.model_version == "stand-in/1"
+
+
+def reference_inputs(world, request: RankRequest, rows: np.ndarray):
+    """EMBEDDINGS and DENSE of ``rows`` as the training pipeline builds them."""
+    _, schema, tables, _, table = world
+    candidates = Catalog.from_arrow(table).table.take(rows)
+    columns = {name: candidates[name] for name in candidates.column_names}
+    for key, value in {**request.user, **request.context}.items():
+        columns[key] = pa.array([value] * len(rows))
+    batch = FeaturePipeline(schema)(columns, with_labels=False)
+    return pooled_embeddings_ref(tables, schema, batch), batch.dense
+
+
+@pytest.mark.parametrize("memo", ["memoized", "per_request", "tiny_memo"])
+def test_model_inputs_equal_the_training_pipeline(world, monkeypatch, memo) -> None:
+    """Request-value memo and cross memo (hits, misses, overflow) and the per-request path."""
+    import adrank.orchestrator.cross_embeddings as crosses
+    import adrank.orchestrator.features as serving
+
+    if memo == "per_request":
+        monkeypatch.setattr(crosses, "MEMO_MAX_GROUPS", 0)
+    if memo == "tiny_memo":
+        monkeypatch.setattr(crosses, "MEMO_CAPACITY", 3)
+        monkeypatch.setattr(serving, "MEMO_CAPACITY", 5)
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    model = InProcessModel(module)
+    ranker = Ranker(schema, tables, model, catalog)
+    rng = np.random.default_rng(11)
+    for user in [0, 1, 2, 0, 3, 1]:  # repeats: the second time comes from the memos
+        candidates = rng.choice(catalog.creative_id, 200, replace=False)
+        request = make_request(world, candidates, user=user)
+        ranker.rank(request)
+        embeddings, dense = reference_inputs(world, request, catalog.lookup(candidates)[0])
+        np.testing.assert_allclose(model.last_inputs[0], embeddings, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(model.last_inputs[1], dense)
 
 
 def test_unknown_candidates_are_dropped_and_counted(world, ranker) -> None:

@@ -96,8 +96,8 @@ def export_model(
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name must be a plain directory name, got {name!r}")
     model_dir = Path(repository) / name
-    if version is None:
-        version = next_version(model_dir)
+    if version is None:  # free on both sides: either may hold versions the other lost
+        version = max(next_version(model_dir), next_version(Path(artifacts) / name))
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version must be an integer >= 1, got {version!r}")
     version_dir = model_dir / str(version)

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", type=Path, help="an exported version's artifacts dir")
     parser.add_argument("--catalog", type=Path, help="catalog Parquet file")
     parser.add_argument("--repository", type=Path, default=Path("triton_models"))
-    parser.add_argument("--model", default="ranker", help="model name in the repository")
+    parser.add_argument("--model", help="model name in the repository (default: the export's)")
     parser.add_argument(
         "--triton-url", help="gRPC host:port of a running Triton (default: embedded)"
     )

@@ -10,8 +10,11 @@ so training and serving cannot disagree. What changes is when each part runs:
 * creative fields depend on the creative only: encoded once per catalog snapshot, for all
   ``R`` creatives, and gathered per request;
 * user and context fields are encoded once per request (one row) and broadcast;
-* crosses of a request field with a creative field are hashed per request, for all ``C``
-  candidates in one call per cross.
+* a cross of request fields with creative fields depends on the request and on the
+  creative's values of its creative sources only. Creatives that agree on those values form
+  one of the cross's *groups* (found once per snapshot: ``U_x`` groups, far fewer than ``R`` in
+  ads catalogs: 30 categories, 4 formats, ...). Per request each cross is hashed and pooled
+  for one representative creative per group, and every candidate takes its group's row.
 
 The model's inputs keep the training order: sparse fields by side (user, context, creative)
 so the request block of ``EMBEDDINGS`` comes first and the candidate block after it.
@@ -30,6 +33,7 @@ from adrank.features.pipeline import FeaturePipeline
 from adrank.features.schema import FeatureSchema, FieldSpec
 
 REQUEST_SIDES = ("user", "context")
+MEMO_CAPACITY = 1 << 20  # remembered request values (ids of a few MB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +42,8 @@ class CreativeFeatures:
 
     ids: np.ndarray  # int64 [R, F_c-creative]: one bucket id per single-valued creative field
     dense: np.ndarray  # float32 [R, N_creative]
+    cross_group: np.ndarray  # int64 [R, F_x]: the creative's group in each cross, in [0, U_x)
+    group_rows: tuple[np.ndarray, ...]  # F_x arrays int64 [U_x]: one catalog row per group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +86,9 @@ class ServingFeatures:
         self._creative_pipeline = FeaturePipeline(
             _subschema(schema, [*self.creative_fields, *self.creative_dense])
         )
+        self._creative_column = {f.name: j for j, f in enumerate(self.creative_fields)}
+        self._bag_sources = {f.name for f in self.request_fields if f.kind == "multi_valued"}
+        self._memo: dict[tuple, Any] = {}  # request value -> its id (see encode_request)
         self.request_dim = sum(schema.tables[f.table].dim for f in self.request_fields)
         self.embedding_dim = schema.embedding_dim
         self.dense_dim = schema.dense_dim
@@ -94,15 +103,47 @@ class ServingFeatures:
         ids = np.empty((len(batch), len(self.creative_fields)), dtype=np.int64)
         for j, spec in enumerate(self.creative_fields):
             ids[:, j] = batch.sparse[spec.name].values
-        return CreativeFeatures(ids=ids, dense=np.ascontiguousarray(batch.dense))
+        groups, group_rows = np.zeros((len(ids), len(self.cross_fields)), dtype=np.int64), []
+        for x, spec in enumerate(self.cross_fields):
+            crossed = [self._creative_column[s] for s in spec.sources if s in self._creative_column]
+            if crossed and len(ids):
+                _, first, inverse = np.unique(
+                    ids[:, crossed], axis=0, return_index=True, return_inverse=True
+                )
+                groups[:, x] = inverse.reshape(-1)
+            else:  # crosses no creative field: one group
+                first = np.zeros(min(len(ids), 1), dtype=np.int64)
+            group_rows.append(first.astype(np.int64))
+        return CreativeFeatures(
+            ids=ids,
+            dense=np.ascontiguousarray(batch.dense),
+            cross_group=groups,
+            group_rows=tuple(group_rows),
+        )
 
     # --- per request ----------------------------------------------------------------------
 
     def encode_request(
         self, user: Mapping[str, Any], context: Mapping[str, Any]
     ) -> RequestFeatures:
-        """Encodes the request's user and context fields; a field left out is missing."""
+        """Encodes the request's user and context fields; a field left out is missing.
+
+        Values seen before are encoded from a memo of the pipeline's own earlier answers (a
+        dictionary look-up per value instead of a pipeline run); a request with any new value
+        runs the pipeline and teaches the memo.
+        """
         row = {**user, **context}
+        try:
+            known = self._from_memo(row)
+        except TypeError:  # an unhashable value: the pipeline names the field and the problem
+            known = None
+        if known is not None:
+            return known
+        encoded = self._encode_request(row)
+        self._remember(row, encoded)
+        return encoded
+
+    def _encode_request(self, row: Mapping[str, Any]) -> RequestFeatures:
         columns: dict[str, Any] = {}
         for spec in (*self.request_fields, *self.request_dense):
             if spec.kind == "cross":
@@ -120,59 +161,108 @@ class ServingFeatures:
         if not columns:
             columns["_"] = np.zeros(1)  # no request-side field: still one row
         batch = self._request_pipeline(columns, with_labels=False)
-        values = [batch.sparse[f.name].values for f in self.request_fields]
-        lengths = [len(v) for v in values]
+        field_ids = {f.name: batch.sparse[f.name].values for f in self.request_fields}
+        return self._request_features(field_ids, batch.dense)
+
+    def _request_features(
+        self, field_ids: Mapping[str, np.ndarray], dense: np.ndarray
+    ) -> RequestFeatures:
+        values = [field_ids[f.name] for f in self.request_fields]
         singles, bags = {}, {}
         for spec in self.request_fields:
-            ids = batch.sparse[spec.name].values
             if spec.kind == "multi_valued":
-                bags[spec.name] = ids
+                bags[spec.name] = field_ids[spec.name]
             else:
-                singles[spec.name] = int(ids[0])
+                singles[spec.name] = int(field_ids[spec.name][0])
         return RequestFeatures(
             values=np.concatenate(values) if values else np.empty(0, np.int64),
-            lengths=np.array(lengths, dtype=np.int64),
+            lengths=np.array([len(v) for v in values], dtype=np.int64),
             single_ids=singles,
             bags=bags,
-            dense=np.ascontiguousarray(batch.dense, dtype=np.float32),
+            dense=np.ascontiguousarray(dense, dtype=np.float32).reshape(1, -1),
         )
 
-    def candidate_ids(
-        self, creative: CreativeFeatures, rows: np.ndarray, request: RequestFeatures
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Bags of the candidate fields for catalog ``rows``: ``(values, lengths [F_c * C])``.
+    def _memo_keys(self, spec: FieldSpec, value: Any) -> list[tuple]:
+        """The memo's keys of one field's value: one per id (the type keeps 1 and True apart)."""
+        if spec.kind == "multi_valued":
+            items = [] if value is None else list(value)
+            return [(spec.name, type(item), item) for item in items]
+        return [(spec.name, type(value), value)]
 
-        Key-major, like the collection call takes them.
-
-        A creative field or a cross of single values is one id per candidate; a cross with a
-        request-side bag (say the user's interests x the creative's category) crosses each of
-        the bag's ids with the candidate, as the training pipeline does.
-        """
-        num = len(rows)
-        gathered = creative.ids[rows]  # [C, F_creative]
-        creative_column = {f.name: j for j, f in enumerate(self.creative_fields)}
-        values, lengths = [], []
-        for spec in self.candidate_fields:
-            if spec.kind != "cross":
-                values.append(gathered[:, creative_column[spec.name]])
-                lengths.append(np.ones(num, dtype=np.int64))
+    def _from_memo(self, row: Mapping[str, Any]) -> RequestFeatures | None:
+        memo = self._memo
+        field_ids: dict[str, np.ndarray] = {}
+        for spec in self.request_fields:
+            if spec.kind == "cross":
+                key = (spec.name, *(tuple(field_ids[s].tolist()) for s in spec.sources))
+                ids = memo.get(key)
+                if ids is None:
+                    return None
+                field_ids[spec.name] = ids
                 continue
-            bag = next((request.bags[s] for s in spec.sources if s in request.bags), None)
-            per_candidate = 1 if bag is None else len(bag)
-            columns = []
-            for source in spec.sources:
-                if source in creative_column:
-                    columns.append(np.repeat(gathered[:, creative_column[source]], per_candidate))
-                elif source in request.bags:
-                    columns.append(np.tile(request.bags[source], num))
-                else:
-                    columns.append(np.full(num * per_candidate, request.single_ids[source]))
-            table = self.schema.tables[spec.table]
-            values.append(
-                ops.hash_cross(columns, table.slot, table.num_buckets, self.schema.hash_seed)
-            )
-            lengths.append(np.full(num, per_candidate, dtype=np.int64))
-        return np.concatenate(values), np.concatenate(lengths)
+            found = [memo.get(key) for key in self._memo_keys(spec, row.get(spec.column))]
+            if None in found:
+                return None
+            field_ids[spec.name] = np.array(found, dtype=np.int64)
+        dense = [
+            memo.get((f.name, type(v), v)) for f in self.request_dense for v in [row.get(f.column)]
+        ]
+        if None in dense:
+            return None
+        return self._request_features(field_ids, np.array(dense, dtype=np.float32))
+
+    def _remember(self, row: Mapping[str, Any], encoded: RequestFeatures) -> None:
+        if len(self._memo) > MEMO_CAPACITY:
+            self._memo = {}  # bounded: start over rather than track recency on the hot path
+        memo = self._memo
+        offsets = np.concatenate([[0], np.cumsum(encoded.lengths)])
+        field_ids = {}
+        try:
+            for j, spec in enumerate(self.request_fields):
+                ids = encoded.values[offsets[j] : offsets[j + 1]]
+                field_ids[spec.name] = ids
+                if spec.kind == "cross":
+                    key = (spec.name, *(tuple(field_ids[s].tolist()) for s in spec.sources))
+                    memo[key] = ids
+                    continue
+                keys = self._memo_keys(spec, row.get(spec.column))
+                if len(keys) == len(ids):
+                    memo.update(zip(keys, ids.tolist(), strict=True))
+            for j, spec in enumerate(self.request_dense):
+                value = row.get(spec.column)
+                memo[(spec.name, type(value), value)] = float(encoded.dense[0, j])
+        except TypeError:
+            pass  # an unhashable value that the pipeline accepted: not remembered
+
+    def cross_values(
+        self,
+        spec: FieldSpec,
+        creative: CreativeFeatures,
+        rows: np.ndarray,
+        request_ids: Mapping[str, np.ndarray],
+    ) -> tuple[np.ndarray, int]:
+        """The bucket ids of cross ``spec`` for catalog ``rows``: ``(values, ids per row)``.
+
+        ``request_ids`` gives the ids of each request-side source (one, or a bag's). A cross of
+        single values is one id per row; a cross with a request-side bag (say the user's
+        interests x the creative's category) crosses each of the bag's ids with the row, as the
+        training pipeline does. ``values`` is row-major: row 0's ids, then row 1's, ...
+        """
+        bag = next((request_ids[s] for s in spec.sources if s in self._bag_sources), None)
+        per_row = 1 if bag is None else len(bag)
+        num = len(rows)
+        columns = []
+        for source in spec.sources:
+            if source in self._creative_column:
+                column = creative.ids[rows, self._creative_column[source]]
+                columns.append(np.repeat(column, per_row))
+            elif source in self._bag_sources:
+                columns.append(np.tile(request_ids[source], num))
+            else:
+                columns.append(np.full(num * per_row, request_ids[source][0]))
+        table = self.schema.tables[spec.table]
+        values = ops.hash_cross(columns, table.slot, table.num_buckets, self.schema.hash_seed)
+        return values, per_row
 
     def dense(
         self, creative: CreativeFeatures, rows: np.ndarray, request: RequestFeatures

@@ -52,6 +52,29 @@ class TritonModel:
             raise ModelUnavailableError(f"ranking model unavailable: {error}") from None
         return out.p_ctr.reshape(-1), out.p_cvr.reshape(-1), out.p_neg.reshape(-1)
 
+    def warm_up(
+        self, candidates: int, embedding_dim: int, dense_dim: int, timeout_s: float = 60.0
+    ) -> None:
+        """Calls the model twice at ``candidates`` rows under a long deadline.
+
+        The first calls of a fresh model instance compile and allocate (seconds on a small
+        CPU); without this the service's first requests would miss their deadline.
+        """
+        from adrank.triton.client import RankerClient, RankerClientError
+
+        client = self._client
+        embeddings = np.zeros((candidates, embedding_dim), dtype=np.float32)
+        dense = np.zeros((candidates, dense_dim), dtype=np.float32)
+        with RankerClient(
+            client.url, model=client.model, model_version=client.model_version, timeout_s=timeout_s
+        ) as patient:
+            try:
+                patient.wait_ready(timeout_s)
+                for _ in range(2):
+                    patient.predict(embeddings, dense)
+            except RankerClientError as error:
+                raise ModelUnavailableError(f"ranking model unavailable: {error}") from None
+
     def readiness(self) -> tuple[bool, str]:
         if self._client.is_ready():
             return True, f"model {self.version} ready at {self._client.url}"

@@ -33,6 +33,7 @@ from adrank import ops
 from adrank.features.schema import FeatureSchema
 from adrank.orchestrator import pricing, scoring
 from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
+from adrank.orchestrator.cross_embeddings import CrossEmbeddings
 from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.orchestrator.features import CreativeFeatures, ServingFeatures
 from adrank.orchestrator.model import DenseModel
@@ -81,6 +82,8 @@ class _Snapshot:
 
     catalog: Catalog
     creative: CreativeFeatures
+    creative_embeddings: np.ndarray  # float32 [R, D of the creative fields], pooled once
+    cross_memo: dict[tuple, np.ndarray] = field(default_factory=dict)  # see CrossEmbeddings
 
 
 class _Timer:
@@ -140,9 +143,11 @@ class Ranker:
         self.killed = killed
         sparse = self.features
         self._request_keys = [f.name for f in sparse.request_fields]
-        self._candidate_keys = [f.name for f in sparse.candidate_fields]
+        self._creative_keys = [f.name for f in sparse.creative_fields]
+        self._crosses = CrossEmbeddings(sparse, tables)
         self._field_tables = {f.name: tables[f.table] for f in schema.sparse_fields}
         self._modes = {f.name: f.pooling for f in schema.sparse_fields}
+        self._creative_columns, self._cross_columns = _candidate_columns(schema, sparse)
         self._swap_lock = threading.Lock()
         self._snapshot = self._encode(catalog)
         self.unknown_candidates = 0
@@ -173,7 +178,19 @@ class Ranker:
     def _encode(self, catalog: Catalog) -> _Snapshot:
         if catalog.table is None:
             raise ValueError("catalog has no table to encode creative features from")
-        return _Snapshot(catalog, self.features.encode_catalog(catalog.table))
+        creative = self.features.encode_catalog(catalog.table)
+        rows, fields = creative.ids.shape
+        # Creative fields are the same in every request: pooled here, gathered per request.
+        pooled = np.zeros((rows, _width(self._creative_columns)), dtype=np.float32)
+        if rows and fields:
+            pooled = ops.embedding_bag_collection(
+                self._creative_keys,
+                np.ascontiguousarray(creative.ids.T).reshape(-1),
+                np.ones(rows * fields, dtype=np.int64),
+                self._field_tables,
+                self._modes,
+            ).reshape(rows, -1)
+        return _Snapshot(catalog, creative, pooled)
 
     def swap_catalog(self, catalog: Catalog) -> None:
         """Encodes ``catalog`` and installs it atomically; requests in flight finish on the old."""
@@ -216,9 +233,6 @@ class Ranker:
             unknown = int(len(known) - len(rows))
         with timer.stage("features"):
             request_features = features.encode_request(request.user, request.context)
-            candidate_ids, candidate_lengths = features.candidate_ids(
-                snapshot.creative, rows, request_features
-            )
             dense = features.dense(snapshot.creative, rows, request_features)
         with timer.stage("embeddings"):
             embeddings = np.empty((len(rows), features.embedding_dim), dtype=np.float32)
@@ -231,15 +245,18 @@ class Ranker:
                     self._modes,
                 )
                 embeddings[:, : features.request_dim] = pooled.reshape(1, -1)
-            if self._candidate_keys and len(rows):
-                pooled = ops.embedding_bag_collection(
-                    self._candidate_keys,
-                    candidate_ids,
-                    candidate_lengths,
-                    self._field_tables,
-                    self._modes,
+            if len(rows):
+                creative_block = np.take(snapshot.creative_embeddings, rows, axis=0)
+                embeddings[:, self._creative_columns] = creative_block
+            if len(rows):
+                self._crosses.fill(
+                    embeddings,
+                    self._cross_columns,
+                    snapshot.creative,
+                    rows,
+                    request_features,
+                    snapshot.cross_memo,
                 )
-                embeddings[:, features.request_dim :] = pooled.reshape(len(rows), -1)
         return {"rows": rows, "unknown": unknown, "embeddings": embeddings, "dense": dense}
 
     def _predict(self, prepared: list[dict[str, Any]], timers: list[_Timer]) -> tuple[list, bool]:
@@ -370,3 +387,25 @@ class Ranker:
             if len(over_cap):
                 eligible &= ~np.isin(catalog.creative_id[rows], over_cap)
         return eligible
+
+
+def _candidate_columns(
+    schema: FeatureSchema, features: ServingFeatures
+) -> tuple[slice | np.ndarray, list[slice]]:
+    """Where pooled rows go in ``EMBEDDINGS``: the creative fields' columns, each cross's."""
+    start, spans = features.request_dim, {}
+    for spec in features.candidate_fields:
+        dim = schema.tables[spec.table].dim
+        spans[spec.name] = slice(start, start + dim)
+        start += dim
+    parts = [np.arange(spans[f.name].start, spans[f.name].stop) for f in features.creative_fields]
+    creative: slice | np.ndarray = np.concatenate(parts or [np.empty(0, np.int64)])
+    if len(creative) == 0:
+        creative = slice(start, start)
+    elif (np.diff(creative) == 1).all():  # the usual layout: one block
+        creative = slice(int(creative[0]), int(creative[-1]) + 1)
+    return creative, [spans[f.name] for f in features.cross_fields]
+
+
+def _width(columns: slice | np.ndarray) -> int:
+    return columns.stop - columns.start if isinstance(columns, slice) else len(columns)

@@ -36,27 +36,44 @@ def serving_stack(
     catalog_path: str | Path,
     *,
     repository: str | Path = "triton_models",
-    model_name: str = "ranker",
+    model_name: str | None = None,
     triton_url: str | None = None,
     deadline_ms: float = 100.0,
     fallback: FallbackRates | None = None,
     limits: ServiceLimits | None = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
-    """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit."""
+    """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
+
+    The model is asked for by the exported version of ``artifacts_dir`` (its manifest), so the
+    tables looked up here and the dense part Triton runs always come from the same training
+    run: a repository holding a newer version answers "unavailable", never a mixed score.
+    ``model_name`` defaults to the manifest's.
+    """
+    from adrank.export import load_manifest
     from adrank.triton import EmbeddedTriton
 
     if not deadline_ms > 0:
         raise ValueError(f"deadline_ms must be > 0, got {deadline_ms}")
+    manifest = load_manifest(artifacts_dir)
+    model_name = model_name or manifest["model"]
     with contextlib.ExitStack() as stack:
         triton = None
         if triton_url is None:
             triton = stack.enter_context(EmbeddedTriton(repository, models=[model_name]))
             triton_url = triton.grpc_url
-        model = TritonModel(triton_url, model=model_name, timeout_s=deadline_ms / 1e3)
+        model = TritonModel(
+            triton_url,
+            model=model_name,
+            version=str(manifest["version"]),
+            timeout_s=deadline_ms / 1e3,
+        )
         stack.callback(model.close)
         ranker = Ranker.from_export(
             artifacts_dir, catalog_path, model, fallback=fallback, **ranker_settings
+        )
+        model.warm_up(
+            min(len(ranker.catalog), 1000), manifest["embedding_dim"], manifest["dense_dim"]
         )
         yield ServingStack(create_app(ranker, limits), ranker, model, triton)
 

@@ -313,7 +313,12 @@ class RankerClient:
         nbytes = embeddings.nbytes + dense.nbytes
         if 0 <= self.shm_threshold_bytes <= nbytes:
             pool = self._shared_memory()
-            region = pool.acquire(nbytes + _SHM_ALIGNMENT)
+            try:  # registering a new region is a call to the server too: it may be down
+                region = self._call(lambda: pool.acquire(nbytes + _SHM_ALIGNMENT))
+            except RankerClientError as error:
+                if not isinstance(error, RankerTimeoutError):
+                    self._retire_pool(pool)
+                raise
             try:
                 offsets = pool.write(region, [embeddings, dense])
                 for infer_input, array, offset in zip(

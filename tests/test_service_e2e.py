@@ -1,0 +1,186 @@
+"""The ranking service end to end: real embedded Triton, real HTTP (uvicorn on loopback).
+
+Fault tests stop Triton under a bounded load and check that the service answers 503 with a
+reason (never 500, never a hang) and recovers by itself when Triton is back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx2 as httpx
+import numpy as np
+import pytest
+
+from adrank.data import SyntheticConfig
+from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.model import TorchScriptModel
+from adrank.orchestrator.ranker import Ranker
+from adrank.service.stack import HttpServer, serving_stack
+from adrank.triton import EmbeddedTriton
+from adrank.triton.server import free_port
+from adrank.workspace import fallback_rates, prepare_workspace, sample_requests
+
+pytestmark = pytest.mark.triton
+
+WORLD = SyntheticConfig(
+    num_advertisers=20, num_campaigns=60, num_creatives=600, num_users=500, num_categories=8
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workspace")
+    return prepare_workspace(
+        root, rows=20_000, world=WORLD, repository=root / "models", say=lambda _: None
+    )
+
+
+@pytest.fixture(scope="module")
+def requests(workspace):
+    return sample_requests(workspace, 8, candidates=300, k=6, seed=5)
+
+
+def body(request) -> dict:
+    return {
+        "request_id": request.request_id,
+        "user": {k: v for k, v in request.user.items() if v is not None},
+        "context": dict(request.context),
+        "candidates": request.candidates.tolist(),
+        "k": request.k,
+        "region": request.region,
+        "recently_seen": request.recently_seen.tolist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def service(workspace):
+    with (
+        serving_stack(
+            workspace.artifacts_dir, workspace.catalog_path, repository=workspace.repository
+        ) as stack,
+        HttpServer(stack.app) as http,
+    ):
+        yield stack, http
+
+
+def test_http_ranking_equals_the_in_process_ranker(workspace, requests, service) -> None:
+    _, http = service
+    version_dir = workspace.repository / workspace.model_name / str(workspace.version)
+    local = Ranker.from_export(
+        workspace.artifacts_dir, workspace.catalog_path, TorchScriptModel(version_dir)
+    )
+    for request in requests:
+        response = httpx.post(f"{http.url}/v1/rank", json=body(request), timeout=30)
+        assert response.status_code == 200, response.text
+        got = response.json()
+        expected = local.rank(request)
+        assert [c["creative_id"] for c in got["creatives"]] == expected.creative_id.tolist()
+        np.testing.assert_allclose([c["ecpm"] for c in got["creatives"]], expected.ecpm, rtol=1e-5)
+        np.testing.assert_allclose(
+            [c["price"] for c in got["creatives"]], expected.price, rtol=1e-5
+        )
+        assert got["model_version"].startswith("ranker/")
+        assert got["degraded"] is False
+
+
+def test_ready_health_and_metrics(service, requests) -> None:
+    _, http = service
+    assert httpx.get(f"{http.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{http.url}/readyz")
+    assert ready.status_code == 200
+    assert "ready" in ready.json()["detail"]
+    httpx.post(f"{http.url}/v1/rank", json=body(requests[0]), timeout=30)
+    metrics = httpx.get(f"{http.url}/metrics").text
+    assert 'adrank_stage_seconds_count{stage="model"}' in metrics
+    assert 'adrank_requests_total{status="200"}' in metrics
+    bad = httpx.post(f"{http.url}/v1/rank", json={**body(requests[0]), "k": -1})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "k"]
+
+
+def test_catalog_swap_under_http_load_fails_no_request(service, requests, workspace) -> None:
+    stack, http = service
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(40):
+                if stop.is_set():
+                    return
+                statuses.append(
+                    client.post(f"{http.url}/v1/rank", json=body(requests[1])).status_code
+                )
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(4):
+        stack.ranker.swap_catalog(Catalog.from_parquet(workspace.catalog_path))
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses
+    assert set(statuses) == {200}
+
+
+def _hammer(url: str, payload: dict, seconds: float) -> list[httpx.Response]:
+    """Closed loop on loopback for a bounded time; every answer is kept."""
+    answers: list[httpx.Response] = []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=10) as client:
+        while time.monotonic() < deadline and len(answers) < 400:
+            answers.append(client.post(url, json=payload))
+    return answers
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["503", "degraded"])
+def test_triton_down_under_load_then_back(workspace, requests, fallback) -> None:
+    ports = {"grpc_port": free_port(), "http_port": free_port(), "models": [workspace.model_name]}
+    triton = EmbeddedTriton(workspace.repository, **ports).start()
+    try:
+        with (
+            serving_stack(
+                workspace.artifacts_dir,
+                workspace.catalog_path,
+                triton_url=triton.grpc_url,
+                deadline_ms=200,
+                fallback=fallback_rates(workspace) if fallback else None,
+            ) as stack,
+            HttpServer(stack.app) as http,
+        ):
+            url, payload = f"{http.url}/v1/rank", body(requests[2])
+            assert httpx.post(url, json=payload, timeout=30).status_code == 200
+            results: list[httpx.Response] = []
+            worker = threading.Thread(target=lambda: results.extend(_hammer(url, payload, 4.0)))
+            worker.start()
+            time.sleep(0.5)
+            triton.stop()  # Triton dies under load
+            worker.join(timeout=60)
+            statuses = {r.status_code for r in results}
+            assert 500 not in statuses
+            if fallback:
+                assert statuses == {200}
+                assert any(r.json()["degraded"] for r in results)
+            else:
+                assert 503 in statuses
+                assert statuses <= {200, 503}
+                failed = next(r for r in results if r.status_code == 503)
+                assert failed.json()["error"] == "model_unavailable"
+                assert "ranking model unavailable" in failed.json()["detail"]
+                assert httpx.get(f"{http.url}/readyz").status_code == 503
+
+            triton = EmbeddedTriton(workspace.repository, **ports).start()  # Triton is back
+            deadline = time.monotonic() + 30
+            while True:
+                answer = httpx.post(url, json=payload, timeout=30)
+                if answer.status_code == 200 and not answer.json()["degraded"]:
+                    break
+                assert time.monotonic() < deadline, answer.text
+                time.sleep(0.2)
+            assert httpx.get(f"{http.url}/readyz").status_code == 200
+    finally:
+        triton.stop()
