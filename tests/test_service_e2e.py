@@ -127,6 +127,59 @@ def test_catalog_swap_under_http_load_fails_no_request(service, requests, worksp
     assert set(statuses) == {200}
 
 
+def test_kill_switch_under_load_takes_effect_on_the_next_request(service, requests) -> None:
+    _, http = service
+    url, payload = f"{http.url}/v1/rank", body(requests[3])
+    advertiser = httpx.post(url, json=payload, timeout=30).json()["creatives"][0]["advertiser_id"]
+    answers: list[tuple[float, httpx.Response]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set() and len(answers) < 300:
+                sent = time.monotonic()
+                answers.append((sent, client.post(url, json=payload)))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        killed = httpx.put(
+            f"{http.url}/v1/kill-switches/advertiser/{advertiser}", json={"reason": "review"}
+        )
+        killed_at = time.monotonic()
+        assert killed.status_code == 200
+        assert str(advertiser) in killed.json()["advertisers"]
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+        httpx.delete(f"{http.url}/v1/kill-switches/advertiser/{advertiser}")
+    after = [r for sent, r in answers if sent > killed_at]
+    assert after
+    assert all(r.status_code == 200 for _, r in answers)
+    for response in after:
+        assert advertiser not in [c["advertiser_id"] for c in response.json()["creatives"]]
+    restored = httpx.post(url, json=payload, timeout=30).json()["creatives"]
+    assert restored[0]["advertiser_id"] == advertiser
+
+
+def test_spend_events_over_http_stop_a_spent_campaign(service, requests) -> None:
+    _, http = service
+    url, payload = f"{http.url}/v1/rank", body(requests[4])
+    campaign = httpx.post(url, json=payload, timeout=30).json()["creatives"][0]["campaign_id"]
+    budget = httpx.put(f"{http.url}/v1/campaigns/{campaign}/budget", json={"daily_budget": 5})
+    assert budget.status_code == 200
+    event = {"campaign_id": campaign, "kind": "impression", "cost": 5.0, "timestamp": time.time()}
+    recorded = httpx.post(f"{http.url}/v1/events", json={"events": [{"event_id": "e1", **event}]})
+    assert recorded.json() == {"accepted": 1, "duplicates": 0}
+    assert httpx.get(f"{http.url}/v1/campaigns/{campaign}/pacing").json()["exhausted"]
+    creatives = httpx.post(url, json=payload, timeout=30).json()["creatives"]
+    assert campaign not in [c["campaign_id"] for c in creatives]
+    bad = httpx.post(f"{http.url}/v1/events", json={"events": [{**event, "event_id": ""}]})
+    assert bad.status_code == 422
+
+
 def _hammer(url: str, payload: dict, seconds: float) -> list[httpx.Response]:
     """Closed loop on loopback for a bounded time; every answer is kept."""
     answers: list[httpx.Response] = []

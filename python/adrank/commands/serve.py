@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="when the model does not answer, score with the log's average rates (degraded) "
         "instead of answering 503",
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="SQLite file of budgets, spend, pacing and kill switches "
+        "(default: control.sqlite in the workspace, or in memory with --artifacts)",
+    )
     parser.add_argument("--max-candidates", type=int, default=10_000)
     parser.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024)
 
@@ -44,11 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.artifacts is None) != (args.catalog is None):
         raise SystemExit("adrank serve: give both --artifacts and --catalog, or neither")
-    fallback = None
+    fallback, state = None, args.state or ":memory:"
     if args.artifacts is None:
         workspace = prepare_workspace(args.workspace, repository=args.repository)
         artifacts, catalog = workspace.artifacts_dir, workspace.catalog_path
         fallback = fallback_rates(workspace) if args.fallback else None
+        state = args.state or workspace.root / "control.sqlite"
     else:
         artifacts, catalog = args.artifacts, args.catalog
         if args.fallback:
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         deadline_ms=args.deadline_ms,
         fallback=fallback,
         limits=limits,
+        state_path=state,
     ) as stack:
         print(f"adrank serving on http://{args.host}:{args.port} (docs at /docs)")
         uvicorn.run(stack.app, host=args.host, port=args.port, log_level="warning")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -107,12 +107,22 @@ def _to_request(body: RankRequestBody) -> RankRequest:
     )
 
 
-def create_app(backend: RankingBackend, limits: ServiceLimits | None = None) -> FastAPI:
-    """The service over ``backend``; one metrics registry per app."""
+def create_app(
+    backend: RankingBackend,
+    limits: ServiceLimits | None = None,
+    control: APIRouter | None = None,
+) -> FastAPI:
+    """The service over ``backend``; one metrics registry per app.
+
+    ``control``: the pacing and traffic-control endpoints
+    (:func:`adrank.service.control.make_control_router`), mounted beside ``/v1/rank``.
+    """
     limits = limits or ServiceLimits()
     metrics = ServiceMetrics()
     app = FastAPI(title="adrank", summary="Ranks ad creatives for a request", version="0.1.0")
     app.state.metrics = metrics
+    if control is not None:
+        app.include_router(control)
 
     @app.exception_handler(ModelUnavailableError)
     async def model_unavailable(_: Request, error: ModelUnavailableError) -> JSONResponse:

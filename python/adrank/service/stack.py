@@ -19,7 +19,10 @@ from typing import Any
 
 from adrank.orchestrator.model import TritonModel
 from adrank.orchestrator.ranker import FallbackRates, Ranker
+from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
 from adrank.service.app import ServiceLimits, create_app
+from adrank.service.control import make_control_router
+from adrank.traffic import SQLiteTrafficStore, TrafficControl
 
 
 @dataclass
@@ -28,6 +31,8 @@ class ServingStack:
     ranker: Ranker
     model: TritonModel
     triton: Any  # the EmbeddedTriton started here, or None
+    pacing: PacingService
+    traffic: TrafficControl
 
 
 @contextlib.contextmanager
@@ -41,6 +46,8 @@ def serving_stack(
     deadline_ms: float = 100.0,
     fallback: FallbackRates | None = None,
     limits: ServiceLimits | None = None,
+    state_path: str | Path = ":memory:",
+    pacing_config: PacingConfig | None = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
     """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
@@ -49,6 +56,11 @@ def serving_stack(
     tables looked up here and the dense part Triton runs always come from the same training
     run: a repository holding a newer version answers "unavailable", never a mixed score.
     ``model_name`` defaults to the manifest's.
+
+    Budgets, spend, pacing state, kill switches and ad-load caps live in the SQLite file
+    ``state_path`` (in memory by default: gone when the stack stops). Scoring reads the pacing
+    multipliers and selection the kill switches on every request; the control endpoints
+    (``/v1/events``, budgets, kill switches, ad-load caps) are mounted on the app.
     """
     from adrank.export import load_manifest
     from adrank.triton import EmbeddedTriton
@@ -69,13 +81,22 @@ def serving_stack(
             timeout_s=deadline_ms / 1e3,
         )
         stack.callback(model.close)
+        pacing = PacingService(SQLitePacingStore(state_path), pacing_config)
+        traffic = TrafficControl(SQLiteTrafficStore(state_path))
         ranker = Ranker.from_export(
-            artifacts_dir, catalog_path, model, fallback=fallback, **ranker_settings
+            artifacts_dir,
+            catalog_path,
+            model,
+            fallback=fallback,
+            pacing=lambda campaigns: pacing.multipliers(campaigns, time.time()),
+            killed=traffic.blocked,
+            **ranker_settings,
         )
         model.warm_up(
             min(len(ranker.catalog), 1000), manifest["embedding_dim"], manifest["dense_dim"]
         )
-        yield ServingStack(create_app(ranker, limits), ranker, model, triton)
+        app = create_app(ranker, limits, control=make_control_router(pacing, traffic))
+        yield ServingStack(app, ranker, model, triton, pacing, traffic)
 
 
 def free_loopback_port() -> int:
