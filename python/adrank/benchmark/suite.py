@@ -243,18 +243,32 @@ class _HttpClient:
         self._connections: list[http.client.HTTPConnection] = []
 
     def rank(self, request: Any) -> dict[str, Any]:
+        body = self._bodies.get(id(request)) or json.dumps(_body(request)).encode()
+        for attempt in range(2):
+            connection = self._connection()
+            try:
+                connection.request("POST", "/v1/rank", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                payload = response.read()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # The server closed an idle keep-alive connection (uvicorn does after 5 s, as
+                # between rounds): reconnect once, as an HTTP client library would.
+                connection.close()
+                self._local.connection = None
+                if attempt:
+                    raise
+        if response.status != 200:
+            raise RuntimeError(f"POST /v1/rank answered {response.status}: {payload[:200]!r}")
+        return json.loads(payload)
+
+    def _connection(self) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=30)
             self._local.connection = connection
             self._connections.append(connection)
-        body = self._bodies.get(id(request)) or json.dumps(_body(request)).encode()
-        connection.request("POST", "/v1/rank", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"POST /v1/rank answered {response.status}: {payload[:200]!r}")
-        return json.loads(payload)
+        return connection
 
     def close(self) -> None:
         for connection in self._connections:
