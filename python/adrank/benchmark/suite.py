@@ -1,0 +1,287 @@
+"""The end-to-end load test: adrank against the plain PyTorch pipeline, same requests.
+
+Configurations (each ranks the same requests of ``candidates`` creatives, closed loop):
+
+* ``api+triton`` (adrank): ``Ranker.rank`` in this process, the dense model on the embedded
+  Triton.
+* ``http+triton`` (adrank): ``POST /v1/rank`` to ``adrank serve`` (its own process, loopback),
+  the dense model on the same embedded Triton.
+* ``api+torch`` (reference): ``Ranker.rank`` with the TorchScript model in process, the model
+  cost of the baseline, so the rest compares like for like.
+* ``plain-torch`` (baseline): :class:`~adrank.benchmark.baseline.PlainTorchPipeline`.
+
+Rounds interleave the configurations (every configuration once per round, in turn) so that a
+shared machine's noise falls on all of them alike; the report gives the median over rounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from adrank.benchmark.loadtest import LoadResult, LoadSummary, median_summary, run_load, summarize
+
+__all__ = ["CONFIGURATIONS", "SuiteConfig", "SuiteResult", "machine_description", "run_suite"]
+
+CONFIGURATIONS = {
+    "api+triton": "adrank",
+    "http+triton": "adrank",
+    "api+torch": "reference",
+    "plain-torch": "baseline",
+}
+BASELINE = "plain-torch"
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteConfig:
+    """Sizes of one suite run; the defaults are the quick run (a few minutes on 2 cores)."""
+
+    requests: int = 100  # per configuration, concurrency and round
+    rounds: int = 3
+    concurrency: tuple[int, ...] = (1, 2)
+    candidates: int = 1000
+    k: int = 10
+    warmup: int = 10
+    workspace: str = "artifacts/bench-world"
+    rows: int = 100_000
+    configurations: tuple[str, ...] = tuple(CONFIGURATIONS)
+
+    def __post_init__(self) -> None:
+        for name in ("requests", "rounds", "candidates", "k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        if not self.concurrency or any(c < 1 for c in self.concurrency):
+            raise ValueError(f"concurrency must list integers >= 1, got {self.concurrency!r}")
+        unknown = [c for c in self.configurations if c not in CONFIGURATIONS]
+        if unknown or not self.configurations:
+            raise ValueError(
+                f"configurations must be some of {list(CONFIGURATIONS)}, got {unknown or '[]'}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteResult:
+    config: SuiteConfig
+    machine: str
+    summaries: list[LoadSummary]  # median over rounds, one per (configuration, concurrency)
+    runs: list[LoadResult]  # every round's raw measurements (for the plots)
+    notes: list[str]
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def run_suite(config: SuiteConfig, say: Callable[[str], None] = print) -> SuiteResult:
+    """Builds (or reuses) the workspace, starts what the configurations need, measures."""
+    from adrank.workspace import prepare_workspace, sample_requests
+
+    root = Path(config.workspace)
+    workspace = prepare_workspace(
+        root, rows=config.rows, repository=root / "triton_models", say=say
+    )
+    requests = sample_requests(
+        workspace, config.requests, candidates=config.candidates, k=config.k, seed=1
+    )
+    with contextlib.ExitStack() as stack:
+        calls = _start(config.configurations, workspace, requests, stack, say)
+        runs = []
+        for concurrency in config.concurrency:
+            for round_index in range(config.rounds):
+                for name, call in calls.items():
+                    runs.append(
+                        run_load(
+                            call,
+                            requests,
+                            concurrency,
+                            name=name,
+                            warmup=config.warmup if round_index == 0 else 0,
+                        )
+                    )
+                say(f"  concurrency {concurrency}: round {round_index + 1}/{config.rounds} done")
+    summaries = [
+        median_summary([summarize(r) for r in runs if (r.name, r.concurrency) == (name, c)])
+        for c in config.concurrency
+        for name in config.configurations
+    ]
+    notes = [
+        f"{config.requests} requests of {config.candidates} candidates (k={config.k}) per "
+        f"configuration, concurrency and round; {config.rounds} interleaved rounds; figures are "
+        "medians over the rounds",
+        f"workspace {root} ({config.rows:,} training rows, model version {workspace.version})",
+    ]
+    return SuiteResult(config, machine_description(), summaries, runs, notes)
+
+
+def _start(
+    names: Sequence[str],
+    workspace: Any,
+    requests: Sequence[Any],
+    stack: contextlib.ExitStack,
+    say: Callable[[str], None],
+) -> dict[str, Callable[[Any], Any]]:
+    """One callable per configuration; servers are stopped when ``stack`` closes."""
+    from adrank.orchestrator.model import TorchScriptModel, TritonModel
+    from adrank.orchestrator.ranker import Ranker
+
+    version_dir = workspace.repository / workspace.model_name / str(workspace.version)
+    calls: dict[str, Callable[[Any], Any]] = {}
+    triton_url = None
+    if any(name.endswith("+triton") for name in names):
+        from adrank.triton.server import EmbeddedTriton
+
+        say("starting the embedded Triton")
+        server = EmbeddedTriton(workspace.repository, models=[workspace.model_name])
+        triton_url = stack.enter_context(server).grpc_url
+    for name in names:
+        if name == "api+triton":
+            model = TritonModel(triton_url, model=workspace.model_name, timeout_s=10.0)
+            stack.callback(model.close)
+            ranker = Ranker.from_export(workspace.artifacts_dir, workspace.catalog_path, model)
+            calls[name] = ranker.rank
+        elif name == "http+triton":
+            say("starting the HTTP service (uvicorn, loopback)")
+            url = stack.enter_context(_http_service(workspace, triton_url))
+            client = _HttpClient(url, requests)
+            stack.callback(client.close)
+            calls[name] = client.rank
+        elif name == "api+torch":
+            model = TorchScriptModel(version_dir)
+            ranker = Ranker.from_export(workspace.artifacts_dir, workspace.catalog_path, model)
+            calls[name] = ranker.rank
+        else:
+            from adrank.benchmark.baseline import PlainTorchPipeline
+
+            calls[name] = PlainTorchPipeline.from_workspace(workspace).rank
+    return calls
+
+
+@contextlib.contextmanager
+def _http_service(workspace: Any, triton_url: str, timeout_s: float = 120.0) -> Iterator[str]:
+    """``adrank serve`` in its own process on a free loopback port, the model on ``triton_url``.
+
+    Its own process, as in production: the load generator's threads do not share its GIL. The
+    model deadline is generous: a shared machine's stalls are measured, not answered with 503.
+    """
+    from adrank.service.stack import free_loopback_port
+
+    port = free_loopback_port()
+    command = [
+        sys.executable,
+        "-m",
+        "adrank.cli",
+        "serve",
+        f"--artifacts={workspace.artifacts_dir}",
+        f"--catalog={workspace.catalog_path}",
+        f"--model={workspace.model_name}",
+        f"--triton-url={triton_url}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--deadline-ms=10000",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _ready(url):
+            if process.poll() is not None:
+                raise RuntimeError(f"the HTTP service exited with status {process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP service was not ready within {timeout_s:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        # SIGINT, not SIGTERM: uvicorn re-raises a captured SIGTERM once it has shut down,
+        # which ends the process before the serving stack frees its shared-memory regions.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+class _HttpClient:
+    """Keep-alive HTTP/1.1 connections, one per worker thread; bodies encoded once, up front."""
+
+    def __init__(self, url: str, requests: Sequence[Any]) -> None:
+        self._host, port = url.removeprefix("http://").split(":")
+        self._port = int(port)
+        self._bodies = {id(r): json.dumps(_body(r)).encode() for r in requests}
+        self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []
+
+    def rank(self, request: Any) -> dict[str, Any]:
+        body = self._bodies.get(id(request)) or json.dumps(_body(request)).encode()
+        for attempt in range(2):
+            connection = self._connection()
+            try:
+                connection.request("POST", "/v1/rank", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                payload = response.read()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # The server closed an idle keep-alive connection (uvicorn does after 5 s, as
+                # between rounds): reconnect once, as an HTTP client library would.
+                connection.close()
+                self._local.connection = None
+                if attempt:
+                    raise
+        if response.status != 200:
+            raise RuntimeError(f"POST /v1/rank answered {response.status}: {payload[:200]!r}")
+        return json.loads(payload)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=30)
+            self._local.connection = connection
+            self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+
+
+def _body(request: Any) -> dict[str, Any]:
+    return {
+        "request_id": request.request_id,
+        "user": dict(request.user),
+        "context": dict(request.context),
+        "candidates": request.candidates.tolist(),
+        "k": request.k,
+        "region": request.region,
+        "recently_seen": request.recently_seen.tolist(),
+    }
