@@ -6,6 +6,9 @@ reason (never 500, never a hang) and recovers by itself when Triton is back.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -237,3 +240,34 @@ def test_triton_down_under_load_then_back(workspace, requests, fallback) -> None
             assert httpx.get(f"{http.url}/readyz").status_code == 200
     finally:
         triton.stop()
+
+
+def test_adrank_serve_answers_and_stops_cleanly_on_sigterm(workspace, requests, tmp_path) -> None:
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "adrank.cli", "serve"),
+        *(f"--workspace={workspace.root}", f"--repository={workspace.repository}"),
+        *(f"--port={port}", f"--state={tmp_path / 'state.sqlite'}", "--deadline-ms=5000"),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "adrank serve was not ready in 120 s"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert httpx.post(f"{url}/v1/rank", json=body(requests[0]), timeout=30).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "leaked" not in err
+    assert (tmp_path / "state.sqlite").exists()
+    assert not (workspace.repository / workspace.model_name / "2").exists()  # served as built

@@ -45,6 +45,23 @@ class Workspace:
     metrics: dict[str, Any]
 
 
+def open_workspace(
+    root: str | Path, repository: str | Path = "triton_models", model_name: str = "ranker"
+) -> Workspace | None:
+    """The workspace built under ``root``, whatever its settings; None if there is none yet
+    (or its model version is missing from ``repository``)."""
+    root, repository = Path(root), Path(repository)
+    record = root / WORKSPACE_FILE
+    if not record.exists():
+        return None
+    saved = json.loads(record.read_text())
+    if saved["settings"].get("model_name", model_name) != model_name:
+        return None
+    if not (repository / model_name / str(saved["version"]) / "model.pt").exists():
+        return None
+    return _workspace(root, repository, model_name, saved)
+
+
 def prepare_workspace(
     root: str | Path = "artifacts/demo",
     *,

@@ -214,9 +214,7 @@ def _http_service(workspace: Any, triton_url: str, timeout_s: float = 120.0) -> 
             time.sleep(0.2)
         yield url
     finally:
-        # SIGINT, not SIGTERM: uvicorn re-raises a captured SIGTERM once it has shut down,
-        # which ends the process before the serving stack frees its shared-memory regions.
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # as a process manager stops it
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workspace",
         type=Path,
         default=Path("artifacts/demo"),
-        help="the demo workspace to serve (built by `adrank demo`, or here if missing)",
+        help="the workspace to serve as built (by `adrank demo`); built here if missing",
     )
     parser.add_argument("--artifacts", type=Path, help="an exported version's artifacts dir")
     parser.add_argument("--catalog", type=Path, help="catalog Parquet file")
@@ -42,17 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    import signal
+    import threading
 
     from adrank.service.app import ServiceLimits
-    from adrank.service.stack import serving_stack
-    from adrank.workspace import fallback_rates, prepare_workspace
+    from adrank.service.stack import HttpServer, serving_stack
+    from adrank.workspace import fallback_rates, open_workspace, prepare_workspace
 
     if (args.artifacts is None) != (args.catalog is None):
         raise SystemExit("adrank serve: give both --artifacts and --catalog, or neither")
     fallback, state = None, args.state or ":memory:"
     if args.artifacts is None:
-        workspace = prepare_workspace(args.workspace, repository=args.repository)
+        name = args.model or "ranker"
+        workspace = open_workspace(args.workspace, args.repository, name) or prepare_workspace(
+            args.workspace, repository=args.repository, model_name=name
+        )
         artifacts, catalog = workspace.artifacts_dir, workspace.catalog_path
         fallback = fallback_rates(workspace) if args.fallback else None
         state = args.state or workspace.root / "control.sqlite"
@@ -72,6 +76,14 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
         state_path=state,
     ) as stack:
-        print(f"adrank serving on http://{args.host}:{args.port} (docs at /docs)")
-        uvicorn.run(stack.app, host=args.host, port=args.port, log_level="warning")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        # uvicorn runs in a thread and the signals come here, so that leaving this block
+        # always stops the server, Triton and the shared-memory regions in order.
+        with HttpServer(stack.app, host=args.host, port=args.port) as http:
+            print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
+            while not stop.wait(0.5):
+                if not http.running:
+                    raise SystemExit("adrank serve: the HTTP server stopped")
     return 0

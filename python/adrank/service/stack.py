@@ -117,6 +117,10 @@ class HttpServer:
         self._thread = threading.Thread(target=self._server.run, name="adrank-http", daemon=True)
 
     @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
