@@ -24,9 +24,6 @@ creatives (fewer only when fewer are eligible) with at most ``cap`` per advertis
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from adrank.features.schema import FeatureSchema, FieldSpec
 from adrank.orchestrator import scoring
 from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
 from adrank.orchestrator.request import RankRequest
+from adrank.orchestrator.timing import StageTimer
 
 __all__ = ["BaselineResponse", "PlainTorchPipeline"]
 
@@ -175,7 +173,7 @@ class PlainTorchPipeline:
 
     def rank(self, request: RankRequest) -> BaselineResponse:
         torch, catalog = self._torch, self.catalog
-        timer = _Timer()
+        timer = StageTimer()
         with timer.stage("catalog"):
             rows = self._index.get_indexer(request.candidates)
             rows = rows[rows >= 0]
@@ -332,14 +330,3 @@ def _transform(spec: FieldSpec, values: np.ndarray) -> np.ndarray:
 
 def _or_nan(value: Any) -> float:
     return np.nan if value is None else float(value)
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.ms[name] = (time.perf_counter() - start) * 1e3

@@ -236,12 +236,12 @@ class _HttpClient:
     def __init__(self, url: str, requests: Sequence[Any]) -> None:
         self._host, port = url.removeprefix("http://").split(":")
         self._port = int(port)
-        self._bodies = {id(r): json.dumps(_body(r)).encode() for r in requests}
+        self._bodies = {id(r): json.dumps(r.to_dict()).encode() for r in requests}
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
 
     def rank(self, request: Any) -> dict[str, Any]:
-        body = self._bodies.get(id(request)) or json.dumps(_body(request)).encode()
+        body = self._bodies.get(id(request)) or json.dumps(request.to_dict()).encode()
         for attempt in range(2):
             connection = self._connection()
             try:
@@ -271,15 +271,3 @@ class _HttpClient:
     def close(self) -> None:
         for connection in self._connections:
             connection.close()
-
-
-def _body(request: Any) -> dict[str, Any]:
-    return {
-        "request_id": request.request_id,
-        "user": dict(request.user),
-        "context": dict(request.context),
-        "candidates": request.candidates.tolist(),
-        "k": request.k,
-        "region": request.region,
-        "recently_seen": request.recently_seen.tolist(),
-    }

@@ -36,18 +36,6 @@ def _post(url: str, body: dict) -> tuple[dict, float]:
     return payload, (time.perf_counter() - start) * 1e3
 
 
-def _body(request) -> dict:
-    return {
-        "request_id": request.request_id,
-        "user": {k: v for k, v in request.user.items() if v is not None},
-        "context": dict(request.context),
-        "candidates": request.candidates.tolist(),
-        "k": request.k,
-        "region": request.region,
-        "recently_seen": request.recently_seen.tolist(),
-    }
-
-
 def _print_ranking(body: dict, response: dict) -> None:
     user = body["user"]
     context = body["context"]
@@ -89,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         url = f"{http.url}/v1/rank"
         latencies, stages = [], []
         for i, request in enumerate(requests):
-            body = _body(request)
+            body = request.to_dict()
             response, ms = _post(url, body)
             if i < 2:
                 _print_ranking(body, response)

@@ -21,8 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.orchestrator.features import CreativeFeatures, ServingFeatures
 from adrank.orchestrator.model import DenseModel
 from adrank.orchestrator.request import RankRequest, RankResponse
+from adrank.orchestrator.timing import StageTimer
 
 STAGES = ("catalog", "features", "embeddings", "model", "scoring", "selection", "pricing")
 
@@ -84,17 +84,6 @@ class _Snapshot:
     creative: CreativeFeatures
     creative_embeddings: np.ndarray  # float32 [R, D of the creative fields], pooled once
     cross_memo: dict[tuple, np.ndarray] = field(default_factory=dict)  # see CrossEmbeddings
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
 
 
 PacingLookup = Callable[[np.ndarray], np.ndarray]  # campaign ids [C] -> multipliers [C]
@@ -218,7 +207,7 @@ class Ranker:
     def rank_batch(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
         """Ranks several requests with one model call for all their candidates."""
         snapshot = self._snapshot  # one read: each batch sees one catalog
-        timers = [_Timer() for _ in requests]
+        timers = [StageTimer() for _ in requests]
         prepared = [self._prepare(snapshot, r, t) for r, t in zip(requests, timers, strict=True)]
         rates, degraded = self._predict(prepared, timers)
         return [
@@ -226,7 +215,9 @@ class Ranker:
             for request, prep, rate, timer in zip(requests, prepared, rates, timers, strict=True)
         ]
 
-    def _prepare(self, snapshot: _Snapshot, request: RankRequest, timer: _Timer) -> dict[str, Any]:
+    def _prepare(
+        self, snapshot: _Snapshot, request: RankRequest, timer: StageTimer
+    ) -> dict[str, Any]:
         catalog, features = snapshot.catalog, self.features
         with timer.stage("catalog"):
             rows, known = catalog.lookup(request.candidates)
@@ -259,7 +250,9 @@ class Ranker:
                 )
         return {"rows": rows, "unknown": unknown, "embeddings": embeddings, "dense": dense}
 
-    def _predict(self, prepared: list[dict[str, Any]], timers: list[_Timer]) -> tuple[list, bool]:
+    def _predict(
+        self, prepared: list[dict[str, Any]], timers: list[StageTimer]
+    ) -> tuple[list, bool]:
         sizes = [len(p["rows"]) for p in prepared]
         start = time.perf_counter()
         degraded = False
@@ -302,7 +295,7 @@ class Ranker:
         prep: dict[str, Any],
         rates: tuple[np.ndarray, np.ndarray, np.ndarray],
         degraded: bool,
-        timer: _Timer,
+        timer: StageTimer,
     ) -> RankResponse:
         rows = prep["rows"]
         p_ctr, p_cvr, p_neg = (r.astype(np.float64) for r in rates)

@@ -56,6 +56,24 @@ class RankRequest:
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The request as the JSON body of ``POST /v1/rank``."""
+        constraints = self.constraints
+        return {
+            "request_id": self.request_id,
+            "user": dict(self.user),
+            "context": dict(self.context),
+            "candidates": self.candidates.tolist(),
+            "k": self.k,
+            "region": self.region,
+            "recently_seen": self.recently_seen.tolist(),
+            "constraints": {
+                "max_per_advertiser": constraints.max_per_advertiser,
+                "blocked_categories": list(constraints.blocked_categories),
+                "frequency_cap": constraints.frequency_cap,
+            },
+        }
+
 
 @dataclass(frozen=True)
 class RankResponse:
