@@ -20,6 +20,7 @@ from adrank.models import load_checkpoint
 from adrank.models.tables import load_tables, pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, predict, to_torch, train
 from adrank.training.metrics import auc
+from adrank.triton import RankerClient
 from adrank.triton.testing import serve_ranker
 
 WORLD = SyntheticConfig(
@@ -145,6 +146,23 @@ def test_split_pipeline_through_the_real_triton_server(trained, exported):
         served = client.predict(embeddings, rows.dense)
     for name, expected, got in zip(("ctr", "cvr", "neg"), unsplit, served, strict=True):
         assert float(np.abs(expected - got).max()) <= 1e-5, name
+
+
+@pytest.mark.triton
+def test_a_new_version_loads_without_a_restart(trained, tmp_path):
+    model, heldout = trained
+    repository, artifacts = tmp_path / "models", tmp_path / "artifacts"
+    first = export_model(model, repository=repository, artifacts=artifacts)
+    rows = heldout.take(np.arange(100))
+    embeddings = split_embeddings(first, rows, "fp32")
+    with serve_ranker(repository, models=["ranker"]) as (server, client):
+        second = export_model(model, repository=repository, artifacts=artifacts)
+        server.load_model("ranker")  # the running server picks up the new version
+        for version in (first.version, second.version):  # both served during a rollout
+            pinned = RankerClient(server.grpc_url, model_version=str(version), timeout_s=10)
+            with pinned:
+                out = pinned.predict(embeddings, rows.dense)
+            np.testing.assert_allclose(out.p_ctr, client.predict(embeddings, rows.dense).p_ctr)
 
 
 def test_int8_tables_lose_at_most_0_002_click_auc(trained, exported):

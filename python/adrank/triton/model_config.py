@@ -115,7 +115,8 @@ def build_model_config(
         config.output.add(name=output, data_type=pb.TYPE_FP32, dims=[1])
     config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     config.instance_group.add(count=instances, kind=group_kind)
-    config.version_policy.latest.num_versions = 1
+    # Two versions served at once: a fleet moves from one to the next without a gap.
+    config.version_policy.latest.num_versions = 2
     if kind == "cpu":  # the libtorch backend has its own thread settings
         config.parameters[TORCH_THREADS_PARAMETER].string_value = str(torch_threads)
     return config
