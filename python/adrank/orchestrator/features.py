@@ -89,6 +89,7 @@ class ServingFeatures:
         self._creative_column = {f.name: j for j, f in enumerate(self.creative_fields)}
         self._bag_sources = {f.name for f in self.request_fields if f.kind == "multi_valued"}
         self._memo: dict[tuple, Any] = {}  # request value -> its id (see encode_request)
+        self._field_pipelines: dict[str, FeaturePipeline] = {}
         self.request_dim = sum(schema.tables[f.table].dim for f in self.request_fields)
         self.embedding_dim = schema.embedding_dim
         self.dense_dim = schema.dense_dim
@@ -129,10 +130,12 @@ class ServingFeatures:
         """Encodes the request's user and context fields; a field left out is missing.
 
         Values seen before are encoded from a memo of the pipeline's own earlier answers (a
-        dictionary look-up per value instead of a pipeline run); a request with any new value
-        runs the pipeline and teaches the memo.
+        dictionary look-up per value instead of a pipeline run); a new value is encoded by its
+        field's own one-field pipeline and remembered.
         """
         row = {**user, **context}
+        if len(self._memo) > MEMO_CAPACITY:
+            self._memo = {}  # bounded: start over rather than track recency on the hot path
         try:
             known = self._from_memo(row)
         except TypeError:  # an unhashable value: the pipeline names the field and the problem
@@ -144,22 +147,7 @@ class ServingFeatures:
         return encoded
 
     def _encode_request(self, row: Mapping[str, Any]) -> RequestFeatures:
-        columns: dict[str, Any] = {}
-        for spec in (*self.request_fields, *self.request_dense):
-            if spec.kind == "cross":
-                continue
-            value = row.get(spec.column)
-            if spec.kind == "multi_valued":
-                items = [] if value is None else list(value)
-                columns[spec.column] = (_one_column(items), np.array([0, len(items)]))
-            elif spec.kind in ("numeric_dense", "numeric_bucketized"):
-                columns[spec.column] = np.array(
-                    [np.nan if value is None else value], dtype=np.float64
-                )
-            else:
-                columns[spec.column] = _one_column([value])
-        if not columns:
-            columns["_"] = np.zeros(1)  # no request-side field: still one row
+        columns = _request_columns([*self.request_fields, *self.request_dense], row)
         batch = self._request_pipeline(columns, with_labels=False)
         field_ids = {f.name: batch.sparse[f.name].values for f in self.request_fields}
         return self._request_features(field_ids, batch.dense)
@@ -190,6 +178,10 @@ class ServingFeatures:
         return [(spec.name, type(value), value)]
 
     def _from_memo(self, row: Mapping[str, Any]) -> RequestFeatures | None:
+        """The request from the memo; a field with a new value is encoded alone and learnt.
+
+        None when a request-side cross misses (the whole pipeline then runs).
+        """
         memo = self._memo
         field_ids: dict[str, np.ndarray] = {}
         for spec in self.request_fields:
@@ -200,20 +192,35 @@ class ServingFeatures:
                     return None
                 field_ids[spec.name] = ids
                 continue
-            found = [memo.get(key) for key in self._memo_keys(spec, row.get(spec.column))]
+            value = row.get(spec.column)
+            keys = self._memo_keys(spec, value)
+            found = [memo.get(key) for key in keys]
             if None in found:
-                return None
-            field_ids[spec.name] = np.array(found, dtype=np.int64)
-        dense = [
-            memo.get((f.name, type(v), v)) for f in self.request_dense for v in [row.get(f.column)]
-        ]
-        if None in dense:
-            return None
+                ids = self._encode_alone(spec, value).sparse[spec.name].values
+                if len(ids) == len(keys):
+                    memo.update(zip(keys, ids.tolist(), strict=True))
+                field_ids[spec.name] = ids
+            else:
+                field_ids[spec.name] = np.array(found, dtype=np.int64)
+        dense = []
+        for spec in self.request_dense:
+            value = row.get(spec.column)
+            key = (spec.name, type(value), value)
+            number = memo.get(key)
+            if number is None:
+                number = memo[key] = float(self._encode_alone(spec, value).dense[0, 0])
+            dense.append(number)
         return self._request_features(field_ids, np.array(dense, dtype=np.float32))
 
+    def _encode_alone(self, spec: FieldSpec, value: Any) -> Any:
+        """One field of one request through its own one-field pipeline (a FeatureBatch)."""
+        pipeline = self._field_pipelines.get(spec.name)
+        if pipeline is None:
+            pipeline = FeaturePipeline(_subschema(self.schema, [spec]))
+            self._field_pipelines[spec.name] = pipeline
+        return pipeline(_request_columns([spec], {spec.column: value}), with_labels=False)
+
     def _remember(self, row: Mapping[str, Any], encoded: RequestFeatures) -> None:
-        if len(self._memo) > MEMO_CAPACITY:
-            self._memo = {}  # bounded: start over rather than track recency on the hot path
         memo = self._memo
         offsets = np.concatenate([[0], np.cumsum(encoded.lengths)])
         field_ids = {}
@@ -278,6 +285,25 @@ def _subschema(schema: FeatureSchema, fields: list[FieldSpec]) -> FeatureSchema:
     names = {f.name for f in fields}
     kept = tuple(f for f in schema.fields if f.name in names)  # file order: sources first
     return dataclasses.replace(schema, fields=kept, labels={})
+
+
+def _request_columns(fields: list[FieldSpec], row: Mapping[str, Any]) -> dict[str, Any]:
+    """One-row columns of ``fields`` for the pipeline; a field left out of ``row`` is missing."""
+    columns: dict[str, Any] = {}
+    for spec in fields:
+        if spec.kind == "cross":
+            continue
+        value = row.get(spec.column)
+        if spec.kind == "multi_valued":
+            items = [] if value is None else list(value)
+            columns[spec.column] = (_one_column(items), np.array([0, len(items)]))
+        elif spec.kind in ("numeric_dense", "numeric_bucketized"):
+            columns[spec.column] = np.array([np.nan if value is None else value], dtype=np.float64)
+        else:
+            columns[spec.column] = _one_column([value])
+    if not columns:
+        columns["_"] = np.zeros(1)  # no request-side field: still one row
+    return columns
 
 
 def _one_column(values: list[Any]) -> Any:
