@@ -20,6 +20,12 @@ ADRANK_VEC_INLINE Vec load_half8(const std::uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// 8 codes to 8 floats in three instructions (GCC scalarizes the generic conversion).
+ADRANK_VEC_INLINE Vec load_byte8(const std::uint8_t* p) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+}
+
 ADRANK_VEC_INLINE Vec fmadd(const Vec& a, const Vec& b, const Vec& c) {
   return _mm256_fmadd_ps(a, b, c);
 }

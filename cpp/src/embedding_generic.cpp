@@ -42,6 +42,13 @@ ADRANK_VEC_INLINE Vec load_half8(const std::uint16_t* p) {
   return value;
 }
 
+ADRANK_VEC_INLINE Vec load_byte8(const std::uint8_t* p) {
+  typedef std::uint8_t Bytes8 __attribute__((vector_size(8)));
+  Bytes8 b;
+  __builtin_memcpy(&b, p, sizeof(b));
+  return __builtin_convertvector(b, Vec);
+}
+
 ADRANK_VEC_INLINE Vec fmadd(const Vec& a, const Vec& b, const Vec& c) { return a * b + c; }
 
 }  // namespace adrank::embedding_internal::generic

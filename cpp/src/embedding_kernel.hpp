@@ -1,7 +1,7 @@
 // The pooling kernel, written once over GCC vector extensions and compiled once per instruction
 // set: embedding_generic.cpp (the build's baseline, SSE2 on x86-64) and embedding_avx2.cpp
 // (AVX2 + FMA + F16C, chosen at run time). Each includes this file with ADRANK_EMBEDDING_ISA set
-// to its namespace and its own load_half8/fmadd definitions.
+// to its namespace and its own load_half8/load_byte8/fmadd definitions.
 //
 // No standard-library template is used below: under `#pragma GCC target` its instantiations
 // would be compiled for AVX2 and could be picked by the linker for the baseline build.
@@ -21,13 +21,6 @@ ADRANK_VEC_INLINE Vec load_float8(const float* p) {
   Vec v;
   __builtin_memcpy(&v, p, sizeof(v));
   return v;
-}
-
-ADRANK_VEC_INLINE Vec load_byte8(const std::uint8_t* p) {
-  typedef std::uint8_t Bytes8 __attribute__((vector_size(8)));
-  Bytes8 b;
-  __builtin_memcpy(&b, p, sizeof(b));
-  return __builtin_convertvector(b, Vec);
 }
 
 ADRANK_VEC_INLINE void store8(float* p, const Vec& v) { __builtin_memcpy(p, &v, sizeof(v)); }
