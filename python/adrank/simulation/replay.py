@@ -34,6 +34,7 @@ FEED_LENGTH = 8
 class DayResult:
     campaign_ids: np.ndarray  # int64 [N]
     minute_spend: np.ndarray  # float64 [N, M]: spend billed for impressions of each minute
+    minute_participation: np.ndarray  # float64 [N, M]: pacing's participation at each minute
     requests: int
     impressions: int
 
@@ -57,7 +58,9 @@ def simulate_day(
     objective_of = dict(
         zip(world.catalog.campaign_id.tolist(), world.catalog.objective.tolist(), strict=False)
     )
+    cpm, cpc, ocpm = int(Objective.CPM), int(Objective.CPC), int(Objective.OCPM)
     minute_spend = np.zeros((len(campaign_ids), MINUTES))
+    minute_participation = np.zeros((len(campaign_ids), MINUTES))
     shares = np.diff(world.traffic.cumulative(np.arange(MINUTES + 1) / MINUTES))
     pending: dict[int, list[SpendEvent]] = defaultdict(list)
     creatives = world.catalog.creative_id
@@ -65,6 +68,7 @@ def simulate_day(
     for minute in range(MINUTES):
         start = DAY_START + minute * 60.0
         arrivals = rng.poisson(requests * shares[minute])
+        minute_participation[:, minute] = pacing.participation(campaign_ids, start)
         for j in range(arrivals):
             clock.now = start + 60.0 * j / arrivals
             candidates = creatives[rng.random(len(creatives)) < 0.5]
@@ -87,11 +91,11 @@ def simulate_day(
                 clicked = rng.random() < p_ctr
                 converted = clicked and rng.random() < p_cvr
                 costs = {
-                    "impression": price / 1000.0 if objective == Objective.CPM else 0.0,
-                    "click": price if objective == Objective.CPC else 0.0,
+                    "impression": price / 1000.0 if objective == cpm else 0.0,
+                    "click": price if objective == cpc else 0.0,
                     "conversion": 0.0,
                 }
-                if objective == Objective.OCPM:
+                if objective == ocpm:
                     costs["impression"] = price * p_ctr * p_cvr
                 event_id = f"{response.request_id}-{ad}"
                 pending[minute].append(
@@ -115,4 +119,4 @@ def simulate_day(
             pacing.record_events(pending.pop(minute))
     for late in sorted(pending):  # what was still in flight at midnight
         pacing.record_events(pending.pop(late))
-    return DayResult(campaign_ids, minute_spend, served, impressions)
+    return DayResult(campaign_ids, minute_spend, minute_participation, served, impressions)
