@@ -119,15 +119,8 @@ class PacingService:
         ``p`` gets 1.0 with probability ``p``, else 0.0 (do not serve). Campaigns with no budget
         always get 1.0; campaigns whose budget is spent always get 0.0.
         """
-        self.update(now)
-        snapshot = self._snapshot
         ids = np.asarray(campaign_ids, dtype=np.int64)
-        if len(snapshot.campaign_id) == 0:
-            return np.ones(ids.shape)
-        rows = np.minimum(np.searchsorted(snapshot.campaign_id, ids), len(snapshot.campaign_id) - 1)
-        participation = np.where(
-            snapshot.campaign_id[rows] == ids, snapshot.participation[rows], 1.0
-        )
+        participation = self.participation(ids, now)
         draw = _uniform(ids, next(self._draws))
         return (draw < participation).astype(np.float64)
 

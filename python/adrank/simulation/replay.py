@@ -1,14 +1,18 @@
-"""Replays one synthetic day through a ``rank`` callable and bills what it shows.
+"""Replays one synthetic day through a ``rank`` callable (the Ranker) and bills what it shows.
 
 Glossary: ``N`` campaigns; ``M`` = 1440 minutes of the day.
 
 Each minute brings Poisson(requests * share of the minute in the world's traffic curve)
-requests. Each request ranks ``k`` ads, the mixed feed (:func:`adrank.allocation.build_feed`)
-decides which are shown, and each shown ad is billed: CPM per impression (price / 1000), CPC per
-click, oCPM per impression at ``price * p_ctr * p_cvr`` (oCPM bids per conversion and pays per
-impression). Spend events carry the impression's time and reach pacing late, as they do in
-production: impressions at the end of their minute, clicks up to 2 minutes later, conversions
-an exponential 5 minutes later, so batches arrive out of order.
+requests, each with a random user and ``candidates`` random creatives
+(:meth:`SyntheticWorld.request`). Each request ranks ``k`` ads, the mixed feed
+(:func:`adrank.allocation.build_feed`) decides which are shown, and each shown ad is billed: CPM
+per impression (price / 1000), CPC per click, oCPM per impression at ``price * p_ctr * p_cvr``
+(oCPM bids per conversion and pays per impression). The model's predicted rates are taken as
+the truth: clicks are drawn with probability ``p_ctr`` and conversions with ``p_cvr``, as if the
+model were calibrated, so the day's demand is what the ranker believes it to be. Spend events
+carry the impression's time and reach pacing late, as they do in production: impressions at
+the end of their minute, clicks up to 2 minutes later, conversions an exponential 5 minutes
+later, so batches arrive out of order.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def simulate_day(
     requests: int,
     seed: int = 0,
     k: int = 3,
+    candidates: int = 100,
 ) -> DayResult:
     """Runs the day; every event ends up recorded in ``pacing`` (late ones after midnight)."""
     rng = np.random.default_rng(seed)
@@ -63,7 +68,6 @@ def simulate_day(
     minute_participation = np.zeros((len(campaign_ids), MINUTES))
     shares = np.diff(world.traffic.cumulative(np.arange(MINUTES + 1) / MINUTES))
     pending: dict[int, list[SpendEvent]] = defaultdict(list)
-    creatives = world.catalog.creative_id
     served = impressions = 0
     for minute in range(MINUTES):
         start = DAY_START + minute * 60.0
@@ -71,10 +75,7 @@ def simulate_day(
         minute_participation[:, minute] = pacing.participation(campaign_ids, start)
         for j in range(arrivals):
             clock.now = start + 60.0 * j / arrivals
-            candidates = creatives[rng.random(len(creatives)) < 0.5]
-            if len(candidates) == 0:
-                continue
-            response = rank(RankRequest(f"r{served}", {}, {}, candidates, k))
+            response = rank(world.request(rng, f"r{served}", clock.now, candidates, k))
             served += 1
             organic = np.sort(rng.exponential(1.0, FEED_LENGTH))[::-1]
             feed = build_feed(organic, response.ecpm, FEED_RULES)
