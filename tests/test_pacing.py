@@ -46,6 +46,7 @@ def controller_step_ref(config, state, budget, spend, now):  # one campaign at a
     f_then, f_now = share(fraction(state.updated_at)), share(fraction(now))
     ahead = share(min(fraction(now) + config.catch_up_s / 86400, 1.0))
     horizon = max(ahead - f_now, 1e-6)
+    target = share(min(fraction(now) + (config.catch_up_s + config.lead_s) / 86400, 1.0))
     dt = now - state.updated_at
     a = -math.expm1(-dt / config.demand_window_s)  # 1 - exp(-dt / w), exact for tiny dt
     columns = {name: getattr(state, name).tolist() for name in ControllerState.COLUMNS}
@@ -60,7 +61,7 @@ def controller_step_ref(config, state, budget, spend, now):  # one campaign at a
         d_exposed = d_exposed0[i] + a * (p * max(f_now - f_then, 0.0) - d_exposed0[i])
         rate = spent / dt if dt > 0 else rate0[i]
         spend_rate = rate0[i] + a * (rate - rate0[i])
-        want = budget[i] + (budget[i] * f_now - spend[i]) / horizon
+        want = (budget[i] * target - spend[i]) / horizon
         ceiling = min(1.0, config.max_increase * p)
         if d_exposed <= 1e-12:
             new_p = p  # nothing measured yet
@@ -96,9 +97,10 @@ amount = st.one_of(tiny, st.floats(0, 1e12))
     ),
     st.floats(0, 86_399),
     st.one_of(st.just(0.0), st.floats(0, 6000)),
+    st.sampled_from([0.0, 1800.0, 7200.0]),
 )
-def test_step_matches_reference(rows, start, elapsed) -> None:
-    config = PacingConfig()
+def test_step_matches_reference(rows, start, elapsed, lead) -> None:
+    config = PacingConfig(lead_s=lead)
     column = [np.array([r[j] for r in rows]) for j in range(7)]
     budget, at_update = column[0], column[1]
     state = ControllerState(
@@ -199,7 +201,7 @@ def test_a_campaign_with_demand_settles_where_it_spends_along_the_curve() -> Non
     def linear(minute: int, p: float) -> float:
         return p * demand * expected_share(minute)
 
-    seen, spends = run_trace(paced_service(budget), linear, 600)
+    seen, spends = run_trace(paced_service(budget, lead_s=0), linear, 600)
     # want / D = B / (4 B) once on the curve; it gets there within the first hour.
     np.testing.assert_allclose(seen[60:], 0.25, rtol=0.02)
     target = budget * TrafficCurve().cumulative(np.arange(1, 601) / 1440)
@@ -213,7 +215,7 @@ def test_behind_the_curve_raises_and_ahead_lowers_participation(factor: float) -
     def shifted(minute: int, p: float) -> float:  # demand changes by ``factor`` at minute 300
         return p * demand * (1.0 if minute < 300 else factor) * expected_share(minute)
 
-    seen, _ = run_trace(paced_service(budget), shifted, 600)
+    seen, _ = run_trace(paced_service(budget, lead_s=0), shifted, 600)
     before, after = seen[299], seen[-1]
     assert before == pytest.approx(0.25, rel=0.02)
     # It settles where it spends along the curve again: p = B / (factor * 4 B).
@@ -226,15 +228,15 @@ def test_no_windup_after_a_long_drought() -> None:
     def drought_then_flood(minute: int, p: float) -> float:
         return 0.0 if minute < 300 else p * 20_000 * expected_share(minute)
 
-    seen, _ = run_trace(paced_service(), drought_then_flood, 400)
+    seen, _ = run_trace(paced_service(lead_s=0), drought_then_flood, 400)
     assert seen[300] == 1.0  # no demand: it sat at p = 1, and nothing accumulated meanwhile
     assert (np.diff(seen[301:]) <= 0).all()  # down from the first step that sees the flood
     assert seen[315] < 0.5  # within the demand window
     assert seen[-1] < 0.1  # toward B / D = 0.05 as the gap closes
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_closed_loop_tracks_the_target_curve_and_lands_on_budget(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "lead"), [(0, 1800.0), (1, 1800.0), (2, 0.0)])
+def test_closed_loop_tracks_the_target_curve_and_lands_on_budget(seed: int, lead: float) -> None:
     rng = np.random.default_rng(seed)
     budget = 1000.0
     true_day = TrafficCurve(
@@ -244,11 +246,11 @@ def test_closed_loop_tracks_the_target_curve_and_lands_on_budget(seed: int) -> N
     def plant(minute: int, p: float) -> float:  # traffic off the expected curve, noisy demand
         return p * 3 * budget * expected_share(minute, true_day) * rng.uniform(0.5, 1.5)
 
-    service = paced_service(budget, seed=seed)
+    service = paced_service(budget, seed=seed, lead_s=lead)
     _, spends = run_trace(service, plant, 1440, delay=2)
     final = service.status(1, DAY0 + 86_399).spend
     assert budget * 0.97 <= final <= budget * 1.005
-    target = budget * TrafficCurve().cumulative(np.arange(1, 1441) / 1440)
+    target = budget * service.config.target_curve(np.arange(1, 1441) / 1440)
     assert np.abs(np.cumsum(spends) - target)[120:].max() < 0.05 * budget
 
 
@@ -350,7 +352,8 @@ def test_traffic_curve() -> None:
     ("name", "value"),
     [("update_interval_s", 0), ("initial_participation", 1.5), ("min_participation", 0),
      ("min_participation", 0.5), ("max_increase", 1.0), ("catch_up_s", 10),
-     ("demand_window_s", float("nan")), ("report_delay_s", -1), ("day_offset_s", 86_400)],
+     ("demand_window_s", float("nan")), ("report_delay_s", -1), ("day_offset_s", 86_400),
+     ("lead_s", -1), ("lead_s", 86_400)],
 )  # fmt: skip
 def test_config_rejects_out_of_range_settings(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"pacing setting {name} is out of range"):

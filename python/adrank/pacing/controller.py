@@ -21,19 +21,25 @@ Every ``update_interval_s`` (at the first request after it is due), for every ca
     D_spent   = (1 - a) * D_spent + a * spent          smoothed, so one quiet or busy
     D_exposed = (1 - a) * D_exposed + a * exposure     minute does not swing the estimate
     D         = D_spent / D_exposed                    demand per unit of traffic share
-    h         = max(F(t + catch_up_s) - F(t), 1e-6)    (t + catch_up_s capped at midnight)
-    gap       = B * F(t) - S(t)                        > 0: behind the target curve B * F
-    want      = B + gap / h                            spend per unit of traffic share that
-                                                       follows the curve and closes the gap
-                                                       within catch_up_s (the feedback)
+    T(t)      = B * F(t + lead_s)                      the target curve (times capped at
+                                                       midnight): the traffic curve, lead_s
+                                                       early, so the budget is gone by then
+    h         = max(F(t + catch_up_s) - F(t), 1e-6)    traffic share of the next catch_up_s
+    want      = (T(t + catch_up_s) - S(t)) / h         spend per unit of traffic share that
+                                                       closes the gap to the target within
+                                                       catch_up_s (the feedback)
     p         = clip(want / D, min_participation, min(1, max_increase * p))
 
-with the corner cases: nothing exposed yet (``D_exposed <= 1e-12``): p is kept; ``want <= 0``
-(ahead of the curve by more than the horizon's share): p = min_participation; exposed but
-nothing spent (``D_spent = 0``): p grows by ``max_increase``; a ratio that is not a
-number (only from extreme inputs): p is kept. Near midnight ``h`` shrinks to
-what is left of the day and ``want`` becomes (B - S) / (1 - F): spend what remains over the
-traffic that remains. A campaign without enough demand sits at p = 1; nothing winds up (no
+With ``lead_s = 0``, ``want = B + (B * F(t) - S(t)) / h``: B per unit of traffic along the
+curve, plus the gap spread over the horizon. The lead buys headroom: a campaign whose demand
+only just covers its budget cannot catch up late in the day once it enters every request, so
+it is kept a little ahead while it still can be. Near midnight the target is B and ``want``
+becomes (B - S) / h: spend what remains over the traffic to come.
+
+Corner cases: nothing exposed yet (``D_exposed <= 1e-12``): p is kept; ``want <= 0`` (ahead of
+the target by more than the horizon's share): p = min_participation; exposed but nothing spent
+(``D_spent = 0``): p grows by ``max_increase``; a ratio that is not a number (only from extreme
+inputs): p is kept. A campaign without enough demand sits at p = 1; nothing winds up (no
 integrator: D is measured, not accumulated).
 
 A spent budget stops the campaign on every batch of events, not only at a step: it gets
@@ -74,7 +80,9 @@ class PacingConfig:
     a gap to the target curve is closed (3600); ``demand_window_s``: time constant of the demand
     estimate (900); ``report_delay_s``: how late spend events typically arrive, for the reserve
     (120); ``day_offset_s``: seconds after UTC midnight at which a campaign day starts (0);
-    ``curve``: the expected traffic through the day.
+    ``lead_s``: how far ahead of the traffic curve the target runs (1800: the budget is
+    planned to be gone half an hour before the day ends); ``curve``: the expected traffic
+    through the day.
     """
 
     enabled: bool = True
@@ -86,6 +94,7 @@ class PacingConfig:
     demand_window_s: float = 900.0
     report_delay_s: float = 120.0
     day_offset_s: float = 0.0
+    lead_s: float = 1800.0
     curve: TrafficCurve = field(default_factory=TrafficCurve)
 
     def __post_init__(self) -> None:
@@ -98,6 +107,7 @@ class PacingConfig:
             "demand_window_s": 0 < self.demand_window_s <= SECONDS_PER_DAY,
             "report_delay_s": 0 <= self.report_delay_s <= 3600,
             "day_offset_s": 0 <= self.day_offset_s < SECONDS_PER_DAY,
+            "lead_s": 0 <= self.lead_s <= 6 * 3600,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -119,7 +129,13 @@ class PacingConfig:
 
     def target_share(self, timestamp: float) -> float:
         """Share of the daily budget the target curve has spent by ``timestamp``."""
-        return float(self.curve.cumulative(self.day_fraction(timestamp)))
+        return float(self.target_curve(self.day_fraction(timestamp)))
+
+    def target_curve(self, day_fraction: float | np.ndarray) -> np.ndarray:
+        """Share of the daily budget the target curve has spent at ``day_fraction`` of the day:
+        ``F(day_fraction + lead_s)``, capped at 1."""
+        ahead = np.minimum(np.asarray(day_fraction) + self.lead_s / SECONDS_PER_DAY, 1.0)
+        return self.curve.cumulative(ahead)
 
 
 def initial_state(
@@ -161,6 +177,7 @@ def controller_step(
     weight = -math.expm1(-elapsed / config.demand_window_s)
     ahead = min(day_now + config.catch_up_s / SECONDS_PER_DAY, 1.0)
     horizon = max(float(curve.cumulative(ahead)) - share_now, MIN_HORIZON)
+    target_ahead = float(config.target_curve(ahead))
     p = state.participation
     ceiling = np.minimum(1.0, config.max_increase * p)
     with np.errstate(all="ignore"):  # huge or subnormal inputs: see the module docstring
@@ -170,7 +187,7 @@ def controller_step(
         demand_exposed = state.demand_exposed + weight * (exposure - state.demand_exposed)
         rate = spent / elapsed if elapsed > 0 else state.spend_rate
         spend_rate = state.spend_rate + weight * (rate - state.spend_rate)
-        want = budget + (budget * share_now - spend) / horizon
+        want = (budget * target_ahead - spend) / horizon
         # want / D = want * D_exposed / D_spent; D_spent = 0 (nothing spent): grow.
         wanted = np.where(demand_spent > 0, want * demand_exposed / demand_spent, np.inf)
     wanted = np.where(want > 0, wanted, 0.0)

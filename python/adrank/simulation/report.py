@@ -31,7 +31,7 @@ def summary(experiment: Experiment) -> dict[str, np.ndarray]:
         out[f"{name}_overspend"] = np.maximum(spend - budgets, 0.0) / budgets
         out[f"{name}_exhausted_at"] = _exhausted_at(minute_spend, budgets)
         cumulative = np.cumsum(minute_spend, axis=1) / budgets[:, None]
-        target = experiment.config.curve.cumulative(np.arange(1, 1441) / 1440)
+        target = experiment.config.target_curve(np.arange(1, 1441) / 1440)
         out[f"{name}_max_gap"] = np.abs(cumulative - target).max(axis=1)
     return out
 
@@ -46,7 +46,7 @@ def write_report(experiment: Experiment, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     numbers = summary(experiment)
     hours = np.arange(1, 1441) / 60.0
-    target_share = experiment.config.curve.cumulative(np.arange(1, 1441) / 1440)
+    target_share = experiment.config.target_curve(np.arange(1, 1441) / 1440)
     world = experiment.world
     budgeted = np.flatnonzero(experiment.budgeted)
     budgets = experiment.budgets[budgeted]
@@ -56,7 +56,7 @@ def write_report(experiment: Experiment, out_dir: str | Path) -> Path:
     rows = []
     for i, campaign in enumerate(world.campaign_ids[budgeted].tolist()):
         figure, axes = plt.subplots(figsize=(7, 3.5))
-        axes.plot(hours, budgets[i] * target_share, "k--", label="target (traffic curve)")
+        axes.plot(hours, budgets[i] * target_share, "k--", label="target (traffic curve, lead)")
         axes.plot(hours, np.cumsum(paced[i]), label="pacing on")
         axes.plot(hours, np.cumsum(unpaced[i]), label="pacing off")
         axes.axhline(budgets[i], color="grey", linewidth=0.8)
@@ -103,7 +103,7 @@ def write_report(experiment: Experiment, out_dir: str | Path) -> Path:
         "",
         "*Enough demand*: the pilot run with no budget (multiplier 1 all day) spent more than the "
         "budget. *Max gap*: largest distance between cumulative spend and the target curve "
-        "(budget x expected traffic share), as a share of budget.",
+        "(budget x expected traffic share, ``lead_s`` early), as a share of budget.",
         "",
         "| campaign | objective | budget | enough demand | on: spent | on: overspend | "
         "on: max gap | off: spent | off: overspend | off: budget gone at | plot |",
