@@ -58,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
         f"pacing on:  worst overspend {numbers['paced_overspend'].max():.2%}, lowest spend "
         f"(enough demand) {numbers['paced_utilization'][enough].min(initial=float('inf')):.1%}"
     )
+    from adrank.simulation.report import MIN_CHARGES
+
+    sizable = enough & (numbers["charges_in_budget"] >= MIN_CHARGES)
+    print(
+        f"            lowest spend among those whose budget holds >= {MIN_CHARGES} charges: "
+        f"{numbers['paced_utilization'][sizable].min(initial=float('inf')):.1%} "
+        f"({sizable.sum()} of {enough.sum()})"
+    )
     print(
         f"pacing off: worst overspend {numbers['unpaced_overspend'].max():.2%}, lowest spend "
         f"(enough demand) {numbers['unpaced_utilization'][enough].min(initial=float('inf')):.1%}"

@@ -39,6 +39,7 @@ class DayResult:
     campaign_ids: np.ndarray  # int64 [N]
     minute_spend: np.ndarray  # float64 [N, M]: spend billed for impressions of each minute
     minute_participation: np.ndarray  # float64 [N, M]: pacing's participation at each minute
+    largest_charge: np.ndarray  # float64 [N]: the largest single charge of the day
     requests: int
     impressions: int
 
@@ -66,6 +67,7 @@ def simulate_day(
     cpm, cpc, ocpm = int(Objective.CPM), int(Objective.CPC), int(Objective.OCPM)
     minute_spend = np.zeros((len(campaign_ids), MINUTES))
     minute_participation = np.zeros((len(campaign_ids), MINUTES))
+    largest = np.zeros(len(campaign_ids))
     shares = np.diff(world.traffic.cumulative(np.arange(MINUTES + 1) / MINUTES))
     pending: dict[int, list[SpendEvent]] = defaultdict(list)
     served = impressions = 0
@@ -105,12 +107,14 @@ def simulate_day(
                     )
                 )
                 minute_spend[row, minute] += costs["impression"]
+                largest[row] = max(largest[row], costs["impression"])
                 if clicked:
                     late = minute + int(rng.integers(0, 3))
                     pending[late].append(
                         SpendEvent(f"{event_id}-c", campaign, "click", costs["click"], clock.now)
                     )
                     minute_spend[row, minute] += costs["click"]
+                    largest[row] = max(largest[row], costs["click"])
                 if converted:
                     late = minute + int(rng.exponential(5.0))
                     pending[late].append(
@@ -120,4 +124,4 @@ def simulate_day(
             pacing.record_events(pending.pop(minute))
     for late in sorted(pending):  # what was still in flight at midnight
         pacing.record_events(pending.pop(late))
-    return DayResult(campaign_ids, minute_spend, minute_participation, served, impressions)
+    return DayResult(campaign_ids, minute_spend, minute_participation, largest, served, impressions)
