@@ -48,6 +48,8 @@ def test_record_is_idempotent_within_and_across_batches() -> None:
     assert (again.accepted, again.duplicates) == (0, 3)
     assert again.cost.size == 0
     assert as_dict(store.spend(day)) == {7: 3.0}
+    assert as_dict(store.largest_charges(day)) == {7: 2.0}  # not the duplicate's 100
+    assert first.largest.tolist() == [2.0]
     assert store.event_counts(day) == {7: (2, 0, 0)}
 
 
@@ -101,23 +103,28 @@ def test_restart_mid_day_loses_nothing_and_counts_nothing_twice(tmp_path: Path) 
     path = tmp_path / "pacing.sqlite"
     config = PacingConfig(update_interval_s=60)
     events = [event(i, 1 + i % 3, 0.5 + (i % 4), DAY0 + 6 * HOUR + i * 20.0) for i in range(600)]
+    ids = np.array([1, 2, 3])
     first = PacingService(SQLitePacingStore(path), config)
     for campaign in (1, 2, 3):
         first.set_budget(campaign, 1000.0, DAY0)
     for start in range(0, 300, 25):  # the first half of the day's events, then the process stops
         first.record_events(events[start : start + 25])
-        first.multipliers(np.array([1, 2, 3]), events[start + 24].timestamp)
+        first.multipliers(ids, events[start + 24].timestamp)
     stopped_at = events[299].timestamp
     before = [first.status(c, stopped_at) for c in (1, 2, 3)]
-    multipliers_before = first.multipliers(np.array([1, 2, 3]), stopped_at)
+    participation_before = first.participation(ids, stopped_at)
+    assert (participation_before != 0.1).all()  # the controller has moved since the start
+    state_before = first.store.load_controller_state(int(DAY0 // 86400))
     first.store.close()
 
     second = PacingService(SQLitePacingStore(path), config)
     after = [second.status(c, stopped_at) for c in (1, 2, 3)]
     assert [a.spend for a in after] == pytest.approx([b.spend for b in before])
-    np.testing.assert_allclose(
-        second.multipliers(np.array([1, 2, 3]), stopped_at), multipliers_before
-    )
+    np.testing.assert_array_equal(second.participation(ids, stopped_at), participation_before)
+    state_after = second.store.load_controller_state(int(DAY0 // 86400))
+    for name in ("campaign_id", *type(state_after).COLUMNS, "updated_at"):
+        np.testing.assert_array_equal(getattr(state_after, name), getattr(state_before, name))
+    assert as_dict(second.store.largest_charges(int(DAY0 // 86400))) == {1: 3.5, 2: 3.5, 3: 3.5}
     # The sender retries everything it is unsure of: the whole first half again, then the rest.
     result = second.record_events(events[:300])
     assert (result.accepted, result.duplicates) == (0, 300)
@@ -128,15 +135,67 @@ def test_restart_mid_day_loses_nothing_and_counts_nothing_twice(tmp_path: Path) 
     second.store.close()
 
 
+def test_the_reserve_survives_a_restart(tmp_path: Path) -> None:
+    """The largest charge is stored with the spend, so a restart cannot shrink the reserve."""
+    path = tmp_path / "pacing.sqlite"
+    config = PacingConfig(update_interval_s=3600, report_delay_s=0)
+    first = PacingService(SQLitePacingStore(path), config)
+    first.set_budget(1, 10.0, DAY0)
+    first.record_events([event(1, 1, 4.0, DAY0 + 10), event(2, 1, 2.5, DAY0 + 20)])
+    assert first.participation(np.array([1]), DAY0 + 30)[0] == 0.0  # 6.5 + 4 >= 10
+    first.store.close()
+    second = PacingService(SQLitePacingStore(path), config)
+    assert second.participation(np.array([1]), DAY0 + 40)[0] == 0.0
+    second.store.close()
+
+
 def test_controller_state_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite"
     service = PacingService(SQLitePacingStore(path), PacingConfig(update_interval_s=60))
     service.set_budget(5, 10.0, DAY0)
     service.multipliers(np.array([5]), DAY0)
-    service.multipliers(np.array([5]), DAY0 + 120)  # one step with no spend: m rises
+    service.multipliers(np.array([5]), DAY0 + 120)  # one step, exposed and nothing spent: p grows
     stored = service.store.load_controller_state(int(DAY0 // 86400))
     assert stored is not None
     assert stored.campaign_id.tolist() == [5]
     assert stored.updated_at == DAY0 + 120
-    assert stored.log_multiplier[0] > math.log(0.5)
+    assert stored.participation[0] == pytest.approx(0.2)
+    assert stored.demand_exposed[0] > 0
     assert service.store.load_controller_state(0) is None
+
+
+def test_a_version_1_file_is_migrated_without_losing_spend(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    day = int(DAY0 // 86400)
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE budgets (campaign_id INTEGER PRIMARY KEY, daily_budget REAL NOT NULL);
+        CREATE TABLE events (event_id TEXT PRIMARY KEY, campaign_id INTEGER NOT NULL,
+            day INTEGER NOT NULL, kind INTEGER NOT NULL, cost REAL NOT NULL, ts REAL NOT NULL);
+        CREATE TABLE spend (campaign_id INTEGER NOT NULL, day INTEGER NOT NULL,
+            spend REAL NOT NULL, impressions INTEGER NOT NULL, clicks INTEGER NOT NULL,
+            conversions INTEGER NOT NULL, PRIMARY KEY (campaign_id, day));
+        CREATE TABLE controller_state (campaign_id INTEGER NOT NULL, day INTEGER NOT NULL,
+            log_multiplier REAL NOT NULL, last_error REAL NOT NULL,
+            spend_at_update REAL NOT NULL, updated_at REAL NOT NULL);
+        """
+    )
+    db.executemany(
+        "INSERT INTO events VALUES (?, ?, ?, 1, ?, ?)",
+        [("a", 7, day, 2.0, DAY0), ("b", 7, day, 5.0, DAY0 + 1)],
+    )
+    db.execute("INSERT INTO spend VALUES (7, ?, 7.0, 0, 2, 0)", (day,))
+    db.execute("INSERT INTO controller_state VALUES (7, ?, -0.5, 0.1, 7.0, ?)", (day, DAY0))
+    db.commit()
+    db.close()
+    store = SQLitePacingStore(path)
+    assert as_dict(store.spend(day)) == {7: 7.0}
+    assert as_dict(store.largest_charges(day)) == {7: 5.0}
+    assert store.load_controller_state(day) is None  # the old controller's state is dropped
+    assert store.record([event(3, 7, 1.0, DAY0 + 2)], [day]).accepted == 1
+    assert as_dict(store.spend(day)) == {7: 8.0}
+    store.close()
+    assert as_dict(SQLitePacingStore(path).spend(day)) == {7: 8.0}  # and it opens again

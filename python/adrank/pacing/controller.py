@@ -1,24 +1,57 @@
-"""The pacing controller: one feedback loop per campaign, all campaigns in one vectorized step.
+"""The pacing controller: throttling, one feedback loop per campaign, all in one vectorized step.
 
 Glossary: ``N`` campaigns (columns [N], sorted by campaign id); ``B`` daily budget; ``S(t)``
 spend recorded so far today; ``F(t)`` the share of the day's traffic expected before ``t``
-(:class:`~adrank.pacing.curve.TrafficCurve`); ``m`` the multiplier scoring applies to the
-campaign's value (``ecpm = value * m - penalty``), ``u = log m``.
+(:class:`~adrank.pacing.curve.TrafficCurve`); ``p`` the campaign's *participation*: the share of
+requests it enters the auction in. Scoring's multiplier is 1 in those requests and 0 (not
+eligible) in the others (:meth:`adrank.pacing.PacingService.multipliers` draws it).
+
+Why throttling and not bid shading: scaling a bid down barely changes the win rate while the
+campaign still outbids the field (the auction is flat near m = 1) and then drops it all at once,
+so the spend a multiplier buys is neither proportional nor predictable. A campaign that enters
+a share ``p`` of requests at its full bid spends ``p`` times what it would spend unthrottled,
+whatever the auction looks like: the plant is linear, and its one unknown is the *demand*
+``D``, what the campaign would spend per unit of traffic share at ``p = 1``.
 
 Every ``update_interval_s`` (at the first request after it is due), for every campaign::
 
-    plan   = (B - S(t0)) * (F(t) - F(t0)) / (1 - F(t0))      spend the remaining budget along
-                                                             the remaining expected traffic
-    spent  = S(t) - S(t0)                                    what was recorded since then
-    e      = clip((plan - spent) / plan, -1, 1)              > 0: behind plan, < 0: ahead
-    u      = clip(u + ki * e + kp * (e - e_prev), log(min_multiplier), 0)
-    m      = exp(u), and 0 once S >= B (also applied the moment a batch of events crosses B)
+    spent     = S(t) - S(t0)                           recorded since the last step
+    exposure  = p * (F(t) - F(t0))                     traffic share it took part in
+    a         = 1 - exp(-(t - t0) / demand_window_s)
+    D_spent   = (1 - a) * D_spent + a * spent          smoothed, so one quiet or busy
+    D_exposed = (1 - a) * D_exposed + a * exposure     minute does not swing the estimate
+    D         = D_spent / D_exposed                    demand per unit of traffic share
+    T(t)      = B * F(t + lead_s)                      the target curve (times capped at
+                                                       midnight): the traffic curve, lead_s
+                                                       early, so the budget is gone by then
+    h         = max(F(t + catch_up_s) - F(t), 1e-6)    traffic share of the next catch_up_s
+    want      = (T(t + catch_up_s) - S(t)) / h         spend per unit of traffic share that
+                                                       closes the gap to the target within
+                                                       catch_up_s (the feedback)
+    p         = clip(want / D, min_participation, min(1, max_increase * p))
 
-The plan re-spreads whatever is left over what is left of the day's traffic, so a campaign
-behind its target curve ``B * F(t)`` is asked to catch up and one ahead slows down; the PI step
-in log space (velocity form) moves the multiplier toward the value that spends the plan. ``u``
-is clipped at 0, so a campaign without enough demand sits at m = 1 without winding up.
-A campaign without a budget is not paced (m = 1).
+With ``lead_s = 0``, ``want = B + (B * F(t) - S(t)) / h``: B per unit of traffic along the
+curve, plus the gap spread over the horizon. The lead buys headroom: a campaign whose demand
+only just covers its budget cannot catch up late in the day once it enters every request, so
+it is kept a little ahead while it still can be. Near midnight the target is B and ``want``
+becomes (B - S) / h: spend what remains over the traffic to come.
+
+Corner cases: nothing exposed yet (``D_exposed <= 1e-12``): p is kept; ``want <= 0`` (ahead of
+the target by more than the horizon's share): p = min_participation; exposed but nothing spent
+(``D_spent = 0``): p grows by ``max_increase``; a ratio that is not a number (only from extreme
+inputs): p is kept. A campaign without enough demand sits at p = 1; nothing winds up (no
+integrator: D is measured, not accumulated).
+
+A spent budget stops the campaign on every batch of events, not only at a step: it gets
+multiplier 0 once ``S + reserve >= B``, where ``reserve`` covers what may already be spent but
+not yet reported, which bounds the overspend::
+
+    reserve = largest single charge seen today + spend_rate * report_delay_s
+    spend_rate = (1 - a) * spend_rate + a * spent / (t - t0)
+
+With ``enabled=False`` only the cap is left: multiplier 1 until ``S >= B``, then 0. A campaign
+without a budget is not paced (multiplier 1). Extreme but finite inputs (subnormal or huge
+budgets) may overflow inside the step; the clip keeps every output in range, with no warning.
 """
 
 from __future__ import annotations
@@ -38,32 +71,43 @@ SECONDS_PER_DAY = 86_400
 class PacingConfig:
     """Settings of the pacing controller (defaults tuned on ``adrank simulate``).
 
-    ``enabled``: False keeps only the budget cap (m = 1 until the budget is spent, then 0);
-    ``update_interval_s``: seconds between controller steps (60);
-    ``kp``, ``ki``: proportional and integral gains of the step in log space (0.2, 0.25);
-    ``initial_multiplier``: m at the start of a campaign day (0.5: start cautiously);
-    ``min_multiplier``: the floor of m while budget remains (0.001);
-    ``day_offset_s``: seconds after UTC midnight at which a campaign day starts (0);
-    ``curve``: the expected traffic through the day.
+    ``enabled``: False keeps only the budget cap (multiplier 1 until the recorded spend reaches
+    the budget, then 0; no throttling, no reserve); ``update_interval_s``: seconds between
+    controller steps (60); ``initial_participation``: p of a campaign before its demand is
+    measured (0.1: a cautious start, it doubles each step until spend shows up);
+    ``min_participation``: the floor of p while budget remains (1e-4); ``max_increase``: the
+    most p may grow in one step (2.0; it may fall at once); ``catch_up_s``: the time over which
+    a gap to the target curve is closed (3600); ``demand_window_s``: time constant of the demand
+    estimate (900); ``report_delay_s``: how late spend events typically arrive, for the reserve
+    (120); ``day_offset_s``: seconds after UTC midnight at which a campaign day starts (0);
+    ``lead_s``: how far ahead of the traffic curve the target runs (1800: the budget is
+    planned to be gone half an hour before the day ends); ``curve``: the expected traffic
+    through the day.
     """
 
     enabled: bool = True
     update_interval_s: float = 60.0
-    kp: float = 0.2
-    ki: float = 0.25
-    initial_multiplier: float = 0.5
-    min_multiplier: float = 0.001
+    initial_participation: float = 0.1
+    min_participation: float = 1e-4
+    max_increase: float = 2.0
+    catch_up_s: float = 3600.0
+    demand_window_s: float = 900.0
+    report_delay_s: float = 120.0
     day_offset_s: float = 0.0
+    lead_s: float = 1800.0
     curve: TrafficCurve = field(default_factory=TrafficCurve)
 
     def __post_init__(self) -> None:
         checks = {
             "update_interval_s": 0 < self.update_interval_s <= 3600,
-            "kp": 0 <= self.kp <= 5,
-            "ki": 0 < self.ki <= 5,
-            "initial_multiplier": 0 < self.initial_multiplier <= 1,
-            "min_multiplier": 0 < self.min_multiplier <= 1,
+            "initial_participation": 0 < self.initial_participation <= 1,
+            "min_participation": 0 < self.min_participation <= self.initial_participation,
+            "max_increase": 1 < self.max_increase <= 100,
+            "catch_up_s": 60 <= self.catch_up_s <= SECONDS_PER_DAY,
+            "demand_window_s": 0 < self.demand_window_s <= SECONDS_PER_DAY,
+            "report_delay_s": 0 <= self.report_delay_s <= 3600,
             "day_offset_s": 0 <= self.day_offset_s < SECONDS_PER_DAY,
+            "lead_s": 0 <= self.lead_s <= 6 * 3600,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -85,7 +129,13 @@ class PacingConfig:
 
     def target_share(self, timestamp: float) -> float:
         """Share of the daily budget the target curve has spent by ``timestamp``."""
-        return float(self.curve.cumulative(self.day_fraction(timestamp)))
+        return float(self.target_curve(self.day_fraction(timestamp)))
+
+    def target_curve(self, day_fraction: float | np.ndarray) -> np.ndarray:
+        """Share of the daily budget the target curve has spent at ``day_fraction`` of the day:
+        ``F(day_fraction + lead_s)``, capped at 1."""
+        ahead = np.minimum(np.asarray(day_fraction) + self.lead_s / SECONDS_PER_DAY, 1.0)
+        return self.curve.cumulative(ahead)
 
 
 def initial_state(
@@ -95,11 +145,17 @@ def initial_state(
     n = len(campaign_id)
     return ControllerState(
         campaign_id=campaign_id,
-        log_multiplier=np.full(n, math.log(config.initial_multiplier)),
-        last_error=np.zeros(n),
+        participation=np.full(n, float(config.initial_participation)),
+        demand_spent=np.zeros(n),
+        demand_exposed=np.zeros(n),
+        spend_rate=np.zeros(n),
         spend_at_update=spend.astype(np.float64, copy=True),
         updated_at=float(now),
     )
+
+
+MIN_EXPOSURE = 1e-12  # below this share of a day's traffic, demand is not measured yet
+MIN_HORIZON = 1e-6  # the catch-up horizon's traffic share never goes below this
 
 
 def controller_step(
@@ -111,30 +167,59 @@ def controller_step(
 ) -> ControllerState:
     """One step of every campaign's controller at ``now`` (see the module docstring).
 
-    ``state``, ``budget`` and ``spend`` are aligned columns [N] of the same campaign day, and
-    ``now`` is in that day, at or after ``state.updated_at``.
+    ``state``, ``budget`` and ``spend`` are aligned columns [N] of the same campaign day
+    (finite, >= 0), and ``now`` is in that day, at or after ``state.updated_at``.
     """
-    share_then = config.curve.cumulative(config.day_fraction(state.updated_at))
-    share_now = config.curve.cumulative(config.day_fraction(now))
-    remaining_then = np.maximum(budget - state.spend_at_update, 0.0)
-    plan = remaining_then * (share_now - share_then) / max(1.0 - share_then, 1e-9)
-    spent = spend - state.spend_at_update
-    with np.errstate(divide="ignore", invalid="ignore"):
-        error = np.where(plan > 0, np.clip((plan - spent) / plan, -1.0, 1.0), 0.0)
-    step = config.ki * error + config.kp * (error - state.last_error)
-    log_multiplier = np.clip(state.log_multiplier + step, math.log(config.min_multiplier), 0.0)
+    curve = config.curve
+    day_then, day_now = config.day_fraction(state.updated_at), config.day_fraction(now)
+    share_then, share_now = float(curve.cumulative(day_then)), float(curve.cumulative(day_now))
+    elapsed = max(now - state.updated_at, 0.0)
+    weight = -math.expm1(-elapsed / config.demand_window_s)
+    ahead = min(day_now + config.catch_up_s / SECONDS_PER_DAY, 1.0)
+    horizon = max(float(curve.cumulative(ahead)) - share_now, MIN_HORIZON)
+    target_ahead = float(config.target_curve(ahead))
+    p = state.participation
+    ceiling = np.minimum(1.0, config.max_increase * p)
+    with np.errstate(all="ignore"):  # huge or subnormal inputs: see the module docstring
+        spent = np.maximum(spend - state.spend_at_update, 0.0)
+        exposure = p * max(share_now - share_then, 0.0)
+        demand_spent = state.demand_spent + weight * (spent - state.demand_spent)
+        demand_exposed = state.demand_exposed + weight * (exposure - state.demand_exposed)
+        rate = spent / elapsed if elapsed > 0 else state.spend_rate
+        spend_rate = state.spend_rate + weight * (rate - state.spend_rate)
+        want = (budget * target_ahead - spend) / horizon
+        # want / D = want * D_exposed / D_spent; D_spent = 0 (nothing spent): grow.
+        wanted = np.where(demand_spent > 0, want * demand_exposed / demand_spent, np.inf)
+    wanted = np.where(want > 0, wanted, 0.0)
+    keep = (demand_exposed <= MIN_EXPOSURE) | np.isnan(wanted)  # not measured, or undefined
+    participation = np.where(keep, p, np.clip(wanted, config.min_participation, ceiling))
     return ControllerState(
         campaign_id=state.campaign_id,
-        log_multiplier=log_multiplier,
-        last_error=error,
+        participation=participation,
+        demand_spent=demand_spent,
+        demand_exposed=demand_exposed,
+        spend_rate=spend_rate,
         spend_at_update=spend.astype(np.float64, copy=True),
         updated_at=float(now),
     )
 
 
-def multipliers_of(
-    config: PacingConfig, state: ControllerState, budget: np.ndarray, spend: np.ndarray
+def participation_of(
+    config: PacingConfig,
+    state: ControllerState,
+    budget: np.ndarray,
+    spend: np.ndarray,
+    largest_charge: np.ndarray,
 ) -> np.ndarray:
-    """The multiplier of each campaign (float64 [N]): 0 where the budget is spent."""
-    paced = np.exp(state.log_multiplier) if config.enabled else np.ones(len(budget))
-    return np.where(spend < budget, paced, 0.0)
+    """The share of requests each campaign enters (float64 [N]): 0 once its budget is spent.
+
+    Paced, "spent" means within ``reserve`` of the budget (see the module docstring);
+    ``largest_charge`` [N] is each campaign's largest single event cost today. With pacing off
+    it means the recorded spend reached the budget.
+    """
+    if not config.enabled:
+        return np.where(spend < budget, 1.0, 0.0)
+    with np.errstate(over="ignore"):
+        reserve = largest_charge + state.spend_rate * config.report_delay_s
+        open_ = spend + reserve < budget
+    return np.where(open_, state.participation, 0.0)

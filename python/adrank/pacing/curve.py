@@ -20,6 +20,9 @@ DEFAULT_HOURLY_WEIGHTS = (
 )  # fmt: skip
 
 
+_HOURS = np.linspace(0.0, 1.0, 25)
+
+
 @dataclass(frozen=True)
 class TrafficCurve:
     """Expected traffic through a day as 24 hourly weights (normalized on use)."""
@@ -33,6 +36,9 @@ class TrafficCurve:
         if not np.isfinite(weights).all() or (weights <= 0).any():
             raise ValueError("hourly_weights must be finite and > 0")
         object.__setattr__(self, "hourly_weights", tuple(float(w) for w in weights))
+        knots = np.concatenate([[0.0], np.cumsum(weights / weights.sum())])
+        knots[-1] = 1.0
+        object.__setattr__(self, "_knots", knots)  # cached: cumulative runs per controller step
 
     @classmethod
     def flat(cls) -> TrafficCurve:
@@ -52,9 +58,7 @@ class TrafficCurve:
 
     def cumulative(self, day_fraction: float | np.ndarray) -> np.ndarray:
         """Share of the day's traffic expected before ``day_fraction`` (0 at 0, 1 at 1)."""
-        knots = np.concatenate([[0.0], np.cumsum(self.shares)])
-        knots[-1] = 1.0
-        return np.interp(day_fraction, np.linspace(0.0, 1.0, 25), knots)
+        return np.interp(day_fraction, _HOURS, self._knots)
 
     def rate(self, day_fraction: float | np.ndarray) -> np.ndarray:
         """Traffic density relative to the day's mean (1.0 = an average hour)."""

@@ -3,13 +3,16 @@
 Glossary: ``C`` candidates of one request; ``N`` campaigns with a budget.
 
 :meth:`PacingService.multipliers` is on the request path: one ``searchsorted`` over an
-immutable snapshot, no lock and no Python per candidate. The controller step (every
-``update_interval_s``) and the event writes run under a lock and swap in a new snapshot, so a
-request sees either the old multipliers or the new ones, never a mix.
+immutable snapshot and one hash per candidate, no lock and no Python per candidate. It draws
+the throttle: a campaign with participation ``p`` gets multiplier 1 in a share ``p`` of calls
+and 0 (do not serve) in the others, the same for all of its candidates within one call. The
+controller step (every ``update_interval_s``) and the event writes run under a lock and swap in
+a new snapshot, so a request sees either the old participations or the new ones, never a mix.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from adrank.pacing.controller import (
+    SECONDS_PER_DAY,
     PacingConfig,
     controller_step,
     initial_state,
-    multipliers_of,
+    participation_of,
 )
 from adrank.pacing.events import RecordResult, SpendEvent, as_events
 from adrank.pacing.store import ControllerState, PacingStore
@@ -34,32 +38,39 @@ class CampaignPacing:
     daily_budget: float | None  # None: no budget, not paced
     spend: float
     target_spend: float  # budget * F(now): where the target curve is
-    multiplier: float
+    multiplier: float  # participation: the share of requests it enters (0 once exhausted)
     exhausted: bool
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     campaign_id: np.ndarray  # int64 [N], sorted
-    multiplier: np.ndarray  # float64 [N]
+    participation: np.ndarray  # float64 [N]
 
 
 class PacingService:
     """Budgets, spend and the controller of every campaign, kept in ``store``.
 
     The day's state is loaded from the store at the first call that needs it, so a service
-    restarted mid-day on the same store resumes where the previous one stopped.
+    restarted mid-day on the same store resumes where the previous one stopped. ``seed`` seeds
+    the throttle's draws (reproducible simulations).
     """
 
-    def __init__(self, store: PacingStore, config: PacingConfig | None = None) -> None:
+    def __init__(
+        self, store: PacingStore, config: PacingConfig | None = None, seed: int = 0
+    ) -> None:
         self.store = store
         self.config = config or PacingConfig()
         self._lock = threading.Lock()
         self._day: int | None = None
+        self._quiet = (np.inf, -np.inf)  # [from, until): same day, no step due (unix seconds)
+        self._draws = itertools.count(int(seed) * 1_000_003)
         empty = np.empty(0, dtype=np.int64)
         self._budget = np.empty(0)
         self._spend = np.empty(0)
-        self._state = ControllerState(empty, np.empty(0), np.empty(0), np.empty(0), 0.0)
+        self._largest = np.empty(0)  # largest single charge today, for the reserve
+        columns = [np.empty(0)] * len(ControllerState.COLUMNS)
+        self._state = ControllerState(empty, *columns, updated_at=0.0)
         self._snapshot = _Snapshot(empty, np.empty(0))
 
     # -- writes -------------------------------------------------------------------------------
@@ -94,35 +105,46 @@ class PacingService:
                     else np.zeros(len(rows), dtype=bool)
                 )
                 np.add.at(self._spend, rows[known], recorded.cost[today][known])
+                np.maximum.at(self._largest, rows[known], recorded.largest[today][known])
                 self._publish()
         return RecordResult(accepted=recorded.accepted, duplicates=recorded.duplicates)
 
     # -- reads --------------------------------------------------------------------------------
 
     def multipliers(self, campaign_ids: np.ndarray, now: float) -> np.ndarray:
-        """The pacing multiplier of each candidate's campaign (float64 [C], in [0, 1]).
+        """Whether each candidate's campaign takes part in this request (float64 [C], 0 or 1).
 
-        ``campaign_ids`` is int64 [C] (repeats welcome); ``now`` unix seconds. Campaigns with
-        no budget get 1.0; campaigns whose budget is spent get 0.0.
+        ``campaign_ids`` is int64 [C] (repeats welcome: a campaign's candidates share one
+        draw); ``now`` unix seconds. Each call is one request: a campaign with participation
+        ``p`` gets 1.0 with probability ``p``, else 0.0 (do not serve). Campaigns with no budget
+        always get 1.0; campaigns whose budget is spent always get 0.0.
         """
+        ids = np.asarray(campaign_ids, dtype=np.int64)
+        participation = self.participation(ids, now)
+        draw = _uniform(ids, next(self._draws))
+        return (draw < participation).astype(np.float64)
+
+    def participation(self, campaign_ids: np.ndarray, now: float) -> np.ndarray:
+        """The share of requests each campaign takes part in (float64 [C], in [0, 1])."""
         self.update(now)
         snapshot = self._snapshot
         ids = np.asarray(campaign_ids, dtype=np.int64)
         if len(snapshot.campaign_id) == 0:
             return np.ones(ids.shape)
         rows = np.minimum(np.searchsorted(snapshot.campaign_id, ids), len(snapshot.campaign_id) - 1)
-        return np.where(snapshot.campaign_id[rows] == ids, snapshot.multiplier[rows], 1.0)
+        return np.where(snapshot.campaign_id[rows] == ids, snapshot.participation[rows], 1.0)
 
     def update(self, now: float) -> bool:
         """Runs the controller if a step is due at ``now``; True if it ran (or a day began)."""
+        if self._quiet[0] <= now < self._quiet[1]:
+            return False  # the request path: no step due, still the same day
         day = int(self.config.day_of(now))
-        if day == self._day and now - self._state.updated_at < self.config.update_interval_s:
-            return False
         with self._lock:
             if day != self._day:
                 self._load_day(day, now, keep_state=False)
                 return True
             if now - self._state.updated_at < self.config.update_interval_s:
+                self._schedule()
                 return False  # another thread stepped while this one waited
             self._state = controller_step(self.config, self._state, self._budget, self._spend, now)
             self.store.save_controller_state(day, self._state)
@@ -137,9 +159,9 @@ class PacingService:
             target_share = self.config.target_share(now)
             if row < len(ids) and ids[row] == campaign_id:
                 budget, spend = float(self._budget[row]), float(self._spend[row])
-                multiplier = float(self._snapshot.multiplier[row])
+                multiplier = float(self._snapshot.participation[row])
                 return CampaignPacing(
-                    campaign_id, budget, spend, budget * target_share, multiplier, spend >= budget
+                    campaign_id, budget, spend, budget * target_share, multiplier, multiplier == 0
                 )
         spend_ids, spends = self.store.spend(int(self.config.day_of(now)))
         spend = float(spends[spend_ids == campaign_id].sum())
@@ -148,24 +170,37 @@ class PacingService:
     # -- internals (called with the lock held) ------------------------------------------------
 
     def _load_day(self, day: int, now: float, keep_state: bool) -> None:
-        """Reads budgets and the day's spend and controller state from the store."""
+        """Reads budgets, the day's spend and largest charges, and controller state."""
         campaign_id, budget = self.store.budgets()
-        spend_ids, spends = self.store.spend(day)
-        spend = np.zeros(len(campaign_id))
-        if len(spend_ids) and len(campaign_id):
-            rows = np.minimum(np.searchsorted(spend_ids, campaign_id), len(spend_ids) - 1)
-            spend = np.where(spend_ids[rows] == campaign_id, spends[rows], 0.0)
+        spend = _aligned(campaign_id, *self.store.spend(day))
+        largest = _aligned(campaign_id, *self.store.largest_charges(day))
         fresh = initial_state(self.config, campaign_id, spend, now)
         previous = self._state if keep_state and day == self._day else None
         if previous is None:
             previous = self.store.load_controller_state(day)
         self._state = _carry_over(fresh, previous)
-        self._day, self._budget, self._spend = day, budget, spend
+        self._day, self._budget, self._spend, self._largest = day, budget, spend, largest
         self._publish()
 
     def _publish(self) -> None:
-        multiplier = multipliers_of(self.config, self._state, self._budget, self._spend)
-        self._snapshot = _Snapshot(self._state.campaign_id, multiplier)
+        participation = participation_of(
+            self.config, self._state, self._budget, self._spend, self._largest
+        )
+        self._snapshot = _Snapshot(self._state.campaign_id, participation)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        day_start = self.config.day_start(self._day)
+        next_step = self._state.updated_at + self.config.update_interval_s
+        self._quiet = (day_start, min(next_step, day_start + SECONDS_PER_DAY))
+
+
+def _aligned(campaign_id: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (of sorted ``ids``) at ``campaign_id`` [N] (sorted), 0 where absent."""
+    if len(ids) == 0 or len(campaign_id) == 0:
+        return np.zeros(len(campaign_id))
+    rows = np.minimum(np.searchsorted(ids, campaign_id), len(ids) - 1)
+    return np.where(ids[rows] == campaign_id, values[rows], 0.0)
 
 
 def _carry_over(fresh: ControllerState, previous: ControllerState | None) -> ControllerState:
@@ -175,14 +210,25 @@ def _carry_over(fresh: ControllerState, previous: ControllerState | None) -> Con
     ids = fresh.campaign_id
     rows = np.minimum(np.searchsorted(previous.campaign_id, ids), len(previous.campaign_id) - 1)
     known = previous.campaign_id[rows] == ids
+    merged = [
+        np.where(known, getattr(previous, name)[rows], getattr(fresh, name))
+        for name in ControllerState.COLUMNS
+    ]
+    return ControllerState(ids, *merged, updated_at=previous.updated_at)
 
-    def merged(name: str) -> np.ndarray:
-        return np.where(known, getattr(previous, name)[rows], getattr(fresh, name))
 
-    return ControllerState(
-        campaign_id=ids,
-        log_multiplier=merged("log_multiplier"),
-        last_error=merged("last_error"),
-        spend_at_update=merged("spend_at_update"),
-        updated_at=previous.updated_at,
-    )
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _uniform(campaign_ids: np.ndarray, draw: int) -> np.ndarray:
+    """One uniform number in [0, 1) per campaign for draw number ``draw`` (splitmix64 hash).
+
+    Equal campaign ids get equal numbers within a draw; different draws are independent.
+    """
+    key = np.uint64(draw * 0x94D049BB133111EB % 2**64)  # Python ints: no overflow warning
+    z = campaign_ids.astype(np.uint64) * _GOLDEN + key
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53

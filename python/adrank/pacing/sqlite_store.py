@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS spend (
     campaign_id INTEGER NOT NULL,
     day         INTEGER NOT NULL,
     spend       REAL NOT NULL,
+    largest     REAL NOT NULL,
     impressions INTEGER NOT NULL,
     clicks      INTEGER NOT NULL,
     conversions INTEGER NOT NULL,
@@ -45,13 +46,45 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE TABLE IF NOT EXISTS controller_state (
     campaign_id     INTEGER NOT NULL,
     day             INTEGER NOT NULL,
-    log_multiplier  REAL NOT NULL,
-    last_error      REAL NOT NULL,
+    participation   REAL NOT NULL,
+    demand_spent    REAL NOT NULL,
+    demand_exposed  REAL NOT NULL,
+    spend_rate      REAL NOT NULL,
     spend_at_update REAL NOT NULL,
     updated_at      REAL NOT NULL,
     PRIMARY KEY (day, campaign_id)
 ) WITHOUT ROWID;
 """
+
+SCHEMA_VERSION = 2
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Brings a file written by schema version 1 (the PI controller) to version 2.
+
+    Version 2 keeps each campaign day's largest single charge in ``spend`` (recomputed here from
+    the stored events, exactly) and new controller columns; the old controller state is dropped
+    and the controller starts that day again from its initial state.
+    """
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if version >= SCHEMA_VERSION or "spend" not in tables:
+        return
+    columns = {r[1] for r in db.execute("PRAGMA table_info(spend)")}
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "largest" not in columns:
+            db.execute("ALTER TABLE spend ADD COLUMN largest REAL NOT NULL DEFAULT 0")
+            db.execute(
+                "UPDATE spend SET largest = (SELECT COALESCE(MAX(cost), 0) FROM events"
+                " WHERE events.campaign_id = spend.campaign_id AND events.day = spend.day)"
+            )
+        db.execute("DROP TABLE IF EXISTS controller_state")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
 
 STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS staged (
@@ -66,11 +99,12 @@ CREATE TEMP TABLE IF NOT EXISTS staged (
 
 # The first occurrence of an id in a batch wins (INSERT OR IGNORE into the staging table).
 ADD_SPEND = """
-INSERT INTO spend (campaign_id, day, spend, impressions, clicks, conversions)
-SELECT campaign_id, day, SUM(cost), SUM(kind = 0), SUM(kind = 1), SUM(kind = 2)
+INSERT INTO spend (campaign_id, day, spend, largest, impressions, clicks, conversions)
+SELECT campaign_id, day, SUM(cost), MAX(cost), SUM(kind = 0), SUM(kind = 1), SUM(kind = 2)
 FROM staged WHERE true GROUP BY campaign_id, day
 ON CONFLICT (campaign_id, day) DO UPDATE SET
     spend = spend + excluded.spend,
+    largest = MAX(largest, excluded.largest),
     impressions = impressions + excluded.impressions,
     clicks = clicks + excluded.clicks,
     conversions = conversions + excluded.conversions
@@ -91,7 +125,9 @@ class SQLitePacingStore:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            _migrate(self._db)
             self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.executescript(STAGE)
 
     def close(self) -> None:
@@ -131,7 +167,8 @@ class SQLitePacingStore:
                 db.execute("DELETE FROM staged WHERE event_id IN (SELECT event_id FROM events)")
                 (accepted,) = db.execute("SELECT COUNT(*) FROM staged").fetchone()
                 groups = db.execute(
-                    "SELECT campaign_id, day, SUM(cost) FROM staged GROUP BY campaign_id, day"
+                    "SELECT campaign_id, day, SUM(cost), MAX(cost) FROM staged"
+                    " GROUP BY campaign_id, day"
                 ).fetchall()
                 db.execute(ADD_SPEND)
                 db.execute("INSERT INTO events SELECT * FROM staged")
@@ -146,12 +183,21 @@ class SQLitePacingStore:
             campaign_id=np.array([g[0] for g in groups], dtype=np.int64),
             day=np.array([g[1] for g in groups], dtype=np.int64),
             cost=np.array([g[2] for g in groups], dtype=np.float64),
+            largest=np.array([g[3] for g in groups], dtype=np.float64),
         )
 
     def spend(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT campaign_id, spend FROM spend WHERE day = ? ORDER BY campaign_id",
+                (int(day),),
+            ).fetchall()
+        return _columns(rows)
+
+    def largest_charges(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, largest FROM spend WHERE day = ? ORDER BY campaign_id",
                 (int(day),),
             ).fetchall()
         return _columns(rows)
@@ -165,32 +211,34 @@ class SQLitePacingStore:
         return {int(c): (int(i), int(k), int(v)) for c, i, k, v in rows}
 
     def save_controller_state(self, day: int, state: ControllerState) -> None:
+        n = len(state.campaign_id)
+        columns = [getattr(state, name).tolist() for name in ControllerState.COLUMNS]
         rows = list(
             zip(
                 state.campaign_id.tolist(),
-                [int(day)] * len(state.campaign_id),
-                state.log_multiplier.tolist(),
-                state.last_error.tolist(),
-                state.spend_at_update.tolist(),
-                [float(state.updated_at)] * len(state.campaign_id),
+                [int(day)] * n,
+                *columns,
+                [float(state.updated_at)] * n,
                 strict=True,
             )
         )
+        slots = ", ".join("?" * (len(ControllerState.COLUMNS) + 3))
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute("DELETE FROM controller_state WHERE day = ?", (int(day),))
-                db.executemany("INSERT INTO controller_state VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.executemany(f"INSERT INTO controller_state VALUES ({slots})", rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
     def load_controller_state(self, day: int) -> ControllerState | None:
+        names = ", ".join(ControllerState.COLUMNS)
         with self._lock:
             rows = self._db.execute(
-                "SELECT campaign_id, log_multiplier, last_error, spend_at_update, updated_at "
+                f"SELECT campaign_id, {names}, updated_at"
                 " FROM controller_state WHERE day = ? ORDER BY campaign_id",
                 (int(day),),
             ).fetchall()
@@ -198,11 +246,9 @@ class SQLitePacingStore:
             return None
         columns = np.array(rows, dtype=np.float64).T
         return ControllerState(
-            campaign_id=np.array([r[0] for r in rows], dtype=np.int64),
-            log_multiplier=columns[1],
-            last_error=columns[2],
-            spend_at_update=columns[3],
-            updated_at=float(columns[4][0]),
+            np.array([r[0] for r in rows], dtype=np.int64),
+            *columns[1:-1],
+            updated_at=float(columns[-1][0]),
         )
 
 
@@ -214,4 +260,4 @@ def _columns(rows: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
 
 def _nothing_recorded() -> RecordedSpend:
     empty = np.empty(0, dtype=np.int64)
-    return RecordedSpend(0, 0, empty, empty, np.empty(0, dtype=np.float64))
+    return RecordedSpend(0, 0, empty, empty, np.empty(0), np.empty(0))

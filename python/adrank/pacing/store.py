@@ -25,8 +25,9 @@ from adrank.pacing.events import SpendEvent
 class RecordedSpend:
     """What :meth:`PacingStore.record` stored: counts, and the new spend per (campaign, day).
 
-    ``campaign_id``, ``day`` and ``cost`` are columns [G], one row per (campaign, day) group of
-    the newly stored events; repeats of known ids are in ``duplicates`` and nowhere else.
+    ``campaign_id``, ``day``, ``cost`` (their sum) and ``largest`` (the largest single cost) are
+    columns [G], one row per (campaign, day) group of the newly stored events; repeats of known
+    ids are in ``duplicates`` and nowhere else.
     """
 
     accepted: int
@@ -34,23 +35,36 @@ class RecordedSpend:
     campaign_id: np.ndarray
     day: np.ndarray
     cost: np.ndarray
+    largest: np.ndarray
 
 
 @dataclass(frozen=True)
 class ControllerState:
     """The pacing controller's memory for one day, as columns [N] sorted by campaign id.
 
-    ``log_multiplier``: the controller's output, log of the multiplier (<= 0);
-    ``last_error``: the relative spend error at the last update (for the P term);
+    ``participation``: the share of requests the campaign enters (the controller's output);
+    ``demand_spent``, ``demand_exposed``: smoothed spend and traffic share taken part in per
+    step, whose ratio estimates the campaign's demand;
+    ``spend_rate``: smoothed recorded spend per second (for the in-flight reserve);
     ``spend_at_update``: the campaign's recorded spend at the last update;
     ``updated_at``: unix seconds of the last update (one value for all campaigns).
     """
 
     campaign_id: np.ndarray
-    log_multiplier: np.ndarray
-    last_error: np.ndarray
+    participation: np.ndarray
+    demand_spent: np.ndarray
+    demand_exposed: np.ndarray
+    spend_rate: np.ndarray
     spend_at_update: np.ndarray
     updated_at: float
+
+    COLUMNS = (
+        "participation",
+        "demand_spent",
+        "demand_exposed",
+        "spend_rate",
+        "spend_at_update",
+    )
 
 
 class PacingStore(Protocol):
@@ -68,6 +82,10 @@ class PacingStore(Protocol):
 
     def spend(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         """``(campaign_id [N] int64 sorted, spend [N] float64)`` of ``day``'s events."""
+        ...
+
+    def largest_charges(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(campaign_id [N] int64 sorted, largest single cost [N] float64)`` of ``day``."""
         ...
 
     def event_counts(self, day: int) -> dict[int, tuple[int, int, int]]:

@@ -1,9 +1,15 @@
 """The experiment ``adrank simulate`` runs: a pilot to measure demand, then the day paced and not.
 
+Every run ranks through the real :class:`adrank.orchestrator.ranker.Ranker` over the exported
+model (run in process, :class:`adrank.orchestrator.model.TorchScriptModel`), with pacing and the
+kill switches wired in as in serving: ``pacing=`` reads :meth:`PacingService.multipliers` at the
+simulated time, ``killed=`` is :meth:`TrafficControl.blocked`.
+
 1. Pilot: a share of the day's requests with no budgets (every multiplier 1), scaled up: the
    spend each campaign would reach if nothing held it back (its *demand*).
 2. Budgets: most campaigns get 30-80 % of their demand (enough demand: pacing must spread
    them); every fourth gets 150 % (not enough demand: it should run unthrottled all day).
+   Campaigns that spent nothing in the pilot get no budget.
 3. The same day (same requests, same random draws) with pacing on, then with pacing off
    (budget cap only).
 """
@@ -14,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adrank.orchestrator.model import TorchScriptModel
+from adrank.orchestrator.ranker import Ranker
 from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
 from adrank.simulation.replay import DayResult, simulate_day
-from adrank.simulation.standin import StandInRanker
-from adrank.simulation.world import DAY_START, SimClock, SyntheticWorld, make_world
+from adrank.simulation.world import DAY_START, SimClock, SyntheticWorld
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
 
 
@@ -25,42 +32,82 @@ from adrank.traffic import SQLiteTrafficStore, TrafficControl
 class Experiment:
     world: SyntheticWorld
     demand: np.ndarray  # float64 [N]: pilot spend, scaled to the day
-    budgets: np.ndarray  # float64 [N]
+    budgets: np.ndarray  # float64 [N], inf where a campaign has no budget
     paced: DayResult
     unpaced: DayResult
     config: PacingConfig
 
     @property
+    def budgeted(self) -> np.ndarray:
+        return np.isfinite(self.budgets)
+
+    @property
     def enough_demand(self) -> np.ndarray:
-        return self.demand > self.budgets
+        return self.budgeted & (self.demand > self.budgets)
 
 
-def _run(world, config, budgets, requests, seed) -> DayResult:
+@dataclass
+class DayRun:
+    """One day's services around one Ranker: what a test needs to reach into."""
+
+    clock: SimClock
+    pacing: PacingService
+    traffic: TrafficControl
+    ranker: Ranker
+
+    def simulate(self, world: SyntheticWorld, requests: int, seed: int, **replay) -> DayResult:
+        return simulate_day(
+            world, self.ranker.rank, self.pacing, self.clock, requests, seed, **replay
+        )
+
+
+def day_run(
+    world: SyntheticWorld,
+    model: TorchScriptModel,
+    config: PacingConfig,
+    budgets: np.ndarray,
+    seed: int = 0,
+) -> DayRun:
+    """A fresh pacing service (budgets set where finite), kill switches and a Ranker over them."""
     clock = SimClock(DAY_START)
-    pacing = PacingService(SQLitePacingStore(":memory:"), config)
+    pacing = PacingService(SQLitePacingStore(":memory:"), config, seed=seed)
     for campaign, budget in zip(world.campaign_ids.tolist(), budgets, strict=True):
         if np.isfinite(budget):
             pacing.set_budget(campaign, float(budget), DAY_START)
     traffic = TrafficControl(SQLiteTrafficStore(":memory:"))
-    ranker = StandInRanker(world, pacing, traffic, clock, seed=seed)
-    return simulate_day(world, ranker.rank, pacing, clock, requests, seed=seed)
+    ranker = Ranker.from_export(
+        world.artifacts_dir,
+        world.catalog,
+        model,
+        pacing=lambda campaigns: pacing.multipliers(campaigns, clock()),
+        killed=traffic.blocked,
+    )
+    return DayRun(clock, pacing, traffic, ranker)
 
 
 def run_experiment(
-    requests: int = 200_000,
-    campaigns: int = 12,
+    world: SyntheticWorld,
+    requests: int = 30_000,
     seed: int = 0,
+    candidates: int = 100,
     pilot_share: float = 0.2,
     config: PacingConfig | None = None,
 ) -> Experiment:
     config = config or PacingConfig()
-    world = make_world(campaigns, seed=seed)
+    model = TorchScriptModel(world.version_dir)
     n = len(world.campaign_ids)
-    pilot = _run(world, config, np.full(n, np.inf), int(requests * pilot_share), seed + 1)
+    unbudgeted = np.full(n, np.inf)
+    pilot = day_run(world, model, config, unbudgeted, seed + 1).simulate(
+        world, int(requests * pilot_share), seed + 1, candidates=candidates
+    )
     demand = pilot.spend / pilot_share
     ratio = np.random.default_rng(seed).uniform(0.3, 0.8, n)
     ratio[3::4] = 1.5
-    budgets = np.round(demand * ratio, 2)
-    paced = _run(world, config, budgets, requests, seed + 2)
-    unpaced = _run(world, PacingConfig(enabled=False), budgets, requests, seed + 2)
+    budgets = np.where(demand > 0, np.round(demand * ratio, 2), np.inf)
+    paced = day_run(world, model, config, budgets, seed + 2).simulate(
+        world, requests, seed + 2, candidates=candidates
+    )
+    unpaced = day_run(world, model, PacingConfig(enabled=False), budgets, seed + 2).simulate(
+        world, requests, seed + 2, candidates=candidates
+    )
     return Experiment(world, demand, budgets, paced, unpaced, config)

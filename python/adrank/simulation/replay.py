@@ -1,14 +1,18 @@
-"""Replays one synthetic day through a ``rank`` callable and bills what it shows.
+"""Replays one synthetic day through a ``rank`` callable (the Ranker) and bills what it shows.
 
 Glossary: ``N`` campaigns; ``M`` = 1440 minutes of the day.
 
 Each minute brings Poisson(requests * share of the minute in the world's traffic curve)
-requests. Each request ranks ``k`` ads, the mixed feed (:func:`adrank.allocation.build_feed`)
-decides which are shown, and each shown ad is billed: CPM per impression (price / 1000), CPC per
-click, oCPM per impression at ``price * p_ctr * p_cvr`` (oCPM bids per conversion and pays per
-impression). Spend events carry the impression's time and reach pacing late, as they do in
-production: impressions at the end of their minute, clicks up to 2 minutes later, conversions
-an exponential 5 minutes later, so batches arrive out of order.
+requests, each with a random user and ``candidates`` random creatives
+(:meth:`SyntheticWorld.request`). Each request ranks ``k`` ads, the mixed feed
+(:func:`adrank.allocation.build_feed`) decides which are shown, and each shown ad is billed: CPM
+per impression (price / 1000), CPC per click, oCPM per impression at ``price * p_ctr * p_cvr``
+(oCPM bids per conversion and pays per impression). The model's predicted rates are taken as
+the truth: clicks are drawn with probability ``p_ctr`` and conversions with ``p_cvr``, as if the
+model were calibrated, so the day's demand is what the ranker believes it to be. Spend events
+carry the impression's time and reach pacing late, as they do in production: impressions at
+the end of their minute, clicks up to 2 minutes later, conversions an exponential 5 minutes
+later, so batches arrive out of order.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ FEED_LENGTH = 8
 class DayResult:
     campaign_ids: np.ndarray  # int64 [N]
     minute_spend: np.ndarray  # float64 [N, M]: spend billed for impressions of each minute
+    minute_participation: np.ndarray  # float64 [N, M]: pacing's participation at each minute
+    largest_charge: np.ndarray  # float64 [N]: the largest single charge of the day
     requests: int
     impressions: int
 
@@ -50,6 +56,7 @@ def simulate_day(
     requests: int,
     seed: int = 0,
     k: int = 3,
+    candidates: int = 100,
 ) -> DayResult:
     """Runs the day; every event ends up recorded in ``pacing`` (late ones after midnight)."""
     rng = np.random.default_rng(seed)
@@ -57,20 +64,20 @@ def simulate_day(
     objective_of = dict(
         zip(world.catalog.campaign_id.tolist(), world.catalog.objective.tolist(), strict=False)
     )
+    cpm, cpc, ocpm = int(Objective.CPM), int(Objective.CPC), int(Objective.OCPM)
     minute_spend = np.zeros((len(campaign_ids), MINUTES))
+    minute_participation = np.zeros((len(campaign_ids), MINUTES))
+    largest = np.zeros(len(campaign_ids))
     shares = np.diff(world.traffic.cumulative(np.arange(MINUTES + 1) / MINUTES))
     pending: dict[int, list[SpendEvent]] = defaultdict(list)
-    creatives = world.catalog.creative_id
     served = impressions = 0
     for minute in range(MINUTES):
         start = DAY_START + minute * 60.0
         arrivals = rng.poisson(requests * shares[minute])
+        minute_participation[:, minute] = pacing.participation(campaign_ids, start)
         for j in range(arrivals):
             clock.now = start + 60.0 * j / arrivals
-            candidates = creatives[rng.random(len(creatives)) < 0.5]
-            if len(candidates) == 0:
-                continue
-            response = rank(RankRequest(f"r{served}", {}, {}, candidates, k))
+            response = rank(world.request(rng, f"r{served}", clock.now, candidates, k))
             served += 1
             organic = np.sort(rng.exponential(1.0, FEED_LENGTH))[::-1]
             feed = build_feed(organic, response.ecpm, FEED_RULES)
@@ -87,11 +94,11 @@ def simulate_day(
                 clicked = rng.random() < p_ctr
                 converted = clicked and rng.random() < p_cvr
                 costs = {
-                    "impression": price / 1000.0 if objective == Objective.CPM else 0.0,
-                    "click": price if objective == Objective.CPC else 0.0,
+                    "impression": price / 1000.0 if objective == cpm else 0.0,
+                    "click": price if objective == cpc else 0.0,
                     "conversion": 0.0,
                 }
-                if objective == Objective.OCPM:
+                if objective == ocpm:
                     costs["impression"] = price * p_ctr * p_cvr
                 event_id = f"{response.request_id}-{ad}"
                 pending[minute].append(
@@ -100,12 +107,14 @@ def simulate_day(
                     )
                 )
                 minute_spend[row, minute] += costs["impression"]
+                largest[row] = max(largest[row], costs["impression"])
                 if clicked:
                     late = minute + int(rng.integers(0, 3))
                     pending[late].append(
                         SpendEvent(f"{event_id}-c", campaign, "click", costs["click"], clock.now)
                     )
                     minute_spend[row, minute] += costs["click"]
+                    largest[row] = max(largest[row], costs["click"])
                 if converted:
                     late = minute + int(rng.exponential(5.0))
                     pending[late].append(
@@ -115,4 +124,4 @@ def simulate_day(
             pacing.record_events(pending.pop(minute))
     for late in sorted(pending):  # what was still in flight at midnight
         pacing.record_events(pending.pop(late))
-    return DayResult(campaign_ids, minute_spend, served, impressions)
+    return DayResult(campaign_ids, minute_spend, minute_participation, largest, served, impressions)

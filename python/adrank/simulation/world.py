@@ -1,26 +1,33 @@
-"""The synthetic world of a simulated day: campaigns, creatives, their true rates, a clock.
+"""The world of a simulated day: a trained, exported ranker's workspace, its users, a clock.
 
-Glossary: ``R`` creatives; ``N`` campaigns.
+Glossary: ``R`` creatives in the catalog; ``N`` campaigns that can serve (not paused).
 
-Rates are high for an ads system (CTR 2-5 %) so that a day of a few hundred thousand requests
-gives each campaign enough billable events for its spend curve to mean something.
+The world is the one :func:`adrank.workspace.prepare_workspace` builds (a synthetic log, the
+multi-task ranker trained on it and exported, the serving catalog), sized by
+:func:`simulation_world` so that a day of tens of thousands of requests gives every campaign
+enough billable events for its spend curve to mean something. Requests draw a user from the
+world's users and a random set of the catalog's creatives as candidates, as retrieval would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
-from adrank.orchestrator.scoring import Objective
+from adrank.data.synthetic import NETWORKS, PLACEMENTS, SyntheticConfig
+from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.request import RankRequest
 from adrank.pacing import TrafficCurve
 
 DAY_START = 1_735_689_600.0  # 2025-01-01 00:00 UTC
+PLACEMENT_SHARES = (0.6, 0.15, 0.15, 0.1)  # as in the synthetic log
 
 
 class SimClock:
-    """Simulated unix seconds; the stand-in ranker and the replay share one."""
+    """Simulated unix seconds; the ranker's pacing lookup and the replay share one."""
 
     def __init__(self, now: float = DAY_START) -> None:
         self.now = now
@@ -29,57 +36,66 @@ class SimClock:
         return self.now
 
 
+def simulation_world(campaigns: int) -> SyntheticConfig:
+    """The synthetic world of ``adrank simulate``: few campaigns, each with many creatives."""
+    return SyntheticConfig(
+        num_advertisers=max(1, campaigns // 2),
+        num_campaigns=campaigns,
+        num_creatives=20 * campaigns,
+        num_users=2000,
+        num_categories=8,
+    )
+
+
 @dataclass(frozen=True)
 class SyntheticWorld:
+    artifacts_dir: Path  # the exported version the ranker loads
+    version_dir: Path  # its dense model (TorchScript), run in process
     catalog: Catalog
-    base_ctr: np.ndarray  # float64 [R], in catalog row order
-    base_cvr: np.ndarray  # float64 [R]
+    users: list[dict[str, Any]]
     traffic: TrafficCurve  # the day's true traffic (differs from the controller's expectation)
 
     @property
     def campaign_ids(self) -> np.ndarray:
-        return np.unique(self.catalog.campaign_id)
+        """Campaigns that can serve (int64 [N], sorted): some creative of theirs is active."""
+        return np.unique(self.catalog.campaign_id[self.catalog.active])
+
+    def request(
+        self, rng: np.random.Generator, request_id: str, now: float, candidates: int, k: int
+    ) -> RankRequest:
+        """A ranking request at ``now``: a random user, context and ``candidates`` creatives."""
+        user = self.users[int(rng.integers(len(self.users)))]
+        hour = int(((now - DAY_START) % 86_400) // 3600)
+        context = {
+            "placement": PLACEMENTS[int(rng.choice(len(PLACEMENTS), p=PLACEMENT_SHARES))],
+            "hour": hour,
+            "network": NETWORKS[int(rng.integers(len(NETWORKS)))],
+        }
+        creatives = self.catalog.creative_id
+        chosen = rng.choice(creatives, size=min(candidates, len(creatives)), replace=False)
+        return RankRequest(
+            request_id=request_id,
+            user=user,
+            context=context,
+            candidates=chosen,
+            k=k,
+            region=user["country"],
+            recently_seen=np.asarray(user.get("recent_creatives") or [], dtype=np.int64),
+        )
 
 
-def make_world(
-    num_campaigns: int = 12, creatives_per_campaign: int = 3, seed: int = 0
-) -> SyntheticWorld:
-    """Campaigns of every objective with bids whose eCPMs overlap, so they compete."""
+def make_world(workspace: Any, seed: int = 0) -> SyntheticWorld:
+    """The world of ``workspace`` (:class:`adrank.workspace.Workspace`), with a true traffic
+    curve that deviates from the expected one by up to +-15 % an hour."""
+    import pyarrow.parquet as pq
+
     rng = np.random.default_rng(seed)
-    campaigns = np.arange(1, num_campaigns + 1, dtype=np.int64)
-    objective = np.array([int(o) for o in Objective])[np.arange(num_campaigns) % 3]
-    ctr = rng.uniform(0.02, 0.05, num_campaigns)
-    cvr = rng.uniform(0.05, 0.15, num_campaigns)
-    target_ecpm = rng.uniform(3.0, 10.0, num_campaigns)
-    bid = np.select(
-        [objective == Objective.CPM, objective == Objective.CPC],
-        [target_ecpm, target_ecpm / (ctr * 1000)],
-        default=0.0,
-    )
-    target_cpa = np.where(objective == Objective.OCPM, target_ecpm / (ctr * cvr * 1000), 0.0)
-
-    per = creatives_per_campaign
-    rows = num_campaigns * per
-    owner = np.repeat(np.arange(num_campaigns), per)
-    catalog = Catalog(
-        creative_id=np.arange(1000, 1000 + rows, dtype=np.int64),
-        advertiser_id=(campaigns[owner] + 1) // 2,  # two campaigns per advertiser
-        campaign_id=campaigns[owner],
-        category=owner % 5,
-        objective=objective[owner].astype(np.int8),
-        bid=bid[owner],
-        target_cpa=target_cpa[owner],
-        region_mask=np.full(rows, ALL_REGIONS, dtype=np.uint64),
-        active=np.ones(rows, dtype=bool),
-        regions=(),
-        version="synthetic",
-    )
-    # The true day deviates from the expected curve by up to +-15 % an hour.
     expected = np.asarray(TrafficCurve().hourly_weights)
     traffic = TrafficCurve(tuple(expected * rng.uniform(0.85, 1.15, 24)))
     return SyntheticWorld(
-        catalog=catalog,
-        base_ctr=ctr[owner] * rng.uniform(0.8, 1.2, rows),
-        base_cvr=cvr[owner] * rng.uniform(0.8, 1.2, rows),
+        artifacts_dir=workspace.artifacts_dir,
+        version_dir=workspace.repository / workspace.model_name / str(workspace.version),
+        catalog=Catalog.from_parquet(workspace.catalog_path),
+        users=pq.read_table(workspace.users_path).to_pylist(),
         traffic=traffic,
     )
