@@ -217,7 +217,7 @@ def reference_inputs(world, request: RankRequest, rows: np.ndarray):
     return pooled_embeddings_ref(tables, schema, batch), batch.dense
 
 
-@pytest.mark.parametrize("memo", ["memoized", "per_request", "tiny_memo"])
+@pytest.mark.parametrize("memo", ["memoized", "per_cross", "per_request", "tiny_memo"])
 def test_model_inputs_equal_the_training_pipeline(world, monkeypatch, memo) -> None:
     """Request-value memo and cross memo (hits, misses, overflow) and the per-request path."""
     import adrank.orchestrator.cross_embeddings as crosses
@@ -225,6 +225,8 @@ def test_model_inputs_equal_the_training_pipeline(world, monkeypatch, memo) -> N
 
     if memo == "per_request":
         monkeypatch.setattr(crosses, "MEMO_MAX_GROUPS", 0)
+    if memo == "per_cross":  # as when the crosses' widths differ: one gather per cross
+        monkeypatch.setattr(crosses.CrossEmbeddings, "_one_block", lambda *_: False)
     if memo == "tiny_memo":
         monkeypatch.setattr(crosses, "MEMO_CAPACITY", 3)
         monkeypatch.setattr(serving, "MEMO_CAPACITY", 5)

@@ -28,6 +28,7 @@ from adrank.orchestrator.features import CreativeFeatures, RequestFeatures, Serv
 
 MEMO_MAX_GROUPS = 4096  # beyond this a cross's rows are computed per request
 MEMO_CAPACITY = 1 << 16  # entries per snapshot; [U_x, d_x] each, so a few hundred MB at most
+_LAYOUT = ("layout",)  # the memo's entry for the snapshot's group counts
 
 
 class CrossEmbeddings:
@@ -44,6 +45,8 @@ class CrossEmbeddings:
         self._singles = [
             tuple(s for s in spec.sources if s in request and s not in bags) for spec in self.specs
         ]
+        self._all_singles = sorted({s for singles in self._singles for s in singles})
+        self._bag_crosses = [x for x, bag in enumerate(self._bag) if bag is not None]
 
     def fill(
         self,
@@ -57,30 +60,66 @@ class CrossEmbeddings:
         """Writes cross ``x``'s pooled rows for candidates ``rows`` into ``out[:, columns[x]]``."""
         if not self.specs:
             return
-        groups = creative.cross_group[rows]  # [C, F_x]
-        pooled = []
+        groups = np.take(creative.cross_group, rows, axis=0)  # [C, F_x]
+        layout = memo.get(_LAYOUT)
+        if layout is None:  # once per snapshot: [U_x], and whether the one-gather path applies
+            sizes = [len(g) for g in creative.group_rows]
+            fast = self._one_block(columns) and max(sizes) <= MEMO_MAX_GROUPS
+            starts = np.arange(len(self.specs), dtype=np.int64) * max(sizes)
+            layout = memo[_LAYOUT] = (sizes, fast, starts)
+        sizes, fast, starts = layout
+        if fast:
+            stacked = self._stacked(creative, sizes, request, memo)
+            groups += starts
+            block = slice(columns[0].start, columns[-1].stop)
+            out[:, block] = np.take(stacked, groups.reshape(-1), axis=0).reshape(len(rows), -1)
+            return
         for x, spec in enumerate(self.specs):
             group_rows = creative.group_rows[x]
             if len(group_rows) <= MEMO_MAX_GROUPS:
-                pooled.append(self._memoized(x, spec, creative, group_rows, request, memo))
+                pooled = self._memoized(x, spec, creative, group_rows, request, memo)
+                out[:, columns[x]] = np.take(pooled, groups[:, x], axis=0)
                 continue
-            present, groups[:, x] = np.unique(groups[:, x], return_inverse=True)
+            present, group = np.unique(groups[:, x], return_inverse=True)
             ids = {s: np.array([request.single_ids[s]]) for s in self._singles[x]}
             if self._bag[x] is not None:
                 ids[self._bag[x]] = request.bags[self._bag[x]]
-            pooled.append(self._pool(x, spec, creative, group_rows[present], ids))
-        if not self._one_block(columns):
-            for x, rows_x in enumerate(pooled):
-                out[:, columns[x]] = np.take(rows_x, groups[:, x], axis=0)
-            return
-        # One gather for all crosses: their rows stacked in one table, indices offset per cross.
-        height = max(len(p) for p in pooled)
-        stacked = np.zeros((len(pooled) * height, self._dims[0]), dtype=np.float32)
-        for x, rows_x in enumerate(pooled):
-            stacked[x * height : x * height + len(rows_x)] = rows_x
-        groups += np.arange(len(pooled), dtype=np.int64) * height
-        block = slice(columns[0].start, columns[-1].stop)
-        out[:, block] = np.take(stacked, groups.reshape(-1), axis=0).reshape(len(rows), -1)
+            pooled = self._pool(x, spec, creative, group_rows[present], ids)
+            out[:, columns[x]] = np.take(pooled, group, axis=0)
+
+    def _stacked(
+        self,
+        creative: CreativeFeatures,
+        sizes: list[int],
+        request: RequestFeatures,
+        memo: dict[tuple, np.ndarray],
+    ) -> np.ndarray:
+        """Every cross's rows in one table [F_x * H, d], cross ``x`` from row ``x * H``.
+
+        The crosses without a bag depend on the request's single ids only: their part is kept
+        whole in the memo (one look-up per request); the bag crosses are filled in per request.
+        """
+        height = max(sizes)
+        singles = tuple(request.single_ids[s] for s in self._all_singles)
+        key = ("stacked", singles)
+        stacked = memo.get(key)
+        if stacked is None:
+            stacked = np.zeros((len(self.specs) * height, self._dims[0]), dtype=np.float32)
+            for x, spec in enumerate(self.specs):
+                if self._bag[x] is None:
+                    pooled = self._memoized(
+                        x, spec, creative, creative.group_rows[x], request, memo
+                    )
+                    stacked[x * height : x * height + sizes[x]] = pooled
+            memo[key] = stacked
+        if not self._bag_crosses:
+            return stacked
+        stacked = stacked.copy()
+        for x in self._bag_crosses:
+            rows = creative.group_rows[x]
+            pooled = self._memoized(x, self.specs[x], creative, rows, request, memo)
+            stacked[x * height : x * height + sizes[x]] = pooled
+        return stacked
 
     def _one_block(self, columns: list[slice]) -> bool:
         """Crosses of one width in adjacent columns (the usual layout)."""
