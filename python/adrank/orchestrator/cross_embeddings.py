@@ -7,9 +7,11 @@ width of its table; ``L`` the length of a request-side bag.
 A cross's pooled row for a candidate depends on the request's ids of the cross's request
 sources and on the candidate's group only. So, for a cross with few groups, the rows of all
 ``U_x`` groups for one request-side key are computed once ([U_x, d_x]: hashed and looked up
-with adrank's kernels) and kept in a memo owned by the catalog snapshot; a request then costs a
-look-up per key and one gather of [C, d_x]. A cross with a bag (interests x category) keeps one
-entry per bag id and pools the bag's entries as the embedding kernel would (sum, mean, max).
+with adrank's kernels) and kept in a memo owned by the catalog snapshot. When the crosses share
+one width and sit side by side (the usual layout), the rows of all crosses without a bag are
+also kept stacked in one table per request key, so a request costs a look-up or two and one
+gather of [C, F_x * d]. A cross with a bag (interests x category) keeps one entry per bag id
+and pools the bag's entries as the embedding kernel would (sum, mean, max).
 A cross with more groups than ``MEMO_MAX_GROUPS`` is computed per request for the groups
 present among the candidates.
 """
@@ -111,7 +113,7 @@ class CrossEmbeddings:
                         x, spec, creative, creative.group_rows[x], request, memo
                     )
                     stacked[x * height : x * height + sizes[x]] = pooled
-            memo[key] = stacked
+            _remember(memo, key, stacked)
         if not self._bag_crosses:
             return stacked
         stacked = stacked.copy()
@@ -148,9 +150,7 @@ class CrossEmbeddings:
                 if bag_name is not None:
                     ids[bag_name] = np.array([element], dtype=np.int64)
                 rows = self._pool(x, spec, creative, group_rows, ids)
-                if len(memo) >= MEMO_CAPACITY:
-                    memo.clear()  # bounded: start over rather than track recency
-                memo[key] = rows
+                _remember(memo, key, rows)
             parts.append(rows)
         if bag_name is None:
             return parts[0]
@@ -173,3 +173,9 @@ class CrossEmbeddings:
         values, per_row = self.features.cross_values(spec, creative, group_rows, request_ids)
         offsets = np.arange(len(group_rows), dtype=np.int64) * per_row
         return ops.embedding_bag(self._tables[x], values, offsets, mode=spec.pooling)
+
+
+def _remember(memo: dict[tuple, Any], key: tuple, value: Any) -> None:
+    if len(memo) >= MEMO_CAPACITY:
+        memo.clear()  # bounded: start over rather than track recency on the request path
+    memo[key] = value
