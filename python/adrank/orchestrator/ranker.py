@@ -6,13 +6,16 @@ embedding and dense widths; ``k`` creatives asked for.
 Stages, each timed (``RankResponse.timings_ms``):
 
 1. ``catalog``    join candidate ids to the catalog snapshot (unknown ids dropped, counted)
-2. ``features``   request fields once, creative fields gathered, crosses hashed for all C
-3. ``embeddings`` request-side rows pooled once and broadcast; candidate rows in one call
+2. ``features``   request fields encoded once (:class:`~adrank.orchestrator.features.
+                  ServingFeatures`); creative fields were encoded once per catalog snapshot
+3. ``embeddings`` request-side rows pooled once and broadcast; creative rows gathered from the
+                  snapshot's pooled block; crosses by cross group
+                  (:mod:`adrank.orchestrator.cross_embeddings`)
 4. ``model``      one call to the dense model (Triton)
 5. ``scoring``    eCPM by objective, pacing, negative-feedback penalty
                   (:mod:`adrank.orchestrator.scoring`)
-6. ``selection``  constrained top-k: per-advertiser cap, paused campaigns, region targeting,
-                  categories blocked in the user's region, frequency caps
+6. ``selection``  constrained top-k: per-advertiser cap, paused and killed campaigns, region
+                  targeting, categories blocked in the user's region, frequency caps
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
 """
 
@@ -239,7 +242,6 @@ class Ranker:
             if len(rows):
                 creative_block = np.take(snapshot.creative_embeddings, rows, axis=0)
                 embeddings[:, self._creative_columns] = creative_block
-            if len(rows):
                 self._crosses.fill(
                     embeddings,
                     self._cross_columns,
