@@ -156,18 +156,24 @@ def sample_requests(
             "network": NETWORKS[rng.integers(len(NETWORKS))],
         }
         chosen = rng.choice(creative_ids, size=min(candidates, len(creative_ids)), replace=False)
-        requests.append(
-            RankRequest(
-                request_id=f"req-{seed}-{i}",
-                user=user,
-                context=context,
-                candidates=chosen,
-                k=k,
-                region=user["country"],
-                recently_seen=np.asarray(user.get("recent_creatives") or [], dtype=np.int64),
-            )
-        )
+        requests.append(user_request(f"req-{seed}-{i}", user, context, chosen, k))
     return requests
+
+
+def user_request(
+    request_id: str, user: dict[str, Any], context: dict[str, Any], candidates: Any, k: int
+) -> RankRequest:
+    """A request of a user row of the synthetic log: their country is the region, their
+    recently watched creatives the frequency-cap history."""
+    return RankRequest(
+        request_id=request_id,
+        user=user,
+        context=context,
+        candidates=candidates,
+        k=k,
+        region=user["country"],
+        recently_seen=np.asarray(user.get("recent_creatives") or [], dtype=np.int64),
+    )
 
 
 def fallback_rates(workspace: Workspace) -> FallbackRates:

@@ -21,6 +21,7 @@ from adrank.data.synthetic import NETWORKS, PLACEMENTS, SyntheticConfig
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.request import RankRequest
 from adrank.pacing import TrafficCurve
+from adrank.workspace import user_request
 
 DAY_START = 1_735_689_600.0  # 2025-01-01 00:00 UTC
 PLACEMENT_SHARES = (0.6, 0.15, 0.15, 0.1)  # as in the synthetic log
@@ -73,15 +74,7 @@ class SyntheticWorld:
         }
         creatives = self.catalog.creative_id
         chosen = rng.choice(creatives, size=min(candidates, len(creatives)), replace=False)
-        return RankRequest(
-            request_id=request_id,
-            user=user,
-            context=context,
-            candidates=chosen,
-            k=k,
-            region=user["country"],
-            recently_seen=np.asarray(user.get("recent_creatives") or [], dtype=np.int64),
-        )
+        return user_request(request_id, user, context, chosen, k)
 
 
 def make_world(workspace: Any, seed: int = 0) -> SyntheticWorld:
