@@ -14,13 +14,14 @@ those that apply (1.0 where none does).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from adrank.sqlite_files import open_database
 
 ANY = ""  # the stored scope of "every region" / "every placement"
 
@@ -69,15 +70,9 @@ class SQLiteTrafficStore:
     """Traffic control in SQLite: may share the pacing store's file (its own tables)."""
 
     def __init__(self, path: str | Path) -> None:
-        path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = open_database(path)
         self._lock = threading.Lock()
         with self._lock:
-            if path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(
                 "CREATE TABLE IF NOT EXISTS kill_switches (scope TEXT NOT NULL, "
                 "entity_id INTEGER NOT NULL, reason TEXT NOT NULL, "

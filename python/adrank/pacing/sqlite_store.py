@@ -19,6 +19,7 @@ import numpy as np
 
 from adrank.pacing.events import SpendEvent
 from adrank.pacing.store import ControllerState, RecordedSpend
+from adrank.sqlite_files import open_database, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (
@@ -71,8 +72,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     if version >= SCHEMA_VERSION or "spend" not in tables:
         return
     columns = {r[1] for r in db.execute("PRAGMA table_info(spend)")}
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         if "largest" not in columns:
             db.execute("ALTER TABLE spend ADD COLUMN largest REAL NOT NULL DEFAULT 0")
             db.execute(
@@ -80,10 +80,6 @@ def _migrate(db: sqlite3.Connection) -> None:
                 " WHERE events.campaign_id = spend.campaign_id AND events.day = spend.day)"
             )
         db.execute("DROP TABLE IF EXISTS controller_state")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 STAGE = """
@@ -116,15 +112,9 @@ class SQLitePacingStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = open_database(self.path)
         self._lock = threading.Lock()
         with self._lock:
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             _migrate(self._db)
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -158,25 +148,18 @@ class SQLitePacingStore:
             (e.event_id, e.campaign_id, int(d), int(e.kind), e.cost, e.timestamp)
             for e, d in zip(events, days, strict=True)
         ]
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM staged")
-                db.executemany("INSERT OR IGNORE INTO staged VALUES (?, ?, ?, ?, ?, ?)", rows)
-                db.execute("DELETE FROM staged WHERE event_id IN (SELECT event_id FROM events)")
-                (accepted,) = db.execute("SELECT COUNT(*) FROM staged").fetchone()
-                groups = db.execute(
-                    "SELECT campaign_id, day, SUM(cost), MAX(cost) FROM staged"
-                    " GROUP BY campaign_id, day"
-                ).fetchall()
-                db.execute(ADD_SPEND)
-                db.execute("INSERT INTO events SELECT * FROM staged")
-                db.execute("DELETE FROM staged")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._db) as db:
+            db.execute("DELETE FROM staged")
+            db.executemany("INSERT OR IGNORE INTO staged VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.execute("DELETE FROM staged WHERE event_id IN (SELECT event_id FROM events)")
+            (accepted,) = db.execute("SELECT COUNT(*) FROM staged").fetchone()
+            groups = db.execute(
+                "SELECT campaign_id, day, SUM(cost), MAX(cost) FROM staged"
+                " GROUP BY campaign_id, day"
+            ).fetchall()
+            db.execute(ADD_SPEND)
+            db.execute("INSERT INTO events SELECT * FROM staged")
+            db.execute("DELETE FROM staged")
         return RecordedSpend(
             accepted=int(accepted),
             duplicates=len(rows) - int(accepted),
@@ -223,16 +206,9 @@ class SQLitePacingStore:
             )
         )
         slots = ", ".join("?" * (len(ControllerState.COLUMNS) + 3))
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM controller_state WHERE day = ?", (int(day),))
-                db.executemany(f"INSERT INTO controller_state VALUES ({slots})", rows)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._db) as db:
+            db.execute("DELETE FROM controller_state WHERE day = ?", (int(day),))
+            db.executemany(f"INSERT INTO controller_state VALUES ({slots})", rows)
 
     def load_controller_state(self, day: int) -> ControllerState | None:
         names = ", ".join(ControllerState.COLUMNS)
