@@ -32,7 +32,7 @@ import torch
 from adrank.models.checkpoint import load_checkpoint
 from adrank.models.ranker import MultiTaskRanker
 from adrank.models.tables import save_tables, table_path
-from adrank.triton.model_config import write_model_config, write_python_backend_model
+from adrank.triton.model_config import write_model_configs, write_python_backend_model
 
 __all__ = [
     "ExportResult",
@@ -119,12 +119,12 @@ def export_model(
         )
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
-    dims = {"embedding_dim": schema.embedding_dim, "dense_dim": schema.dense_dim}
-    write_model_config(
-        model_dir, **dims, max_batch_size=max_batch_size, instances=instances, kind="cpu"
-    )
-    write_model_config(
-        model_dir, **dims, max_batch_size=max_batch_size, instances=instances, kind="gpu"
+    write_model_configs(
+        model_dir,
+        embedding_dim=schema.embedding_dim,
+        dense_dim=schema.dense_dim,
+        max_batch_size=max_batch_size,
+        instances=instances,
     )
     with _staged(version_dir) as staging:
         scripted = script_dense_model(model)

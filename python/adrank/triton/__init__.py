@@ -33,6 +33,7 @@ _EXPORTS = {
     "read_model_config": "model_config",
     "ranker_signature": "model_config",
     "write_model_config": "model_config",
+    "write_model_configs": "model_config",
     "write_python_backend_model": "model_config",
 }
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -163,6 +163,12 @@ def write_model_config(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text_format.MessageToString(config))
     return path
+
+
+def write_model_configs(model_dir: str | Path, **settings: Any) -> list[Path]:
+    """Write both variants, CPU (served here) and GPU (kept beside it for GPU hosts), with the
+    same ``settings`` (those of :func:`write_model_config` but ``kind``); returns their paths."""
+    return [write_model_config(model_dir, kind=kind, **settings) for kind in ("cpu", "gpu")]
 
 
 def write_python_backend_model(version_dir: str | Path) -> Path:

@@ -20,7 +20,7 @@ from torch import nn
 from adrank.triton.client import RankerClient
 from adrank.triton.model_config import (
     TORCHSCRIPT_FILENAME,
-    write_model_config,
+    write_model_configs,
     write_python_backend_model,
 )
 from adrank.triton.server import EmbeddedTriton
@@ -97,16 +97,14 @@ def make_model_repository(
     version_dir.mkdir(parents=True, exist_ok=True)
     script(module).save(str(version_dir / TORCHSCRIPT_FILENAME))
     write_python_backend_model(version_dir)
-    for kind in ("cpu", "gpu"):
-        write_model_config(
-            model_dir,
-            embedding_dim=embedding_dim,
-            dense_dim=dense_dim,
-            max_batch_size=max_batch_size,
-            instances=instances,
-            kind=kind,
-            torch_threads=torch_threads,
-        )
+    write_model_configs(
+        model_dir,
+        embedding_dim=embedding_dim,
+        dense_dim=dense_dim,
+        max_batch_size=max_batch_size,
+        instances=instances,
+        torch_threads=torch_threads,
+    )
     return root
 
 
