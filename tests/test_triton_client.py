@@ -23,27 +23,12 @@ from adrank.triton.client import (
 )
 from adrank.triton.model_config import RankerSignature
 from adrank.triton.server import EmbeddedTriton, TritonError, free_port
-from adrank.triton.testing import DemoDenseRanker, make_model_repository, script
+from adrank.triton.testing import RejectsNaN, make_model_repository, script
 
 pytestmark = pytest.mark.triton
 
 E, N = 12, 3
 MAX_BATCH = 2048
-
-
-class RejectsNaN(nn.Module):
-    """The demo ranker, failing on a request whose DENSE holds NaN."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        self.inner = DemoDenseRanker(E, N, seed=seed)
-
-    def forward(
-        self, embeddings: torch.Tensor, dense: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if bool(torch.isnan(dense).any()):
-            raise RuntimeError("DENSE holds NaN")
-        return self.inner(embeddings, dense)
 
 
 def ranker_ref(module: nn.Module, embeddings: np.ndarray, dense: np.ndarray) -> np.ndarray:
@@ -68,9 +53,9 @@ def inputs(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def modules() -> dict[str, nn.Module]:
     return {
-        "ranker": RejectsNaN(seed=0),
-        "versioned_v1": RejectsNaN(1),
-        "versioned_v2": RejectsNaN(2),
+        "ranker": RejectsNaN(E, N, seed=0),
+        "versioned_v1": RejectsNaN(E, N, seed=1),
+        "versioned_v2": RejectsNaN(E, N, seed=2),
     }
 
 
@@ -84,7 +69,7 @@ def repository(tmp_path_factory, modules) -> Path:
         root, modules["versioned_v1"], embedding_dim=E, dense_dim=N, model="versioned"
     )
     # A model whose TorchScript file is not TorchScript: loading it must fail clearly.
-    make_model_repository(root, RejectsNaN(), embedding_dim=E, dense_dim=N, model="broken")
+    make_model_repository(root, RejectsNaN(E, N), embedding_dim=E, dense_dim=N, model="broken")
     (root / "broken" / "1" / "model.pt").write_bytes(b"not a TorchScript archive")
     return root
 

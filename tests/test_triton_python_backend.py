@@ -18,24 +18,9 @@ from torch import nn
 
 from adrank.triton.model_config import OUTPUT_NAMES, build_model_config
 from adrank.triton.python_backend import TritonPythonModel, run_dense, torch_threads_from_config
-from adrank.triton.testing import DemoDenseRanker, script
+from adrank.triton.testing import RejectsNaN, script
 
 E, N = 6, 2
-
-
-class RejectsNaN(nn.Module):
-    """The demo ranker, failing on a request whose DENSE holds NaN."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = DemoDenseRanker(E, N)
-
-    def forward(
-        self, embeddings: torch.Tensor, dense: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if bool(torch.isnan(dense).any()):
-            raise RuntimeError("DENSE holds NaN")
-        return self.inner(embeddings, dense)
 
 
 class FakeTensor:
@@ -108,7 +93,7 @@ def _inputs(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_one_request_matches_the_torch_module(tmp_path, pb_utils):
-    module = RejectsNaN()
+    module = RejectsNaN(E, N)
     model = _initialized(tmp_path, module)
     embeddings, dense = _inputs(5, seed=1)
     [response] = model.execute([_request(embeddings, dense)])
@@ -120,7 +105,7 @@ def test_one_request_matches_the_torch_module(tmp_path, pb_utils):
 
 
 def test_a_dynamic_batch_is_split_back_per_request(tmp_path, pb_utils):
-    module = RejectsNaN()
+    module = RejectsNaN(E, N)
     model = _initialized(tmp_path, module)
     batches = [_inputs(rows, seed=rows) for rows in (1, 7, 3)]
     responses = model.execute([_request(e, d) for e, d in batches])
@@ -133,7 +118,7 @@ def test_a_dynamic_batch_is_split_back_per_request(tmp_path, pb_utils):
 
 
 def test_a_failing_request_gets_the_error_and_the_others_their_outputs(tmp_path, pb_utils):
-    module = RejectsNaN()
+    module = RejectsNaN(E, N)
     model = _initialized(tmp_path, module)
     good_a, good_b = _inputs(4, seed=2), _inputs(2, seed=3)
     bad_embeddings, bad_dense = _inputs(3, seed=4)
@@ -168,7 +153,7 @@ def test_missing_torchscript_file_fails_initialize(tmp_path):
 def test_initialize_sets_torch_threads(tmp_path, pb_utils):
     before = torch.get_num_threads()
     try:
-        _initialized(tmp_path, RejectsNaN(), threads=1)
+        _initialized(tmp_path, RejectsNaN(E, N), threads=1)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

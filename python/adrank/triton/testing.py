@@ -65,6 +65,22 @@ class DemoDenseRanker(nn.Module):
         return ctr, cvr, neg
 
 
+class RejectsNaN(nn.Module):
+    """The demo ranker, failing a request whose DENSE holds NaN: a model error on one request,
+    for the tests of how the backend and the client surface it."""
+
+    def __init__(self, embedding_dim: int, dense_dim: int, seed: int = 0) -> None:
+        super().__init__()
+        self.inner = DemoDenseRanker(embedding_dim, dense_dim, seed=seed)
+
+    def forward(
+        self, embeddings: torch.Tensor, dense: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if bool(torch.isnan(dense).any()):
+            raise RuntimeError("DENSE holds NaN")
+        return self.inner(embeddings, dense)
+
+
 def script(module: nn.Module) -> torch.jit.ScriptModule:
     """``torch.jit.script`` without the deprecation warning torch 2.13 gives (TorchScript is
     the format both Triton backends serve)."""
