@@ -42,11 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from adrank.service.app import ServiceLimits
     from adrank.service.stack import HttpServer, serving_stack
+    from adrank.stop_signals import StopSignals
     from adrank.workspace import fallback_rates, open_workspace, prepare_workspace
 
     if (args.artifacts is None) != (args.catalog is None):
@@ -65,25 +63,24 @@ def run(args: argparse.Namespace) -> int:
         if args.fallback:
             raise SystemExit("adrank serve: --fallback needs a workspace's training metrics")
     limits = ServiceLimits(args.max_candidates, args.max_body_bytes)
-    with serving_stack(
-        artifacts,
-        catalog,
-        repository=args.repository,
-        model_name=args.model,
-        triton_url=args.triton_url,
-        deadline_ms=args.deadline_ms,
-        fallback=fallback,
-        limits=limits,
-        state_path=state,
-    ) as stack:
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        # uvicorn runs in a thread and the signals come here, so that leaving this block
-        # always stops the server, Triton and the shared-memory regions in order.
-        with HttpServer(stack.app, host=args.host, port=args.port) as http:
-            print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
-            while not stop.wait(0.5):
-                if not http.running:
-                    raise SystemExit("adrank serve: the HTTP server stopped")
+    # uvicorn runs in a thread and the signals come here, so that leaving these blocks always
+    # stops the server, Triton and the shared-memory regions in order.
+    with (
+        serving_stack(
+            artifacts,
+            catalog,
+            repository=args.repository,
+            model_name=args.model,
+            triton_url=args.triton_url,
+            deadline_ms=args.deadline_ms,
+            fallback=fallback,
+            limits=limits,
+            state_path=state,
+        ) as stack,
+        StopSignals() as stop,
+        HttpServer(stack.app, host=args.host, port=args.port) as http,
+    ):
+        print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
+        if not stop.wait(lambda: http.running):
+            raise SystemExit("adrank serve: the HTTP server stopped")
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
+
+from adrank.stop_signals import StopSignals
 
 HELP = "serve a Triton model repository on the embedded tritonserver (nvidia-pytriton wheel)"
 
@@ -74,11 +75,15 @@ def _loaded_models(repository: Path, requested: list[str] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM (a service manager, `kill`) stops the server as Ctrl-C (KeyboardInterrupt) does.
+    with StopSignals(signal.SIGTERM) as stop:
+        return _serve(args, stop)
+
+
+def _serve(args: argparse.Namespace, stop: StopSignals) -> int:
+    """Starts the server, then blocks until ``stop`` fires or the server ends."""
     from adrank.triton.server import EmbeddedTriton, TritonError
 
-    stop = threading.Event()
-    # SIGTERM (a service manager, `kill`) stops the server as Ctrl-C does.
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         server = EmbeddedTriton(
             args.model_repository,
@@ -101,15 +106,12 @@ def run(args: argparse.Namespace) -> int:
                 )
                 return 0
             print("Ctrl-C or SIGTERM stops it", flush=True)
-            while not stop.wait(0.5):
-                if not server.is_running():
-                    print(f"tritonserver exited; see {server.log_path}", file=sys.stderr)
-                    return 1
+            if not stop.wait(server.is_running):
+                print(f"tritonserver exited; see {server.log_path}", file=sys.stderr)
+                return 1
     except (TritonError, FileNotFoundError, ValueError) as error:
         print(f"adrank triton: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
     return 0
