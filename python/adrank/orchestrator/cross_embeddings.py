@@ -41,7 +41,7 @@ class CrossEmbeddings:
         self.specs = features.cross_fields
         self._tables = [tables[spec.table] for spec in self.specs]
         self._dims = [features.schema.tables[spec.table].dim for spec in self.specs]
-        bags = {f.name for f in features.request_fields if f.kind == "multi_valued"}
+        bags = features.bag_fields
         self._bag = [next((s for s in spec.sources if s in bags), None) for spec in self.specs]
         request = {f.name for f in features.request_fields}
         self._singles = [

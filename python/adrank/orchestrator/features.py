@@ -87,7 +87,8 @@ class ServingFeatures:
             _subschema(schema, [*self.creative_fields, *self.creative_dense])
         )
         self._creative_column = {f.name: j for j, f in enumerate(self.creative_fields)}
-        self._bag_sources = {f.name for f in self.request_fields if f.kind == "multi_valued"}
+        # Request fields with several ids (a bag): a cross with one crosses each of its ids.
+        self.bag_fields = {f.name for f in self.request_fields if f.kind == "multi_valued"}
         self._memo: dict[tuple, Any] = {}  # request value -> its id (see encode_request)
         self._field_pipelines: dict[str, FeaturePipeline] = {}
         self.request_dim = sum(schema.tables[f.table].dim for f in self.request_fields)
@@ -255,7 +256,7 @@ class ServingFeatures:
         interests x the creative's category) crosses each of the bag's ids with the row, as the
         training pipeline does. ``values`` is row-major: row 0's ids, then row 1's, ...
         """
-        bag = next((request_ids[s] for s in spec.sources if s in self._bag_sources), None)
+        bag = next((request_ids[s] for s in spec.sources if s in self.bag_fields), None)
         per_row = 1 if bag is None else len(bag)
         num = len(rows)
         columns = []
@@ -263,7 +264,7 @@ class ServingFeatures:
             if source in self._creative_column:
                 column = creative.ids[rows, self._creative_column[source]]
                 columns.append(np.repeat(column, per_row))
-            elif source in self._bag_sources:
+            elif source in self.bag_fields:
                 columns.append(np.tile(request_ids[source], num))
             else:
                 columns.append(np.full(num * per_row, request_ids[source][0]))
