@@ -231,6 +231,37 @@ def test_arrow_nulls_are_missing() -> None:
     np.testing.assert_array_equal(ops.hash_ids(sliced, 2, 77), hash_ids_ref([1, None, 3], 2, 77))
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda: pa.array([None, None], pa.string()).dictionary_encode(), id="all-null"
+        ),
+        pytest.param(
+            lambda: pa.DictionaryArray.from_arrays(
+                pa.array([None], pa.int8()), pa.array([], pa.string())
+            ),
+            id="empty-dictionary",
+        ),
+        pytest.param(
+            lambda: pa.array(["a", None, None], pa.string()).dictionary_encode()[1:],
+            id="sliced-to-nulls",
+        ),
+        pytest.param(
+            lambda: pa.DictionaryArray.from_arrays(pa.array([1, None, 0]), pa.array([None, "v"])),
+            id="null-in-dictionary",
+        ),
+    ],
+)
+def test_arrow_dictionary_nulls_hash_to_the_missing_bucket(make) -> None:
+    array = make()
+    np.testing.assert_array_equal(
+        ops.hash_strings(array, 4, 333), hash_strings_ref(array.to_pylist(), 4, 333)
+    )
+    empty = pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+    assert ops.hash_strings(empty, 4, 333).shape == (0,)
+
+
 def test_empty_inputs() -> None:
     for empty in ([], np.array([], dtype=object), pa.array([], type=pa.string())):
         assert ops.hash_strings(empty, 0, 10).shape == (0,)
@@ -417,6 +448,31 @@ def test_real_log_shaped_columns() -> None:
         (lambda: ops.hash_jagged(["a"], [1], [-1], 10), ValueError, "slots must be >= 0"),
         (lambda: ops.hash_jagged(["a"], [1], [0], [10, 10]), ValueError, "one entry per slot"),
         (lambda: ops.hash_jagged(["a"], [1], [0], [0]), ValueError, "num_buckets must be >= 1"),
+        (lambda: ops.hash_jagged(["a"], [1], [0], 2**64), ValueError, "num_buckets must be <="),
+        (lambda: ops.hash_jagged(["a"], [1], [0], 2**63), ValueError, "num_buckets must be <="),
+        (lambda: ops.hash_jagged(["a"], [1], [0], [2**63]), ValueError, "num_buckets must be <="),
+        (
+            lambda: ops.hash_jagged(["a"], [1], [0], [2**64]),
+            ValueError,
+            r"num_buckets\[0\] must be <=",
+        ),
+        (
+            lambda: ops.hash_jagged(["a"], [1], [0], np.array([2**63], np.uint64)),
+            ValueError,
+            "num_buckets must be <=",
+        ),
+        (
+            lambda: ops.hash_jagged(["a"], [1], [0], [-(2**70)]),
+            ValueError,
+            r"num_buckets\[0\] must be >= 1",
+        ),
+        (
+            lambda: ops.hash_jagged(["a"], [1], [0], ["x"]),
+            TypeError,
+            "num_buckets must hold integers",
+        ),
+        (lambda: ops.hash_jagged(["a"], [1], [2**64], 10), ValueError, r"slots\[0\] must be <="),
+        (lambda: ops.hash_jagged(["a"], [1], [2**63], 10), ValueError, "slots must be <="),
         (lambda: ops.hash_jagged(["a"], [1, 0, 0], [0, 1], 10), ValueError, "multiple of"),
         (lambda: ops.hash_jagged(["a"], [2], [0], 10), ValueError, "lengths sum to 2"),
         (lambda: ops.hash_jagged(["a"], [-1, 2], [0], 10), ValueError, "lengths must be >= 0"),

@@ -134,9 +134,12 @@ def _hash_arrow_dictionary(array: Any, slot: int, num_buckets: int, seed: int) -
     """Hashes each distinct value once, then gathers: dictionary-encoded Parquet columns."""
     dictionary = hash_strings(array.dictionary, slot, num_buckets, seed)
     indices = array.indices
-    out = dictionary[np.asarray(indices.fill_null(0), dtype=np.int64)]
-    if indices.null_count:
-        out[np.asarray(indices.is_null())] = missing_bucket(slot, num_buckets, seed)
+    if indices.null_count == 0:
+        return dictionary[np.asarray(indices, dtype=np.int64)]
+    # Nulls may come with an empty dictionary (every value null): gather only the valid ones.
+    valid = np.asarray(indices.is_valid())
+    out = np.full(len(indices), missing_bucket(slot, num_buckets, seed), dtype=np.int64)
+    out[valid] = dictionary[np.asarray(indices.drop_null(), dtype=np.int64)]
     return out
 
 
@@ -350,22 +353,19 @@ def hash_jagged(
         Bucket ids in the layout of ``values``; ``lengths`` describes them unchanged.
     """
     seed = check_seed(seed)
-    slot_array = as_int64_array("slots", slots)
+    slot_array = _int64_entries("slots", slots, minimum=0)
     num_keys = len(slot_array)
     if num_keys == 0:
         raise ValueError("slots must name at least one key")
-    if (slot_array < 0).any():
-        raise ValueError(f"slots must be >= 0, got {slot_array.min()}")
     if np.ndim(num_buckets) == 0:
-        bucket_array = np.full(num_keys, check_int("num_buckets", num_buckets, minimum=1))
+        count = check_int("num_buckets", num_buckets, minimum=1, maximum=_INT64_MAX)
+        bucket_array = np.full(num_keys, count, dtype=np.int64)
     else:
-        bucket_array = as_int64_array("num_buckets", num_buckets)
+        bucket_array = _int64_entries("num_buckets", num_buckets, minimum=1)
         if len(bucket_array) != num_keys:
             raise ValueError(
                 f"num_buckets must have one entry per slot ({num_keys}), got {len(bucket_array)}"
             )
-    if (bucket_array < 1).any():
-        raise ValueError(f"num_buckets must be >= 1, got {bucket_array.min()}")
     length_array = as_int64_array("lengths", lengths, ndim=None).reshape(-1)
     if length_array.size % num_keys:
         raise ValueError(
@@ -391,6 +391,25 @@ def hash_jagged(
     column = _string_column(values)
     _check_total(key_offsets, len(column))
     return _hash_string_column(column, slot_array, bucket_array, seed, key_offsets)
+
+
+def _int64_entries(name: str, values: Any, *, minimum: int) -> np.ndarray:
+    """A 1-D sequence of integers in ``[minimum, 2**63)`` as int64; Python ints of any size
+    and uint64 arrays are range-checked before the conversion, so none overflows."""
+    array = np.asarray(values)
+    if array.dtype.kind == "O":  # Python ints beyond 64 bits (or objects that are not ints)
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+        for j, value in enumerate(array):
+            check_int(f"{name}[{j}]", value, minimum=minimum, maximum=_INT64_MAX)
+        return array.astype(np.int64)
+    if array.dtype.kind in "iu" and array.size:
+        low, high = int(array.min()), int(array.max())
+        if low < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {low}")
+        if high > _INT64_MAX:
+            raise ValueError(f"{name} must be <= {_INT64_MAX}, got {high}")
+    return as_int64_array(name, array)
 
 
 def _is_arrow_integer(values: Any) -> bool:
