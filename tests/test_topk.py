@@ -256,6 +256,36 @@ def test_portable_scan_gives_the_same_answers():
     np.testing.assert_array_equal(got, np.stack(want))
 
 
+# --- k beyond the candidates -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["one", "dense", "jagged"])
+def test_k_pads_up_to_the_documented_maximum_and_no_further(layout):
+    """k may exceed N by padding up to max(N, 65536); past it a ValueError names k before any
+    answer is allocated (k = 2**31 once allocated 24 GB and met the OOM killer)."""
+    scores = np.arange(6, dtype=np.float32)
+    offsets = None
+    if layout == "dense":
+        scores = scores.reshape(2, 3)
+    elif layout == "jagged":
+        offsets = np.array([0, 1, 6, 6])
+    values, indices = topk(scores, 65536, offsets=offsets)
+    assert values.shape[-1] == 65536
+    assert (indices[..., 6:] == -1).all()
+    for k in (65537, 2**31, 2**62, 2**63 - 1):
+        with pytest.raises(ValueError, match=f"k must be <= 65536 .*, got {k}"):
+            topk(scores, k, offsets=offsets)
+    with pytest.raises(ValueError, match="k must be <= 9223372036854775807"):
+        topk(scores, 2**64, offsets=offsets)
+
+
+def test_k_up_to_the_request_length_beyond_the_padding_limit():
+    scores = np.random.default_rng(5).standard_normal(70_000).astype(np.float32)
+    check_same(topk(scores, 70_000), topk_ref(scores, 70_000))
+    with pytest.raises(ValueError, match="k must be <= 70000"):
+        topk(scores, 70_001)
+
+
 # --- errors -------------------------------------------------------------------------------
 
 

@@ -160,6 +160,21 @@ def test_caller_owned_outputs():
     np.testing.assert_array_equal(indices, [1, 0, -1])
 
 
+def test_huge_k_is_refused_and_huge_caps_never_bind():
+    scores = np.array([5, 4, 3, 2], np.float32)
+    ids = np.array([1, 1, 2, 2])
+    for k in (65537, 2**31, 2**63 - 1):
+        with pytest.raises(ValueError, match=f"k must be <= 65536 .*, got {k}"):
+            select(scores, k, (ids, 1))
+        with pytest.raises(ValueError, match=f"k must be <= 65536 .*, got {k}"):
+            select(scores, k, (ids, 1), min_score=0.0)
+    with pytest.raises(ValueError, match="k must be <= 9223372036854775807"):
+        select(scores, 2**64, (ids, 1))
+    for cap in (2**63 - 1, 2**63, 2**64):
+        check_same(select(scores, 65536, (ids, cap)), select_ref(scores, 65536))
+        check_same(select(scores, 3, [(ids, cap), (ids, 1)]), select_ref(scores, 3, [(ids, 1)]))
+
+
 # --- errors -------------------------------------------------------------------------------
 
 IDS = np.array([1, 2, 3])

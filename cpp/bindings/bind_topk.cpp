@@ -114,8 +114,10 @@ void bind_topk(py::module_& m) {
          const py::object& values_out, const py::object& indices_out) {
         const std::size_t slots = checked_k(k);
         const ScoreRows rows = score_rows(scores, offsets);
+        validate_topk(rows, slots);  // before the answer is allocated: k is bounded there
         const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);
-        run_kernel(rows.size, [&] { topk(rows, slots, answer.value_data, answer.index_data); });
+        run_kernel(rows.size,
+                   [&] { topk_unchecked(rows, slots, answer.value_data, answer.index_data); });
         return answer.pair();
       },
       py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),
@@ -154,9 +156,11 @@ void bind_topk(py::module_& m) {
                              rows.size, "), got ", mask.size());
           constraints.eligible = static_cast<const std::uint8_t*>(mask.data());
         }
+        validate_select(rows, slots, constraints);
         const Answer answer(rows, is_batched(scores, offsets), slots, values_out, indices_out);
-        run_kernel(rows.size,
-                   [&] { select(rows, slots, constraints, answer.value_data, answer.index_data); });
+        run_kernel(rows.size, [&] {
+          select_unchecked(rows, slots, constraints, answer.value_data, answer.index_data);
+        });
         return answer.pair();
       },
       py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),

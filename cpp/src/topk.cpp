@@ -133,8 +133,25 @@ void for_each_row(const ScoreRows& rows,
 
 using namespace topk_internal;
 
-void topk(const ScoreRows& rows, std::size_t k, float* values, std::int64_t* indices) {
+std::size_t max_k(const ScoreRows& rows) {
+  const std::size_t mean_length =
+      rows.num_rows == 0 ? 0 : (rows.size + rows.num_rows - 1) / rows.num_rows;
+  return std::max(mean_length, kMaxPadding);
+}
+
+void validate_topk(const ScoreRows& rows, std::size_t k) {
   check_rows(rows);
+  ADRANK_CHECK_VALUE(k <= max_k(rows), "k must be <= ", max_k(rows),
+                     " (the candidates per request, or ", kMaxPadding, " slots with padding), got ",
+                     k);
+}
+
+void topk(const ScoreRows& rows, std::size_t k, float* values, std::int64_t* indices) {
+  validate_topk(rows, k);
+  topk_unchecked(rows, k, values, indices);
+}
+
+void topk_unchecked(const ScoreRows& rows, std::size_t k, float* values, std::int64_t* indices) {
   for_each_row(rows, [&](std::size_t r, std::size_t begin, std::size_t n) {
     thread_local std::vector<Key> keys;
     const float* x = rows.scores + begin;

@@ -62,7 +62,9 @@ struct RequestConstraints {
   std::vector<GroupCounts> counts;
   const std::uint8_t* eligible = nullptr;
 
-  void reset(const SelectConstraints& c, std::size_t begin, std::size_t k) {
+  // At most `most_taken` candidates will be counted: min(k, candidates), not k, so that the
+  // tables stay as small as the request whatever k is.
+  void reset(const SelectConstraints& c, std::size_t begin, std::size_t k, std::size_t most_taken) {
     ids.clear();
     caps.clear();
     for (std::size_t g = 0; g < c.num_groups; ++g) {
@@ -71,7 +73,7 @@ struct RequestConstraints {
       caps.push_back(c.groups[g].cap);
     }
     if (counts.size() < ids.size()) counts.resize(ids.size());
-    for (std::size_t g = 0; g < ids.size(); ++g) counts[g].reset(k);
+    for (std::size_t g = 0; g < ids.size(); ++g) counts[g].reset(most_taken);
     eligible = c.eligible == nullptr ? nullptr : c.eligible + begin;
   }
 
@@ -138,17 +140,26 @@ std::size_t select_request(const float* x, std::size_t n, std::size_t k, float m
 
 }  // namespace
 
+void validate_select(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints) {
+  validate_topk(rows, k);
+  check_constraints(constraints);
+}
+
 void select(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints,
             float* values, std::int64_t* indices) {
-  check_rows(rows);
-  check_constraints(constraints);
+  validate_select(rows, k, constraints);
+  select_unchecked(rows, k, constraints, values, indices);
+}
+
+void select_unchecked(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints,
+                      float* values, std::int64_t* indices) {
   for_each_row(rows, [&](std::size_t r, std::size_t begin, std::size_t n) {
     thread_local RequestConstraints request;
     thread_local std::vector<Key> keys;
     thread_local std::vector<Key> taken;
     const float* x = rows.scores + begin;
     if (k == 0) return;
-    request.reset(constraints, begin, k);
+    request.reset(constraints, begin, k, std::min(k, n));
     const std::size_t count =
         n == 0 ? 0 : select_request(x, n, k, constraints.min_score, request, keys, taken);
     write_answer(x, taken.data(), count, k, values + r * k, indices + r * k);

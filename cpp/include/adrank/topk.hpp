@@ -55,12 +55,30 @@ struct SelectConstraints {
   float min_score = -std::numeric_limits<float>::infinity();  // not NaN
 };
 
-// values and indices hold num_rows * k entries, row-major. Validates rows (ValueError).
-void topk(const ScoreRows& rows, std::size_t k, float* values, std::int64_t* indices);
+// Slots of padding an answer may have beyond its request's candidates.
+constexpr std::size_t kMaxPadding = 65536;
 
-// As topk, under the constraints. Validates rows and constraints (ValueError).
+// The largest k accepted for rows: k may exceed a request's length (the rest of its answer is
+// padding), up to max(ceil(size / num_rows), kMaxPadding), which is max(N, kMaxPadding) for one
+// request or a dense batch. So an answer never holds more than max(size, kMaxPadding *
+// num_rows) entries: its memory is bounded by the input's, whatever k a caller passes.
+std::size_t max_k(const ScoreRows& rows);
+
+// Throws ValueError for bad rows, a k over max_k(rows), or bad constraints.
+void validate_topk(const ScoreRows& rows, std::size_t k);
+void validate_select(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints);
+
+// values and indices hold num_rows * k entries, row-major. The *_unchecked kernels skip
+// validation, so that a caller (the Python binding) can validate while it holds the GIL and
+// allocate the answer only for a valid k.
+void topk(const ScoreRows& rows, std::size_t k, float* values, std::int64_t* indices);
+void topk_unchecked(const ScoreRows& rows, std::size_t k, float* values, std::int64_t* indices);
+
+// As topk, under the constraints.
 void select(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints,
             float* values, std::int64_t* indices);
+void select_unchecked(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints,
+                      float* values, std::int64_t* indices);
 
 // The instruction set the scan uses: "avx2" or "scalar". ADRANK_SIMD=scalar in the environment
 // forces the portable path (tests run both).

@@ -17,6 +17,10 @@ Three layouts of the scores, for both functions:
 Answers have a fixed shape, as faiss's: ``(values float32, indices int64)`` sorted best first,
 padded with ``(-inf, -1)`` when fewer than ``K`` candidates qualify. Indices count from each
 request's first candidate. ``out=(values, indices)`` writes into arrays the caller owns.
+
+``K`` may exceed ``N`` (the rest is padding) up to ``max(N, 65536)``, where ``N`` is the
+request's length (in a jagged batch, the mean ``ceil(T / B)``): an answer is never larger than
+``max(T, 65536 B)`` entries, so its memory is bounded by the input's whatever ``k`` is asked.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from adrank import _native
 from adrank.ops._checks import as_int64_array, check_int
 
 __all__ = ["select", "topk"]
+
+_INT64_MAX = 2**63 - 1
 
 
 def topk(
@@ -50,7 +56,8 @@ def topk(
     scores : ndarray [N] or [B, N], or [T] with ``offsets``
         float32 (other real dtypes are converted to float32 first).
     k : int >= 0
-        Slots in the answer; ``k > N`` is allowed (the rest is padding).
+        Slots in the answer; ``k > N`` is allowed (the rest is padding) up to
+        ``max(N, 65536)`` (see the module docstring); a larger ``k`` is a ValueError.
     offsets : ndarray [B + 1] of integers, optional
         A jagged batch: starts at 0, never decreases, ends at ``len(scores)``.
     out : (ndarray float32, ndarray int64), optional
@@ -76,7 +83,7 @@ def topk(
             return _native.topk(scores, None, k, None, None)
         except (TypeError, ValueError):
             pass
-    k = check_int("k", k, minimum=0)
+    k = check_int("k", k, minimum=0, maximum=_INT64_MAX)
     array, offset_array = _score_layout(scores, offsets)
     values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
     return _native.topk(array, offset_array, k, values_out, indices_out)
@@ -111,8 +118,9 @@ def select(
     groups : (ids, cap) or sequence of (ids, cap)
         Each ``ids`` is an integer array shaped like ``scores`` (int64 is used as it is; other
         integer dtypes are converted): any labels, e.g. raw advertiser ids. At most ``cap``
-        (an int >= 0) candidates are taken per distinct label, per request. Several pairs apply
-        together (e.g. 2 per advertiser and 4 per category).
+        (an int >= 0; any size, a cap >= k never binds) candidates are taken per distinct
+        label, per request. Several pairs apply together (e.g. 2 per advertiser and 4 per
+        category).
     eligible : ndarray of bool shaped like ``scores``, optional
         Candidates with False are never taken.
     min_score : float, optional
@@ -145,11 +153,12 @@ def select(
                 return _native.select(scores, None, k, *ready, eligible, -math.inf, None, None)
             except (TypeError, ValueError):
                 pass
-    k = check_int("k", k, minimum=0)
+    k = check_int("k", k, minimum=0, maximum=_INT64_MAX)
     array, offset_array = _score_layout(scores, offsets)
     pairs = _group_pairs(groups)
     ids = [_aligned_ids(f"groups[{j}] ids", group_ids, array) for j, (group_ids, _) in pairs]
-    caps = [check_int(f"groups[{j}] cap", cap, minimum=0) for j, (_, cap) in pairs]
+    # A cap past int64 never binds, as any cap >= k: the kernel sees the largest int64.
+    caps = [min(check_int(f"groups[{j}] cap", cap, minimum=0), _INT64_MAX) for j, (_, cap) in pairs]
     mask = None if eligible is None else _eligible_mask(eligible, array)
     floor = _float32_floor(min_score)
     values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
