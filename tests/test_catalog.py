@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adrank.orchestrator.catalog import ALL_REGIONS, Catalog, CatalogStore
+from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
 from adrank.orchestrator.scoring import Objective
 
 
@@ -89,32 +87,3 @@ def test_bad_catalogs_name_the_column(table, match) -> None:
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="catalog file not found"):
         Catalog.from_parquet(tmp_path / "nope.parquet")
-
-
-def test_store_swaps_atomically_under_readers() -> None:
-    first = Catalog.from_arrow(catalog_table(), version="v1")
-    second = Catalog.from_arrow(catalog_table(bid=pa.array([0.0, 99.0, 1.5])), version="v2")
-    store = CatalogStore()
-    assert not store.loaded
-    with pytest.raises(RuntimeError, match="no catalog is loaded"):
-        _ = store.current
-    store.swap(first)
-    seen: set[tuple[str, float]] = set()
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            snapshot = store.current
-            seen.add((snapshot.version, float(snapshot.bid[0])))
-
-    threads = [threading.Thread(target=reader) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for i in range(200):
-        store.swap(second if i % 2 == 0 else first)
-    stop.set()
-    for t in threads:
-        t.join(timeout=10)
-    # Every read saw one whole snapshot, never a mix of the two.
-    assert seen <= {("v1", 12.0), ("v2", 99.0)}
-    assert store.swaps == 201

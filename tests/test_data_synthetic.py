@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from adrank.data import SyntheticConfig, generate_log, oracle_metrics, read_log
+from adrank.data import SyntheticConfig, generate_log, read_log
 from adrank.features import FeaturePipeline, load_schema
+from adrank.training.report import oracle_metrics
 
 SMALL = SyntheticConfig(
     num_advertisers=5, num_campaigns=12, num_creatives=40, num_users=300, num_categories=6

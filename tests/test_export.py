@@ -12,12 +12,13 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from adrank import EmbeddingTable, ops
+from adrank.artifacts import load_manifest, load_tables
 from adrank.cli import main
 from adrank.data import SyntheticConfig, generate_log
-from adrank.export import export_model, load_dense_model, load_manifest, next_version
+from adrank.export import export_model, load_dense_model, next_version
 from adrank.features import FeaturePipeline, load_schema
 from adrank.models import load_checkpoint
-from adrank.models.tables import load_tables, pooled_embeddings_ref
+from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, predict, to_torch, train
 from adrank.training.metrics import auc
 from adrank.triton import RankerClient

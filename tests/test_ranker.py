@@ -220,20 +220,20 @@ def reference_inputs(world, request: RankRequest, rows: np.ndarray):
 @pytest.mark.parametrize("memo", ["memoized", "per_cross", "per_request", "tiny_memo"])
 def test_model_inputs_equal_the_training_pipeline(world, monkeypatch, memo) -> None:
     """Request-value memo and cross memo (hits, misses, overflow) and the per-request path."""
-    import adrank.orchestrator.cross_embeddings as crosses
-    import adrank.orchestrator.features as serving
+    import adrank.orchestrator.crosses as crosses
+    import adrank.orchestrator.request_fields as request_fields
 
     if memo == "per_request":
         monkeypatch.setattr(crosses, "MEMO_MAX_GROUPS", 0)
-    if memo == "per_cross":  # as when the crosses' widths differ: one gather per cross
-        monkeypatch.setattr(crosses.CrossEmbeddings, "_one_block", lambda *_: False)
     if memo == "tiny_memo":
-        monkeypatch.setattr(crosses, "MEMO_CAPACITY", 3)
-        monkeypatch.setattr(serving, "MEMO_CAPACITY", 5)
+        monkeypatch.setattr(crosses, "MEMO_MAX_BYTES", 3 * 1024)
+        monkeypatch.setattr(request_fields, "MEMO_CAPACITY", 5)
     _, schema, tables, module, table = world
     catalog = Catalog.from_arrow(table)
     model = InProcessModel(module)
     ranker = Ranker(schema, tables, model, catalog)
+    if memo == "per_cross":  # as when the crosses' widths differ: one gather per cross
+        monkeypatch.setattr(ranker.encoder._crosses, "_one_block", False)
     rng = np.random.default_rng(11)
     for user in [0, 1, 2, 0, 3, 1]:  # repeats: the second time comes from the memos
         candidates = rng.choice(catalog.creative_id, 200, replace=False)

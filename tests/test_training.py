@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adrank.data import SyntheticConfig, generate_log, oracle_metrics
+from adrank.data import SyntheticConfig, generate_log
 from adrank.features import load_schema
 from adrank.training.loop import TrainConfig, split_holdout, train
+from adrank.training.report import oracle_metrics
 
 # A small world (60 creatives, 5,000 users) is learnable from 200,000 rows in one pass.
 WORLD = SyntheticConfig(

@@ -1,15 +1,11 @@
 """Export: split a trained ranker into embedding-table files and a TorchScript dense model.
 
-Layout written for model ``NAME`` and version ``V`` (versions count up from 1)::
+It writes the layout of :mod:`adrank.artifacts` (the format, named there once) plus the Triton
+side of the version::
 
     <repository>/NAME/config.pbtxt          Triton config, Python backend on CPU
     <repository>/NAME/configs/gpu.pbtxt     the GPU-host variant (--model-config-name=gpu)
-    <repository>/NAME/V/model.pt            TorchScript DenseArch: (EMBEDDINGS, DENSE) -> 3 probs
     <repository>/NAME/V/model.py            the thin Python-backend entry point
-    <artifacts>/NAME/V/manifest.json        what the orchestrator needs to map and look up
-    <artifacts>/NAME/V/schema.toml          the feature schema the model was trained with
-    <artifacts>/NAME/V/tables/T.fp32.safetensors   each table, float32 [R, D]
-    <artifacts>/NAME/V/tables/T.int8.safetensors   each table, int8 row-wise [R, D + 8] (FBGEMM)
 
 Each version directory is written under a temporary name and renamed into place, so a Triton
 polling the repository never loads a half-written version; a new version loads without a
@@ -29,23 +25,20 @@ from typing import Any
 
 import torch
 
+from adrank.artifacts import (
+    FORMAT,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SCHEMA_FILE,
+    TABLES_DIR,
+    save_tables,
+    table_path,
+)
 from adrank.models.checkpoint import load_checkpoint
 from adrank.models.ranker import MultiTaskRanker
-from adrank.models.tables import save_tables, table_path
 from adrank.triton.model_config import write_model_configs, write_python_backend_model
 
-__all__ = [
-    "ExportResult",
-    "export_model",
-    "load_dense_model",
-    "load_manifest",
-    "next_version",
-    "script_dense_model",
-]
-
-_FORMAT = "adrank-export-1"
-MODEL_FILE = "model.pt"
-MANIFEST_FILE = "manifest.json"
+__all__ = ["ExportResult", "export_model", "load_dense_model", "next_version", "script_dense_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +103,8 @@ def export_model(
 
     manifest = _manifest(model, name, version)
     with _staged(artifacts_dir) as staging:
-        (staging / "schema.toml").write_text(schema.text)
-        tables_dir = staging / "tables"
+        (staging / SCHEMA_FILE).write_text(schema.text)
+        tables_dir = staging / TABLES_DIR
         tables_dir.mkdir()
         save_tables(
             tables_dir,
@@ -158,10 +151,10 @@ def load_dense_model(version_dir: str | Path) -> torch.jit.ScriptModule:
 def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]:
     schema = model.schema
     return {
-        "format": _FORMAT,
+        "format": FORMAT,
         "model": name,
         "version": version,
-        "schema": "schema.toml",
+        "schema": SCHEMA_FILE,
         "embedding_dim": schema.embedding_dim,
         "dense_dim": schema.dense_dim,
         "tables": {
@@ -169,8 +162,8 @@ def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]
                 "rows": t.num_buckets,
                 "dim": t.dim,
                 "slot": t.slot,
-                "fp32": table_path("tables", t.name, "fp32").as_posix(),
-                "int8": table_path("tables", t.name, "int8").as_posix(),
+                "fp32": table_path(TABLES_DIR, t.name, "fp32").as_posix(),
+                "int8": table_path(TABLES_DIR, t.name, "int8").as_posix(),
             }
             for t in schema.tables.values()
         },
@@ -181,17 +174,6 @@ def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]
         "dense_fields": [f.name for f in schema.dense_fields],
         "outputs": ["P_CTR", "P_CVR", "P_NEG"],
     }
-
-
-def load_manifest(artifacts_dir: str | Path) -> dict[str, Any]:
-    """The manifest of one exported version's artifacts."""
-    path = Path(artifacts_dir) / MANIFEST_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no {MANIFEST_FILE} in {str(artifacts_dir)!r}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not an adrank export manifest (format {_FORMAT!r})")
-    return manifest
 
 
 class _staged:

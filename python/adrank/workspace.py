@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from adrank.artifacts import MODEL_FILE
 from adrank.data.synthetic import NETWORKS, PLACEMENTS, SyntheticConfig
 from adrank.orchestrator.ranker import FallbackRates
 from adrank.orchestrator.request import RankRequest
@@ -57,7 +58,7 @@ def open_workspace(
     saved = json.loads(record.read_text())
     if saved["settings"].get("model_name", model_name) != model_name:
         return None
-    if not (repository / model_name / str(saved["version"]) / "model.pt").exists():
+    if not (repository / model_name / str(saved["version"]) / MODEL_FILE).exists():
         return None
     return _workspace(root, repository, model_name, saved)
 
@@ -79,7 +80,7 @@ def prepare_workspace(
     if record.exists():
         saved = json.loads(record.read_text())
         version_dir = repository / model_name / str(saved["version"])
-        if saved["settings"] == settings and (version_dir / "model.pt").exists():
+        if saved["settings"] == settings and (version_dir / MODEL_FILE).exists():
             say(f"reusing the workspace in {root} (model {model_name} version {saved['version']})")
             return _workspace(root, repository, model_name, saved)
     return _build(root, repository, model_name, rows, seed, world, settings, say)

@@ -129,14 +129,11 @@ class PlainTorchPipeline:
 
         ``catalog`` replaces the workspace's own (same creatives, other campaign settings).
         """
-        from adrank.features import load_schema
-        from adrank.models.tables import load_tables
+        from adrank.artifacts import open_version
 
-        schema = load_schema(workspace.artifacts_dir / "schema.toml")
-        tables = {
-            name: table.to_float32()
-            for name, table in load_tables(workspace.artifacts_dir / "tables", schema).items()
-        }
+        exported = open_version(workspace.artifacts_dir)
+        schema = exported.schema
+        tables = {name: table.to_float32() for name, table in exported.tables.items()}
         version_dir = workspace.repository / workspace.model_name / str(workspace.version)
         catalog = catalog or Catalog.from_parquet(workspace.catalog_path)
         return cls(schema, tables, version_dir, catalog, **settings)

@@ -5,7 +5,6 @@ from adrank.data.synthetic import (
     SyntheticConfig,
     SyntheticLog,
     generate_log,
-    oracle_metrics,
     read_log,
 )
 
@@ -13,7 +12,6 @@ __all__ = [
     "SyntheticConfig",
     "SyntheticLog",
     "generate_log",
-    "oracle_metrics",
     "read_criteo",
     "read_log",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SyntheticConfig", "SyntheticLog", "generate_log", "oracle_metrics", "read_log"]
+__all__ = ["SyntheticConfig", "SyntheticLog", "generate_log", "read_log"]
 
 COUNTRIES = ("US", "BR", "IN", "ID", "MX", "JP", "DE", "FR", "GB", "TR")
 LANGUAGES = ("en", "pt", "hi", "id", "es", "ja", "de", "fr")
@@ -384,21 +384,3 @@ def _recent_creatives(
     anything = rng.integers(0, cfg.num_creatives, len(owner))
     from_interest = (rng.random(len(owner)) < 0.7) & (category_counts[wanted] > 0)
     return np.where(from_interest, in_category, anything), offsets
-
-
-def oracle_metrics(impressions: Any) -> dict[str, float]:
-    """AUC of the true probabilities against the labels: the ceiling for any model.
-
-    Returns ``{"click": auc, "conversion": auc, "negative": auc}``; conversion is scored as
-    pCTCVR (``p_click * p_conversion``) over all impressions, as the ESMM model is.
-    """
-    from adrank.training.metrics import auc
-
-    def column(name: str) -> np.ndarray:
-        return impressions.column(name).to_numpy()
-
-    return {
-        "click": auc(column("click"), column("p_click")),
-        "conversion": auc(column("conversion"), column("p_click") * column("p_conversion")),
-        "negative": auc(column("negative"), column("p_negative")),
-    }

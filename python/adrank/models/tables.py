@@ -16,50 +16,14 @@ pipeline are checked against.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
-from adrank.embedding_table import EmbeddingTable, quantize_rowwise
+from adrank.embedding_table import EmbeddingTable
 from adrank.features.pipeline import FeatureBatch
 from adrank.features.schema import FeatureSchema
 
-__all__ = ["PRECISIONS", "load_tables", "pooled_embeddings_ref", "save_tables", "table_path"]
-
-PRECISIONS = ("fp32", "int8")
-
-
-def table_path(directory: str | Path, table: str, precision: str) -> Path:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    return Path(directory) / f"{table}.{precision}.safetensors"
-
-
-def save_tables(directory: str | Path, weights: Mapping[str, np.ndarray]) -> None:
-    """Writes every table in both precisions (float32 ``[R, D]`` weights in)."""
-    for name, weight in weights.items():
-        weight = np.asarray(weight, dtype=np.float32)
-        EmbeddingTable(weight).save(table_path(directory, name, "fp32"))
-        quantize_rowwise(weight).save(table_path(directory, name, "int8"))
-
-
-def load_tables(
-    directory: str | Path, schema: FeatureSchema, precision: str = "fp32", *, mmap: bool = True
-) -> dict[str, EmbeddingTable]:
-    """The schema's tables from ``directory`` (memory-mapped when ``mmap``), shapes checked."""
-    tables = {}
-    for name, spec in schema.tables.items():
-        path = table_path(directory, name, precision)
-        if not path.exists():
-            raise FileNotFoundError(f"table {name!r} has no {precision} file at {str(path)!r}")
-        table = EmbeddingTable.load(path, mmap_mode=mmap)
-        if (table.num_rows, table.dim) != (spec.num_buckets, spec.dim):
-            raise ValueError(
-                f"table {name!r}: expected shape {(spec.num_buckets, spec.dim)}, "
-                f"got {(table.num_rows, table.dim)}"
-            )
-        tables[name] = table
-    return tables
+__all__ = ["pooled_embeddings_ref"]
 
 
 def pooled_embeddings_ref(

@@ -3,9 +3,9 @@
 Glossary: ``R`` creatives in the catalog; ``C`` candidates of one request.
 
 A catalog is loaded from Parquet (one row per creative) into numpy columns sorted by creative
-id, so joining a request's candidates is one ``searchsorted``, never a Python loop.
-:class:`CatalogStore` swaps in a new snapshot atomically: a request takes the current snapshot
-once and uses it to the end, so a swap never mixes two snapshots in one answer.
+id, so joining a request's candidates is one ``searchsorted``, never a Python loop. A snapshot
+is immutable: ``Ranker.swap_catalog`` installs a new one atomically, and a request uses the one
+it started with to the end.
 
 Required columns (Parquet/Arrow types)::
 
@@ -25,7 +25,6 @@ creative-side feature columns are hashed once per snapshot, not once per request
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,30 +168,3 @@ class Catalog:
         if not path.exists():
             raise FileNotFoundError(f"catalog file not found: {path}")
         return cls.from_arrow(pq.read_table(path), version=f"{path.name}@{path.stat().st_mtime_ns}")
-
-
-class CatalogStore:
-    """Holds the current catalog snapshot; ``swap`` replaces it atomically."""
-
-    def __init__(self, catalog: Catalog | None = None) -> None:
-        self._catalog = catalog
-        self._lock = threading.Lock()
-        self.swaps = 0
-
-    @property
-    def current(self) -> Catalog:
-        catalog = self._catalog  # one read: a request uses this snapshot to the end
-        if catalog is None:
-            raise RuntimeError("no catalog is loaded")
-        return catalog
-
-    @property
-    def loaded(self) -> bool:
-        return self._catalog is not None
-
-    def swap(self, catalog: Catalog) -> Catalog | None:
-        """Installs ``catalog``; returns the previous snapshot."""
-        with self._lock:
-            previous, self._catalog = self._catalog, catalog
-            self.swaps += 1
-        return previous

@@ -8,13 +8,20 @@ answer raises :class:`ModelUnavailableError`, which the service turns into a 503
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from adrank.artifacts import MODEL_FILE
 from adrank.orchestrator.errors import ModelUnavailableError
 
-Rates = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+class Rates(NamedTuple):
+    """The dense model's answer for ``C`` candidates, each float32 [C]."""
+
+    p_ctr: np.ndarray  # click
+    p_cvr: np.ndarray  # conversion given a click
+    p_neg: np.ndarray  # negative feedback
 
 
 class DenseModel(Protocol):
@@ -50,7 +57,7 @@ class TritonModel:
             out = self._client.predict(embeddings, dense)
         except RankerClientError as error:
             raise ModelUnavailableError(f"ranking model unavailable: {error}") from None
-        return out.p_ctr.reshape(-1), out.p_cvr.reshape(-1), out.p_neg.reshape(-1)
+        return Rates(out.p_ctr.reshape(-1), out.p_cvr.reshape(-1), out.p_neg.reshape(-1))
 
     def warm_up(
         self, candidates: int, embedding_dim: int, dense_dim: int, timeout_s: float = 60.0
@@ -90,7 +97,7 @@ class TorchScriptModel:
     def __init__(self, version_dir: str | Path, num_threads: int = 1) -> None:
         import torch
 
-        from adrank.export import MODEL_FILE, load_dense_model
+        from adrank.export import load_dense_model
 
         version_dir = Path(version_dir)
         if not (version_dir / MODEL_FILE).exists():
@@ -104,7 +111,7 @@ class TorchScriptModel:
         torch = self._torch
         with torch.inference_mode():
             ctr, cvr, neg = self._module(torch.from_numpy(embeddings), torch.from_numpy(dense))
-        return ctr.numpy().reshape(-1), cvr.numpy().reshape(-1), neg.numpy().reshape(-1)
+        return Rates(ctr.numpy().reshape(-1), cvr.numpy().reshape(-1), neg.numpy().reshape(-1))
 
     def readiness(self) -> tuple[bool, str]:
         return True, f"in-process model {self.version}"

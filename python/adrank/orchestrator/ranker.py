@@ -1,21 +1,18 @@
 """``adrank.Ranker``: one request in, the k best creatives out, with no per-candidate Python.
 
-Glossary: ``C`` candidates of a request (after dropping unknown ids); ``E``/``N`` the model's
-embedding and dense widths; ``k`` creatives asked for.
+Glossary: ``C`` candidates of a request (after dropping unknown ids); ``k`` creatives asked for.
 
-Stages, each timed (``RankResponse.timings_ms``):
+A request walks one straight line; each stage is timed (``RankResponse.timings_ms``):
 
-1. ``catalog``    join candidate ids to the catalog snapshot (unknown ids dropped, counted)
-2. ``features``   request fields encoded once (:class:`~adrank.orchestrator.features.
-                  ServingFeatures`); creative fields were encoded once per catalog snapshot
-3. ``embeddings`` request-side rows pooled once and broadcast; creative rows gathered from the
-                  snapshot's pooled block; crosses by cross group
-                  (:mod:`adrank.orchestrator.cross_embeddings`)
-4. ``model``      one call to the dense model (Triton)
+1. ``catalog``    candidate ids joined to the catalog snapshot (unknown ids dropped, counted)
+2. ``features``   } the request encoder (:mod:`adrank.orchestrator.encoder`): request fields
+3. ``embeddings`` } encoded and pooled once, creative rows gathered, crosses by cross group
+4. ``model``      one call to the dense model (Triton; :mod:`adrank.orchestrator.model`)
 5. ``scoring``    eCPM by objective, pacing, negative-feedback penalty
                   (:mod:`adrank.orchestrator.scoring`)
-6. ``selection``  constrained top-k: per-advertiser cap, paused and killed campaigns, region
-                  targeting, categories blocked in the user's region, frequency caps
+6. ``selection``  constrained top-k (``ops.select``): per-advertiser cap, paused and killed
+                  campaigns, region targeting, categories blocked in the user's region,
+                  frequency caps, the reserve
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
 """
 
@@ -35,10 +32,9 @@ from adrank import ops
 from adrank.features.schema import FeatureSchema
 from adrank.orchestrator import pricing, scoring
 from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
-from adrank.orchestrator.cross_embeddings import CrossEmbeddings
+from adrank.orchestrator.encoder import CatalogEncoding, ModelInputs, RequestEncoder
 from adrank.orchestrator.errors import ModelUnavailableError
-from adrank.orchestrator.features import CreativeFeatures, ServingFeatures
-from adrank.orchestrator.model import DenseModel
+from adrank.orchestrator.model import DenseModel, Rates
 from adrank.orchestrator.request import RankRequest, RankResponse
 from adrank.orchestrator.timing import StageTimer
 
@@ -84,9 +80,15 @@ class _Snapshot:
     """A catalog and its creative encodings: swapped together, read together."""
 
     catalog: Catalog
-    creative: CreativeFeatures
-    creative_embeddings: np.ndarray  # float32 [R, D of the creative fields], pooled once
-    cross_memo: dict[tuple, np.ndarray] = field(default_factory=dict)  # see CrossEmbeddings
+    encoding: CatalogEncoding
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """A request's candidates joined to the catalog."""
+
+    rows: np.ndarray  # int64 [C]: catalog rows of the known candidates, in request order
+    unknown: int  # candidate ids not in the catalog (dropped)
 
 
 PacingLookup = Callable[[np.ndarray], np.ndarray]  # campaign ids [C] -> multipliers [C]
@@ -122,27 +124,15 @@ class Ranker:
         pacing: PacingLookup | None = None,
         killed: KillSwitchLookup | None = None,
     ) -> None:
-        self.features = ServingFeatures(schema)
-        missing = {f.table for f in schema.sparse_fields} - set(tables)
-        if missing:
-            raise ValueError(f"tables is missing embedding tables: {sorted(missing)}")
-        self.tables = tables
+        self.encoder = RequestEncoder(schema, tables)
         self.model = model
         self.scoring_config = scoring_config or scoring.ScoringConfig()
         self.selection_config = selection_config or SelectionConfig()
         self.fallback = fallback
         self.pacing = pacing
         self.killed = killed
-        sparse = self.features
-        self._request_keys = [f.name for f in sparse.request_fields]
-        self._creative_keys = [f.name for f in sparse.creative_fields]
-        self._crosses = CrossEmbeddings(sparse, tables)
-        self._field_tables = {f.name: tables[f.table] for f in schema.sparse_fields}
-        self._modes = {f.name: f.pooling for f in schema.sparse_fields}
-        self._creative_columns, self._cross_columns = _candidate_columns(schema, sparse)
         self._swap_lock = threading.Lock()
         self._snapshot = self._encode(catalog)
-        self.unknown_candidates = 0
 
     @classmethod
     def from_export(
@@ -155,34 +145,17 @@ class Ranker:
         **settings: Any,
     ) -> Ranker:
         """A ranker over one exported version: its schema and tables (memory-mapped)."""
-        from adrank.features import load_schema
-        from adrank.models.tables import load_tables
+        from adrank.artifacts import open_version
 
-        artifacts_dir = Path(artifacts_dir)
-        schema = load_schema(artifacts_dir / "schema.toml")
-        tables = load_tables(artifacts_dir / "tables", schema, precision)
+        exported = open_version(artifacts_dir, precision)
         if not isinstance(catalog, Catalog):
             catalog = Catalog.from_parquet(catalog)
-        return cls(schema, tables, model, catalog, **settings)
+        return cls(exported.schema, exported.tables, model, catalog, **settings)
 
     # --- catalog -------------------------------------------------------------------------
 
     def _encode(self, catalog: Catalog) -> _Snapshot:
-        if catalog.table is None:
-            raise ValueError("catalog has no table to encode creative features from")
-        creative = self.features.encode_catalog(catalog.table)
-        rows, fields = creative.ids.shape
-        # Creative fields are the same in every request: pooled here, gathered per request.
-        pooled = np.zeros((rows, _width(self._creative_columns)), dtype=np.float32)
-        if rows and fields:
-            pooled = ops.embedding_bag_collection(
-                self._creative_keys,
-                np.ascontiguousarray(creative.ids.T).reshape(-1),
-                np.ones(rows * fields, dtype=np.int64),
-                self._field_tables,
-                self._modes,
-            ).reshape(rows, -1)
-        return _Snapshot(catalog, creative, pooled)
+        return _Snapshot(catalog, self.encoder.encode_catalog(catalog))
 
     def swap_catalog(self, catalog: Catalog) -> None:
         """Encodes ``catalog`` and installs it atomically; requests in flight finish on the old."""
@@ -211,135 +184,97 @@ class Ranker:
         """Ranks several requests with one model call for all their candidates."""
         snapshot = self._snapshot  # one read: each batch sees one catalog
         timers = [StageTimer() for _ in requests]
-        prepared = [self._prepare(snapshot, r, t) for r, t in zip(requests, timers, strict=True)]
-        rates, degraded = self._predict(prepared, timers)
+        candidates, inputs = [], []
+        for request, timer in zip(requests, timers, strict=True):
+            with timer.stage("catalog"):
+                rows, known = snapshot.catalog.lookup(request.candidates)
+            candidates.append(_Candidates(rows, int(len(known) - len(rows))))
+            inputs.append(self.encoder.encode(request, snapshot.encoding, rows, timer))
+        rates, degraded = self._predict(inputs, timers)
         return [
-            self._finish(snapshot.catalog, request, prep, rate, degraded, timer)
-            for request, prep, rate, timer in zip(requests, prepared, rates, timers, strict=True)
+            self._finish(snapshot.catalog, *args, degraded)
+            for args in zip(requests, candidates, rates, timers, strict=True)
         ]
 
-    def _prepare(
-        self, snapshot: _Snapshot, request: RankRequest, timer: StageTimer
-    ) -> dict[str, Any]:
-        catalog, features = snapshot.catalog, self.features
-        with timer.stage("catalog"):
-            rows, known = catalog.lookup(request.candidates)
-            unknown = int(len(known) - len(rows))
-        with timer.stage("features"):
-            request_features = features.encode_request(request.user, request.context)
-            dense = features.dense(snapshot.creative, rows, request_features)
-        with timer.stage("embeddings"):
-            embeddings = np.empty((len(rows), features.embedding_dim), dtype=np.float32)
-            if self._request_keys:
-                pooled = ops.embedding_bag_collection(
-                    self._request_keys,
-                    request_features.values,
-                    request_features.lengths,
-                    self._field_tables,
-                    self._modes,
-                )
-                embeddings[:, : features.request_dim] = pooled.reshape(1, -1)
-            if len(rows):
-                creative_block = np.take(snapshot.creative_embeddings, rows, axis=0)
-                embeddings[:, self._creative_columns] = creative_block
-                self._crosses.fill(
-                    embeddings,
-                    self._cross_columns,
-                    snapshot.creative,
-                    rows,
-                    request_features,
-                    snapshot.cross_memo,
-                )
-        return {"rows": rows, "unknown": unknown, "embeddings": embeddings, "dense": dense}
-
     def _predict(
-        self, prepared: list[dict[str, Any]], timers: list[StageTimer]
-    ) -> tuple[list, bool]:
-        sizes = [len(p["rows"]) for p in prepared]
+        self, inputs: list[ModelInputs], timers: list[StageTimer]
+    ) -> tuple[list[Rates], bool]:
+        """One model call for every request's candidates; the rates split back per request."""
+        sizes = [len(x.dense) for x in inputs]
         start = time.perf_counter()
         degraded = False
         if sum(sizes) == 0:
             empty = np.empty(0, dtype=np.float32)
-            rates: tuple[np.ndarray, ...] = (empty, empty, empty)
+            rates = Rates(empty, empty, empty)
         else:
+            one = len(inputs) == 1
             embeddings = (
-                np.concatenate([p["embeddings"] for p in prepared])
-                if len(prepared) > 1
-                else prepared[0]["embeddings"]
+                inputs[0].embeddings if one else np.concatenate([x.embeddings for x in inputs])
             )
-            dense = (
-                np.concatenate([p["dense"] for p in prepared])
-                if len(prepared) > 1
-                else prepared[0]["dense"]
-            )
+            dense = inputs[0].dense if one else np.concatenate([x.dense for x in inputs])
             try:
-                rates = self.model.predict(embeddings, dense)
+                rates = Rates(*self.model.predict(embeddings, dense))
             except ModelUnavailableError:
                 if self.fallback is None:
                     raise
                 degraded = True
-                total = sum(sizes)
-                rates = tuple(
-                    np.full(total, getattr(self.fallback, name), dtype=np.float32)
-                    for name in ("p_ctr", "p_cvr", "p_neg")
+                rates = Rates(
+                    *(
+                        np.full(sum(sizes), getattr(self.fallback, name), dtype=np.float32)
+                        for name in Rates._fields
+                    )
                 )
         elapsed = (time.perf_counter() - start) * 1e3
-        bounds = np.cumsum([0, *sizes])
-        per_request = [tuple(r[a:b] for r in rates) for a, b in itertools.pairwise(bounds)]
+        bounds = itertools.pairwise(np.cumsum([0, *sizes]))
         for timer in timers:  # one shared call: each request waited for all of it
             timer.ms["model"] = elapsed
-        return per_request, degraded
+        return [Rates(*(r[a:b] for r in rates)) for a, b in bounds], degraded
 
     def _finish(
         self,
         catalog: Catalog,
         request: RankRequest,
-        prep: dict[str, Any],
-        rates: tuple[np.ndarray, np.ndarray, np.ndarray],
-        degraded: bool,
+        candidates: _Candidates,
+        rates: Rates,
         timer: StageTimer,
+        degraded: bool,
     ) -> RankResponse:
-        rows = prep["rows"]
-        p_ctr, p_cvr, p_neg = (r.astype(np.float64) for r in rates)
+        rows = candidates.rows
         config = self.scoring_config
         with timer.stage("scoring"):
             objective = catalog.objective[rows]
             bid, target_cpa = catalog.bid[rows], catalog.target_cpa[rows]
-            campaigns = catalog.campaign_id[rows]
             pacing = (
                 np.ones(len(rows))
                 if self.pacing is None
-                else np.asarray(self.pacing(campaigns), dtype=np.float64)
+                else np.asarray(self.pacing(catalog.campaign_id[rows]), dtype=np.float64)
             )
-            ecpm = scoring.ecpm(config, objective, bid, target_cpa, pacing, p_ctr, p_cvr, p_neg)
+            value = scoring.value_per_mille(objective, bid, target_cpa, rates.p_ctr, rates.p_cvr)
+            penalty = scoring.neg_feedback_penalty(config, rates.p_neg)
+            ecpm = value * pacing - penalty
         with timer.stage("selection"):
             eligible = self._eligible(catalog, request, rows, pacing)
             cap = request.constraints.max_per_advertiser or self.selection_config.max_per_advertiser
-            advertisers = catalog.advertiser_id[rows]
             # One more than asked: the runner-up sets the last winner's second price.
             _, chosen = ops.select(
                 ecpm.astype(np.float32),
                 request.k + 1,
-                groups=(advertisers, cap),
+                groups=(catalog.advertiser_id[rows], cap),
                 eligible=eligible,
                 min_score=config.reserve_ecpm,
             )
             chosen = chosen[chosen >= 0]
             winners, runner_up = chosen[: request.k], chosen[request.k :]
         with timer.stage("pricing"):
-            factors = scoring.bid_to_ecpm_factor(
-                objective[winners], p_ctr[winners], p_cvr[winners], pacing[winners]
-            )
-            penalties = config.neg_penalty * p_neg[winners] * 1000.0
+            p_ctr, p_cvr = (r[winners].astype(np.float64) for r in (rates.p_ctr, rates.p_cvr))
             price = pricing.gsp_prices(
                 ecpm[winners],
                 float(ecpm[runner_up[0]]) if len(runner_up) else None,
                 scoring.own_bid(objective[winners], bid[winners], target_cpa[winners]),
-                factors,
-                penalties,
+                scoring.bid_to_ecpm_factor(objective[winners], p_ctr, p_cvr, pacing[winners]),
+                penalty[winners],
                 config.reserve_ecpm,
             )
-        self.unknown_candidates += prep["unknown"]
         winner_rows = rows[winners]
         return RankResponse(
             request_id=request.request_id,
@@ -347,13 +282,13 @@ class Ranker:
             creative_id=catalog.creative_id[winner_rows],
             campaign_id=catalog.campaign_id[winner_rows],
             advertiser_id=catalog.advertiser_id[winner_rows],
-            p_ctr=p_ctr[winners],
-            p_cvr=p_cvr[winners],
-            p_neg=p_neg[winners],
+            p_ctr=rates.p_ctr[winners],
+            p_cvr=rates.p_cvr[winners],
+            p_neg=rates.p_neg[winners],
             ecpm=ecpm[winners],
             price=price,
             timings_ms={stage: round(timer.ms.get(stage, 0.0), 4) for stage in STAGES},
-            unknown_candidates=prep["unknown"],
+            unknown_candidates=candidates.unknown,
             degraded=degraded,
         )
 
@@ -382,25 +317,3 @@ class Ranker:
             if len(over_cap):
                 eligible &= ~np.isin(catalog.creative_id[rows], over_cap)
         return eligible
-
-
-def _candidate_columns(
-    schema: FeatureSchema, features: ServingFeatures
-) -> tuple[slice | np.ndarray, list[slice]]:
-    """Where pooled rows go in ``EMBEDDINGS``: the creative fields' columns, each cross's."""
-    start, spans = features.request_dim, {}
-    for spec in features.candidate_fields:
-        dim = schema.tables[spec.table].dim
-        spans[spec.name] = slice(start, start + dim)
-        start += dim
-    parts = [np.arange(spans[f.name].start, spans[f.name].stop) for f in features.creative_fields]
-    creative: slice | np.ndarray = np.concatenate(parts or [np.empty(0, np.int64)])
-    if len(creative) == 0:
-        creative = slice(start, start)
-    elif (np.diff(creative) == 1).all():  # the usual layout: one block
-        creative = slice(int(creative[0]), int(creative[-1]) + 1)
-    return creative, [spans[f.name] for f in features.cross_fields]
-
-
-def _width(columns: slice | np.ndarray) -> int:
-    return columns.stop - columns.start if isinstance(columns, slice) else len(columns)

@@ -95,7 +95,15 @@ def ecpm(
 ) -> np.ndarray:
     """The ranking score of each candidate (float64 [C]); see the module docstring."""
     value = value_per_mille(objective, bid, target_cpa, p_ctr, p_cvr)
-    return value * pacing - config.neg_penalty * p_neg * 1000.0
+    return value * pacing - neg_feedback_penalty(config, p_neg)
+
+
+def neg_feedback_penalty(config: ScoringConfig, p_neg: np.ndarray) -> np.ndarray:
+    """The eCPM each candidate loses to its predicted negative feedback (float64 [C]).
+
+    It does not scale with the bid: pricing adds it back when it turns an eCPM into a bid.
+    """
+    return (config.neg_penalty * 1000.0) * p_neg.astype(np.float64)
 
 
 def own_bid(objective: np.ndarray, bid: np.ndarray, target_cpa: np.ndarray) -> np.ndarray:

@@ -6,16 +6,33 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_report", "oracle_for"]
+from adrank.training.metrics import auc
+
+__all__ = ["format_report", "oracle_for", "oracle_metrics"]
 
 
 def oracle_for(table: Any, rows: np.ndarray) -> dict[str, float] | None:
     """Oracle AUCs on ``rows`` of a synthetic log; None for a log without true probabilities."""
-    from adrank.data import oracle_metrics
-
     if "p_click" not in table.column_names:
         return None
     return oracle_metrics(table.take(rows))
+
+
+def oracle_metrics(impressions: Any) -> dict[str, float]:
+    """AUC of the true probabilities against the labels: the ceiling for any model.
+
+    Returns ``{"click": auc, "conversion": auc, "negative": auc}``; conversion is scored as
+    pCTCVR (``p_click * p_conversion``) over all impressions, as the ESMM model is.
+    """
+
+    def column(name: str) -> np.ndarray:
+        return impressions.column(name).to_numpy()
+
+    return {
+        "click": auc(column("click"), column("p_click")),
+        "conversion": auc(column("conversion"), column("p_click") * column("p_conversion")),
+        "negative": auc(column("negative"), column("p_negative")),
+    }
 
 
 def format_report(metrics: dict[str, Any], oracle: dict[str, float] | None = None) -> str:

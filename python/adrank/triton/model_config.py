@@ -25,10 +25,12 @@ from typing import Any, Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from adrank.artifacts import MODEL_FILE
+
 INPUT_EMBEDDINGS = "EMBEDDINGS"
 INPUT_DENSE = "DENSE"
 OUTPUT_NAMES = ("P_CTR", "P_CVR", "P_NEG")
-TORCHSCRIPT_FILENAME = "model.pt"
+TORCHSCRIPT_FILENAME = MODEL_FILE  # the export format names it (adrank.artifacts)
 PYTHON_MODEL_FILENAME = "model.py"
 GPU_CONFIG_NAME = "gpu"
 # Read by the Python backend (adrank.triton.python_backend) from the config's parameters.

@@ -1,0 +1,203 @@
+"""The request encoder: a request and its catalog rows in, the dense model's inputs out.
+
+Glossary: ``R`` catalog creatives; ``C`` candidates of one request; ``E``/``N`` the model's
+embedding and dense widths; ``F_r`` request-side sparse fields (user, context); ``F_c``
+creative fields; ``F_x`` crosses of request fields with creative fields.
+
+The model's inputs keep the training order (:class:`adrank.features.FeatureSchema`): sparse
+fields by side (user, context, creative), so ``EMBEDDINGS [C, E]`` is the request block
+``[0, E_r)`` then the candidate block, where creative fields and crosses sit in file order.
+``DENSE [C, N]`` is in schema order. Each part is encoded where it varies:
+
+* creative fields depend on the creative only: hashed and pooled once per catalog snapshot
+  (:meth:`RequestEncoder.encode_catalog`) and gathered per request;
+* user and context fields are encoded once per request (:mod:`.request_fields`), pooled into
+  one row and broadcast;
+* crosses are pooled per cross group (:mod:`.crosses`).
+
+Every hash and lookup runs in adrank's kernels (``adrank.ops``), as in training, so training
+and serving cannot disagree (checked against the training pipeline in tests/test_ranker.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from adrank import ops
+from adrank.features.pipeline import FeaturePipeline
+from adrank.features.schema import FeatureSchema
+from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.crosses import Crosses, CrossGroups
+from adrank.orchestrator.request import RankRequest
+from adrank.orchestrator.request_fields import RequestFieldEncoder, subschema
+from adrank.orchestrator.timing import StageTimer
+
+REQUEST_SIDES = ("user", "context")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """The dense model's inputs for ``C`` candidates."""
+
+    embeddings: np.ndarray  # float32 [C, E]
+    dense: np.ndarray  # float32 [C, N]
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogEncoding:
+    """The creative side of one catalog snapshot, encoded once (rows in catalog order)."""
+
+    creative_ids: np.ndarray  # int64 [R, F_c]: one bucket id per creative field
+    creative_rows: np.ndarray  # float32 [R, E_c]: the creative fields' pooled rows
+    creative_dense: np.ndarray  # float32 [R, N_c]
+    crosses: CrossGroups
+
+
+class RequestEncoder:
+    """Built once per schema and tables; encodes catalog snapshots and requests.
+
+    Parameters
+    ----------
+    schema : the feature schema the model was trained with
+    tables : table name -> EmbeddingTable (or float ndarray [rows, dim]), as exported
+    """
+
+    def __init__(self, schema: FeatureSchema, tables: Mapping[str, Any]) -> None:
+        missing = {f.table for f in schema.sparse_fields} - set(tables)
+        if missing:
+            raise ValueError(f"tables is missing embedding tables: {sorted(missing)}")
+        sparse = schema.sparse_fields
+        request_fields = [f for f in sparse if f.side in REQUEST_SIDES]
+        candidate_fields = [f for f in sparse if f.side not in REQUEST_SIDES]
+        creative_fields = [f for f in candidate_fields if f.kind != "cross"]
+        cross_fields = [f for f in candidate_fields if f.kind == "cross"]
+        for spec in creative_fields:
+            if spec.kind == "multi_valued":
+                raise ValueError(
+                    f"field {spec.name!r}: multi-valued creative fields are not served yet"
+                )
+        served = {f.name for f in (*request_fields, *creative_fields)}
+        for spec in cross_fields:
+            unknown = [s for s in spec.sources if s not in served]
+            if unknown:
+                raise ValueError(f"cross {spec.name!r} has sources that are not served: {unknown}")
+        dense = schema.dense_fields
+        request_dense = [f for f in dense if f.side in REQUEST_SIDES]
+        creative_dense = [f for f in dense if f.side not in REQUEST_SIDES]
+
+        self.schema = schema
+        self.embedding_dim = schema.embedding_dim
+        self.dense_dim = schema.dense_dim
+        self.request_dim = sum(schema.tables[f.table].dim for f in request_fields)
+        self._request = RequestFieldEncoder(schema, request_fields, request_dense)
+        self._creative_pipeline = FeaturePipeline(
+            subschema(schema, [*creative_fields, *creative_dense])
+        )
+        self._creative_names = [f.name for f in creative_fields]
+        field_tables = {f.name: tables[f.table] for f in sparse}
+        modes = {f.name: f.pooling for f in sparse}
+        self._request_bags = (
+            ops.EmbeddingBagCollection([f.name for f in request_fields], field_tables, modes)
+            if request_fields
+            else None
+        )
+        self._creative_bags = (
+            ops.EmbeddingBagCollection(self._creative_names, field_tables, modes)
+            if creative_fields
+            else None
+        )
+
+        # Columns of EMBEDDINGS: the candidate block follows the request block, in file order.
+        spans, start = {}, self.request_dim
+        for spec in candidate_fields:
+            dim = schema.tables[spec.table].dim
+            spans[spec.name] = slice(start, start + dim)
+            start += dim
+        self._creative_columns = _as_slice(
+            [np.arange(spans[f.name].start, spans[f.name].stop) for f in creative_fields]
+        )
+        self._crosses = Crosses(
+            schema,
+            cross_fields,
+            {name: j for j, name in enumerate(self._creative_names)},
+            {f.name for f in request_fields if f.kind == "multi_valued"},
+            tables,
+            [spans[f.name] for f in cross_fields],
+        )
+        # Columns of DENSE: from the request's row or from the creative's.
+        from_request = np.array([f.side in REQUEST_SIDES for f in dense], dtype=bool)
+        self._request_dense_columns = _as_slice([np.flatnonzero(from_request)])
+        self._creative_dense_columns = _as_slice([np.flatnonzero(~from_request)])
+
+    # --- per catalog snapshot --------------------------------------------------------------
+
+    def encode_catalog(self, catalog: Catalog) -> CatalogEncoding:
+        """Hashes and pools the creative fields of every catalog row once."""
+        if catalog.table is None:
+            raise ValueError("catalog has no table to encode creative features from")
+        batch = self._creative_pipeline(catalog.table, with_labels=False)
+        num_rows = len(batch)
+        ids = np.empty((num_rows, len(self._creative_names)), dtype=np.int64)
+        for j, name in enumerate(self._creative_names):
+            ids[:, j] = batch.sparse[name].values
+        rows = np.zeros((num_rows, _width(self._creative_columns)), dtype=np.float32)
+        if num_rows and self._creative_bags is not None:
+            rows = self._creative_bags(
+                np.ascontiguousarray(ids.T).reshape(-1),
+                np.ones(ids.size, dtype=np.int64),
+            ).reshape(num_rows, -1)
+        return CatalogEncoding(
+            creative_ids=ids,
+            creative_rows=rows,
+            creative_dense=np.ascontiguousarray(batch.dense, dtype=np.float32),
+            crosses=self._crosses.groups(ids),
+        )
+
+    # --- per request -----------------------------------------------------------------------
+
+    def encode(
+        self,
+        request: RankRequest,
+        encoding: CatalogEncoding,
+        rows: np.ndarray,
+        timer: StageTimer,
+    ) -> ModelInputs:
+        """The model's inputs for candidates at catalog ``rows`` (int64 [C]) of ``request``.
+
+        Times the ``features`` (request fields encoded) and ``embeddings`` (pooled rows laid
+        out) stages on ``timer``.
+        """
+        with timer.stage("features"):
+            request_features = self._request.encode(request.user, request.context)
+            dense = np.empty((len(rows), self.dense_dim), dtype=np.float32)
+            dense[:, self._request_dense_columns] = request_features.dense
+            dense[:, self._creative_dense_columns] = np.take(encoding.creative_dense, rows, axis=0)
+        with timer.stage("embeddings"):
+            embeddings = np.empty((len(rows), self.embedding_dim), dtype=np.float32)
+            if self._request_bags is not None:
+                pooled = self._request_bags(request_features.values, request_features.lengths)
+                embeddings[:, : self.request_dim] = pooled.reshape(1, -1)
+            if len(rows):
+                embeddings[:, self._creative_columns] = np.take(
+                    encoding.creative_rows, rows, axis=0
+                )
+                self._crosses.fill(embeddings, encoding.crosses, rows, request_features)
+        return ModelInputs(embeddings, dense)
+
+
+def _as_slice(parts: list[np.ndarray]) -> slice | np.ndarray:
+    """Column indices as a slice when they are one run (the usual layout), else an array."""
+    columns = np.concatenate(parts) if parts else np.empty(0, np.int64)
+    if len(columns) == 0:
+        return slice(0, 0)
+    if (np.diff(columns) == 1).all():
+        return slice(int(columns[0]), int(columns[-1]) + 1)
+    return columns
+
+
+def _width(columns: slice | np.ndarray) -> int:
+    return columns.stop - columns.start if isinstance(columns, slice) else len(columns)
