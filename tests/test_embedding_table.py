@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -137,15 +139,23 @@ def test_file_is_readable_as_safetensors(tmp_path):
     )
 
 
+def write_read_only(path, data: bytes) -> None:
+    """Write a table file the way a finished one is: whole, then read-only."""
+    if path.exists():
+        path.chmod(0o644)
+    path.write_bytes(data)
+    path.chmod(0o444)
+
+
 @pytest.mark.parametrize("mmap_mode", [True, False])
 def test_truncated_and_padded_files_are_refused(tmp_path, mmap_mode):
     path = tmp_path / "table.safetensors"
     make_tables()[0].save(path)
     raw = path.read_bytes()
-    path.write_bytes(raw[:-1])
+    write_read_only(path, raw[:-1])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         EmbeddingTable.load(path, mmap_mode=mmap_mode)
-    path.write_bytes(raw + b"\0")
+    write_read_only(path, raw + b"\0")
     with pytest.raises(ValueError, match="truncated or corrupt"):
         EmbeddingTable.load(path, mmap_mode=mmap_mode)
 
@@ -156,17 +166,112 @@ def test_corrupt_data_fails_the_checksum(tmp_path, mmap_mode):
     make_tables()[2].save(path)
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0xFF
-    path.write_bytes(bytes(raw))
+    write_read_only(path, bytes(raw))
     with pytest.raises(ValueError, match="checksum mismatch"):
         EmbeddingTable.load(path, mmap_mode=mmap_mode, verify=True)
     EmbeddingTable.load(path, mmap_mode=True)  # unverified maps open without reading the data
 
 
-def header_file(tmp_path, header: dict, data: bytes = b"") -> str:
-    text = json.dumps(header).encode()
+def test_save_writes_a_read_only_file_in_one_rename(tmp_path):
+    path = tmp_path / "table.safetensors"
+    first, second = make_tables()[0], EmbeddingTable(np.ones((300, 20), np.float32))
+    first.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    mapped = EmbeddingTable.load(path)
+    second.save(path)  # over a read-only file: a new file replaces it
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert os.listdir(tmp_path) == ["table.safetensors"]  # no staging file left behind
+    np.testing.assert_array_equal(EmbeddingTable.load(path).data, second.data)
+    np.testing.assert_array_equal(mapped.data, first.data)  # the old mapping keeps its data
+
+
+def test_a_failed_save_leaves_nothing_behind(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        make_tables()[0].save(tmp_path / "missing" / "table.safetensors")
+    make_tables()[0].save(tmp_path / "table.safetensors")
+    assert os.listdir(tmp_path) == ["table.safetensors"]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o464, 0o446, 0o200])
+@pytest.mark.parametrize("mmap_mode", [True, False])
+def test_writable_files_are_refused(tmp_path, mode, mmap_mode):
+    path = tmp_path / "table.safetensors"
+    make_tables()[0].save(path)
+    path.chmod(mode)
+    with pytest.raises(ValueError, match=f"{path}: table files are immutable .* must be read-only"):
+        EmbeddingTable.load(path, mmap_mode=mmap_mode)
+    path.chmod(0o444)
+    EmbeddingTable.load(path, mmap_mode=mmap_mode)
+
+
+def test_a_file_that_changes_while_opened_is_refused(tmp_path):
+    from adrank.embedding_table import _check_unchanged
+
+    path = tmp_path / "table.safetensors"
+    make_tables()[0].save(path)
+    before = path.stat()
+    _check_unchanged(before, path.stat(), path)
+    with open(path, "ab") as f:  # a writer still appending
+        f.write(b"\0" * 64)
+    with pytest.raises(ValueError, match=f"{path}: the file changed .* still being written"):
+        _check_unchanged(before, path.stat(), path)
+
+
+def header_file(tmp_path, header: dict | str, data: bytes = b"") -> str:
+    text = (header if isinstance(header, str) else json.dumps(header)).encode(
+        "utf-8", "surrogateescape"
+    )
     path = tmp_path / "bad.safetensors"
-    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    write_read_only(path, len(text).to_bytes(8, "little") + text + data)
     return path
+
+
+def good_header(**changes) -> dict:
+    """A valid float32 [2, 1] header, with fields of "weight" or "__metadata__" replaced."""
+    metadata = {"format": "adrank.embedding_table", "table_type": "float32", "crc32": "0"}
+    weight = {"dtype": "F32", "shape": [2, 1], "data_offsets": [0, 8]}
+    for key, value in changes.items():
+        (metadata if key in metadata else weight)[key] = value
+    return {"__metadata__": metadata, "weight": weight}
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        ('{"__metadata__": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deep"),
+        (json.dumps(good_header()).replace("[2, 1]", "[1e400, 8]"), r"shape \[inf, 8\]"),
+        (good_header(shape=[2**62, 4], data_offsets=[0, 2**64]), "invalid float32 table shape"),
+        (good_header(shape=[1, 2**33], data_offsets=[0, 2**35]), "invalid float32 table shape"),
+        (good_header(shape=[2**31, 2**31]), "invalid float32 table shape"),
+        (good_header(shape=[-1, 8]), "invalid float32 table shape"),
+        (good_header(shape=[2, -1]), "invalid float32 table shape"),
+        (good_header(shape=[2.0, 1]), "invalid float32 table shape"),
+        (good_header(shape=[True, 1]), "invalid float32 table shape"),
+        (good_header(shape="2, 1"), "invalid float32 table shape"),
+        (good_header(shape=[2, 1, 1]), "invalid float32 table shape"),
+        (good_header(shape={"rows": 2}), "invalid float32 table shape"),
+        (good_header(data_offsets=[0.0, 8.0]), "data_offsets .* do not match"),
+        (good_header(data_offsets="0-8"), "data_offsets .* do not match"),
+        (good_header(data_offsets=[0, 8, 8]), "data_offsets .* do not match"),
+        (good_header(crc32=0), r"not an adrank table file \(crc32"),
+        (good_header(crc32="-1"), r"not an adrank table file \(crc32"),
+        (good_header(crc32="4294967296"), r"not an adrank table file \(crc32"),
+        (good_header(crc32="1" * 5000), r"not an adrank table file \(crc32"),
+        (good_header(crc32="\u0661"), r"not an adrank table file \(crc32"),
+        (good_header(table_type=["float32"]), "unexpected header"),
+        (good_header(table_type=None), "unexpected header"),
+        ([1, 2], "not an adrank table file"),
+        ("3", "not an adrank table file"),
+        ('"text"', "not an adrank table file"),
+        ({"__metadata__": [], "weight": {}}, "not an adrank table file"),
+        ({"__metadata__": "x", "weight": {}}, "not an adrank table file"),
+        ('{"a": 1' + "\udcff", "not an adrank table file"),
+    ],
+)
+def test_crafted_headers_are_value_errors_naming_the_file(tmp_path, header, match):
+    path = header_file(tmp_path, header, b"\0" * 8)
+    with pytest.raises(ValueError, match=f"{path}: .*{match}"):
+        EmbeddingTable.load(path)
 
 
 @pytest.mark.parametrize(
@@ -222,12 +327,12 @@ def test_bad_headers_are_refused(tmp_path, header, match):
 
 def test_garbage_files_are_refused(tmp_path):
     path = tmp_path / "garbage.safetensors"
-    path.write_bytes(b"abc")
+    write_read_only(path, b"abc")
     with pytest.raises(ValueError, match="shorter than its 8-byte header"):
         EmbeddingTable.load(path)
-    path.write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    write_read_only(path, (10**9).to_bytes(8, "little") + b"{}")
     with pytest.raises(ValueError, match="header length 1000000000 is impossible"):
         EmbeddingTable.load(path)
-    path.write_bytes((4).to_bytes(8, "little") + b"{{{{")
+    write_read_only(path, (4).to_bytes(8, "little") + b"{{{{")
     with pytest.raises(ValueError, match="not an adrank table file"):
         EmbeddingTable.load(path)

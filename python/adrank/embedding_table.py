@@ -15,6 +15,14 @@ codes followed by an fp32 ``scale`` and an fp32 ``bias`` (``D + 8`` bytes), and 
 Files are safetensors: one tensor ``"weight"`` (``F32`` [R, D], ``F16`` [R, D] or ``U8``
 [R, D + 8] for int8) and metadata naming the table type and a CRC-32 of the data. The data
 starts on a 64-byte boundary of the file, so a memory-mapped table is aligned as well.
+
+Table files are immutable once written. A mapped file that shrinks while in use kills the
+process (SIGBUS) on the next lookup of a row past its new end, so nothing may rewrite one in
+place: :meth:`EmbeddingTable.save` writes a temporary file, makes it read-only (mode 0o444) and
+renames it over the path in one step (a process that mapped the old file keeps the old data),
+and export only ever writes new files. :meth:`EmbeddingTable.load` refuses a file that anyone
+may write (a write bit in its mode) and one whose size or modification time changes while it
+is opened (still being written), besides every header field of the wrong type or range.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
+import tempfile
 import zlib
 from typing import Any
 
@@ -40,6 +50,9 @@ _ALIGNMENT = 64
 _HUGE_PAGE = 2 * 1024 * 1024
 _FORMAT = "adrank.embedding_table"
 _MAX_HEADER_BYTES = 1 << 20
+_MAX_DIM = 1 << 20  # columns; a table file with more is refused as corrupt
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+_READ_ONLY = 0o444
 _CRC_CHUNK = 64 * 1024 * 1024
 
 
@@ -225,7 +238,12 @@ class EmbeddingTable:
     # --- files --------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the table as a safetensors file (see the module docstring)."""
+        """Write the table as a read-only safetensors file (see the module docstring).
+
+        The file appears at ``path`` whole and read-only, in one rename: a reader never sees
+        it half written, and a process that mapped an earlier file at ``path`` keeps reading
+        the earlier data.
+        """
         data = _bytes_of(self._data)
         header = {
             "__metadata__": {
@@ -241,10 +259,21 @@ class EmbeddingTable:
         }
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-(8 + len(text)) % _ALIGNMENT)  # data starts 64-byte aligned
-        with open(path, "wb") as f:
-            f.write(len(text).to_bytes(8, "little"))
-            f.write(text)
-            f.write(data)
+        directory, name = os.path.split(os.fspath(path))
+        fd, staging = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(len(text).to_bytes(8, "little"))
+                f.write(text)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+                os.fchmod(f.fileno(), _READ_ONLY)
+            os.replace(staging, path)
+        except BaseException:
+            if os.path.exists(staging):
+                os.unlink(staging)
+            raise
 
     @classmethod
     def load(
@@ -266,20 +295,26 @@ class EmbeddingTable:
         Raises
         ------
         ValueError
-            The file is not an adrank table, is truncated or padded, or fails its checksum.
+            The file is not an adrank table, is truncated or padded, fails its checksum, is
+            writable (table files are read-only once written) or is still being written.
         """
         verify = (not mmap_mode) if verify is None else verify
         with open(path, "rb") as f:
-            file_size = os.fstat(f.fileno()).st_size
-            dtype, shape, data_offset, expected_crc = _read_header(f, file_size, path)
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_STORAGE_DTYPE[dtype]).itemsize
-            if file_size != data_offset + nbytes:
+            before = os.fstat(f.fileno())
+            _check_immutable(before, path)
+            header = _read_header(f, before.st_size, path)
+            dtype, shape, data_offset, nbytes, expected_crc = header
+            if before.st_size != data_offset + nbytes:
                 raise ValueError(
                     f"{path}: expected {data_offset + nbytes} bytes for a {dtype} table of shape "
-                    f"{tuple(shape)}, the file has {file_size} (truncated or corrupt)"
+                    f"{tuple(shape)}, the file has {before.st_size} (truncated or corrupt)"
                 )
             if mmap_mode and nbytes > 0:
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                try:
+                    mapped = mmap.mmap(f.fileno(), before.st_size, access=mmap.ACCESS_READ)
+                except ValueError:  # shorter now than a moment ago
+                    _check_unchanged(before, os.fstat(f.fileno()), path)
+                    raise
                 if hasattr(mmap, "MADV_RANDOM"):
                     mapped.madvise(mmap.MADV_RANDOM)  # lookups are random: skip readahead
                 raw = np.frombuffer(mapped, dtype=np.uint8, count=nbytes, offset=data_offset)
@@ -290,6 +325,7 @@ class EmbeddingTable:
                 view = _bytes_of(storage)
                 if f.readinto(view) != nbytes:
                     raise ValueError(f"{path}: the file ended early (truncated)")
+            _check_unchanged(before, os.fstat(f.fileno()), path)
         if verify and _crc32(_bytes_of(storage)) != expected_crc:
             raise ValueError(f"{path}: checksum mismatch, the table data is corrupt")
         return cls._wrap(storage, dtype)
@@ -307,8 +343,41 @@ def _crc32(data: memoryview) -> int:
     return crc
 
 
-def _read_header(f: Any, file_size: int, path: Any) -> tuple[str, list[int], int, int]:
-    """(table type, shape, data offset, crc32) from a safetensors header, strictly checked."""
+def _check_immutable(status: os.stat_result, path: Any) -> None:
+    """A table file must be a regular file that nobody may write (see the module docstring)."""
+    if not stat.S_ISREG(status.st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    if status.st_mode & _WRITE_BITS:
+        raise ValueError(
+            f"{path}: table files are immutable once written and must be read-only, this one "
+            f"has mode {stat.filemode(status.st_mode)} (EmbeddingTable.save writes them read-only; "
+            "chmod a-w the file once it is complete)"
+        )
+
+
+def _check_unchanged(before: os.stat_result, after: os.stat_result, path: Any) -> None:
+    """The file kept its size and modification time while it was opened: nobody writes it."""
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise ValueError(
+            f"{path}: the file changed while it was opened ({before.st_size} then "
+            f"{after.st_size} bytes): it is still being written"
+        )
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """repr(value), cut to ``limit`` characters: headers come from files, of any size."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_count(value: Any, maximum: int) -> bool:
+    """A JSON integer in [0, maximum] (not a float such as 1e400, not a bool)."""
+    return type(value) is int and 0 <= value <= maximum
+
+
+def _read_header(f: Any, file_size: int, path: Any) -> tuple[str, list[int], int, int, int]:
+    """(table type, shape, data offset, data bytes, crc32) from a safetensors header, every
+    field checked for its type and range: a crafted header is a ValueError naming the file."""
     prefix = f.read(8)
     if len(prefix) < 8:
         raise ValueError(f"{path}: not an adrank table file (shorter than its 8-byte header)")
@@ -320,18 +389,46 @@ def _read_header(f: Any, file_size: int, path: Any) -> tuple[str, list[int], int
         metadata = header["__metadata__"]
         tensor = header["weight"]
         dtype = metadata["table_type"]
-        shape = [int(s) for s in tensor["shape"]]
-        begin, end = (int(o) for o in tensor["data_offsets"])
-        expected_crc = int(metadata["crc32"])
-        ok = metadata.get("format") == _FORMAT and len(header) == 2
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not an adrank table file ({error})") from None
-    if not ok or dtype not in TABLE_TYPES or tensor.get("dtype") != _SAFETENSORS_DTYPE[dtype]:
-        raise ValueError(f"{path}: not an adrank table file (unexpected header {header})")
+        shape = tensor["shape"]
+        data_offsets = tensor["data_offsets"]
+        crc_text = metadata["crc32"]
+    except RecursionError:  # nested deeper than the JSON parser goes
+        raise ValueError(f"{path}: not an adrank table file (header nested too deep)") from None
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise ValueError(f"{path}: not an adrank table file ({_short(error)})") from None
+    # header, metadata and tensor are dicts here: only a JSON object takes a str subscript.
+    if (
+        metadata.get("format") != _FORMAT
+        or len(header) != 2
+        or not isinstance(dtype, str)
+        or dtype not in TABLE_TYPES
+        or tensor.get("dtype") != _SAFETENSORS_DTYPE[dtype]
+    ):
+        raise ValueError(f"{path}: not an adrank table file (unexpected header {_short(header)})")
+    if not (
+        isinstance(crc_text, str)
+        and 1 <= len(crc_text) <= 10
+        and crc_text.isascii()
+        and crc_text.isdigit()
+        and int(crc_text) < 2**32
+    ):
+        raise ValueError(f"{path}: not an adrank table file (crc32 {_short(crc_text)})")
+    expected_crc = int(crc_text)
     min_columns = _TRAILER_BYTES + 1 if dtype == "int8_rowwise" else 1
-    if len(shape) != 2 or shape[0] < 0 or shape[1] < min_columns:
-        raise ValueError(f"{path}: invalid {dtype} table shape {shape}")
-    nbytes = shape[0] * shape[1] * np.dtype(_STORAGE_DTYPE[dtype]).itemsize
-    if (begin, end) != (0, nbytes):
-        raise ValueError(f"{path}: data_offsets {[begin, end]} do not match shape {shape}")
-    return dtype, shape, 8 + header_size, expected_crc
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not _is_count(shape[0], file_size)
+        or not _is_count(shape[1], _MAX_DIM + _TRAILER_BYTES)
+        or shape[1] < min_columns
+    ):
+        raise ValueError(f"{path}: invalid {dtype} table shape {_short(shape)}")
+    nbytes = shape[0] * shape[1] * np.dtype(_STORAGE_DTYPE[dtype]).itemsize  # exact: Python ints
+    if not (
+        isinstance(data_offsets, list)
+        and len(data_offsets) == 2
+        and all(type(o) is int for o in data_offsets)
+        and data_offsets == [0, nbytes]
+    ):
+        raise ValueError(f"{path}: data_offsets {_short(data_offsets)} do not match shape {shape}")
+    return dtype, shape, 8 + header_size, nbytes, expected_crc
