@@ -28,7 +28,7 @@ def traffic() -> TrafficControl:
 def client(pacing: PacingService, traffic: TrafficControl) -> TestClient:
     app = FastAPI()
     app.include_router(make_control_router(pacing, traffic, clock=lambda: NOW))
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")
 
 
 def event(name: str, **fields) -> dict:

@@ -51,7 +51,7 @@ def backend() -> StandInBackend:
 @pytest.fixture
 def client(backend: StandInBackend) -> TestClient:
     app = create_app(backend, ServiceLimits(max_candidates=100, max_body_bytes=4096))
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")
 
 
 JSON = {"content-type": "application/json"}
@@ -178,7 +178,7 @@ def test_health_metrics_and_docs(client: TestClient, backend: StandInBackend) ->
 
 
 def test_limits_are_validated() -> None:
-    with pytest.raises(ValueError, match="max_candidates must be >= 1"):
+    with pytest.raises(ValueError, match="max_candidates must be an integer >= 1, got 0"):
         ServiceLimits(max_candidates=0)
-    with pytest.raises(ValueError, match="max_body_bytes must be >= 1024"):
+    with pytest.raises(ValueError, match="max_body_bytes must be an integer >= 1024, got 10"):
         ServiceLimits(max_body_bytes=10)

@@ -20,6 +20,7 @@ from adrank.data import SyntheticConfig
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.model import TorchScriptModel
 from adrank.orchestrator.ranker import Ranker
+from adrank.service.schemas import rank_request_json
 from adrank.service.stack import HttpServer, serving_stack
 from adrank.triton import EmbeddedTriton
 from adrank.triton.server import free_port
@@ -63,7 +64,7 @@ def test_http_ranking_equals_the_in_process_ranker(workspace, requests, service)
         workspace.artifacts_dir, workspace.catalog_path, TorchScriptModel(version_dir)
     )
     for request in requests:
-        response = httpx.post(f"{http.url}/v1/rank", json=request.to_dict(), timeout=30)
+        response = httpx.post(f"{http.url}/v1/rank", json=rank_request_json(request), timeout=30)
         assert response.status_code == 200, response.text
         got = response.json()
         expected = local.rank(request)
@@ -82,11 +83,11 @@ def test_ready_health_and_metrics(service, requests) -> None:
     ready = httpx.get(f"{http.url}/readyz")
     assert ready.status_code == 200
     assert "ready" in ready.json()["detail"]
-    httpx.post(f"{http.url}/v1/rank", json=requests[0].to_dict(), timeout=30)
+    httpx.post(f"{http.url}/v1/rank", json=rank_request_json(requests[0]), timeout=30)
     metrics = httpx.get(f"{http.url}/metrics").text
     assert 'adrank_stage_seconds_count{stage="model"}' in metrics
     assert 'adrank_requests_total{status="200"}' in metrics
-    bad = httpx.post(f"{http.url}/v1/rank", json={**requests[0].to_dict(), "k": -1})
+    bad = httpx.post(f"{http.url}/v1/rank", json={**rank_request_json(requests[0]), "k": -1})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "k"]
 
@@ -102,7 +103,9 @@ def test_catalog_swap_under_http_load_fails_no_request(service, requests, worksp
                 if stop.is_set():
                     return
                 statuses.append(
-                    client.post(f"{http.url}/v1/rank", json=requests[1].to_dict()).status_code
+                    client.post(
+                        f"{http.url}/v1/rank", json=rank_request_json(requests[1])
+                    ).status_code
                 )
 
     threads = [threading.Thread(target=load) for _ in range(2)]
@@ -120,7 +123,7 @@ def test_catalog_swap_under_http_load_fails_no_request(service, requests, worksp
 
 def test_kill_switch_under_load_takes_effect_on_the_next_request(service, requests) -> None:
     _, http = service
-    url, payload = f"{http.url}/v1/rank", requests[3].to_dict()
+    url, payload = f"{http.url}/v1/rank", rank_request_json(requests[3])
     advertiser = httpx.post(url, json=payload, timeout=30).json()["creatives"][0]["advertiser_id"]
     answers: list[tuple[float, httpx.Response]] = []
     stop = threading.Event()
@@ -157,7 +160,7 @@ def test_kill_switch_under_load_takes_effect_on_the_next_request(service, reques
 
 def test_spend_events_over_http_stop_a_spent_campaign(service, requests) -> None:
     _, http = service
-    url, payload = f"{http.url}/v1/rank", requests[4].to_dict()
+    url, payload = f"{http.url}/v1/rank", rank_request_json(requests[4])
     campaign = httpx.post(url, json=payload, timeout=30).json()["creatives"][0]["campaign_id"]
     budget = httpx.put(f"{http.url}/v1/campaigns/{campaign}/budget", json={"daily_budget": 5})
     assert budget.status_code == 200
@@ -196,7 +199,7 @@ def test_triton_down_under_load_then_back(workspace, requests, fallback) -> None
             ) as stack,
             HttpServer(stack.app) as http,
         ):
-            url, payload = f"{http.url}/v1/rank", requests[2].to_dict()
+            url, payload = f"{http.url}/v1/rank", rank_request_json(requests[2])
             assert httpx.post(url, json=payload, timeout=30).status_code == 200
             results: list[httpx.Response] = []
             worker = threading.Thread(target=lambda: results.extend(_hammer(url, payload, 4.0)))
@@ -251,7 +254,10 @@ def test_adrank_serve_answers_and_stops_cleanly_on_sigterm(workspace, requests, 
                 pass
             time.sleep(0.3)
         assert (
-            httpx.post(f"{url}/v1/rank", json=requests[0].to_dict(), timeout=30).status_code == 200
+            httpx.post(
+                f"{url}/v1/rank", json=rank_request_json(requests[0]), timeout=30
+            ).status_code
+            == 200
         )
     finally:
         process.send_signal(signal.SIGTERM)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from adrank.benchmark.loadtest import LoadResult, LoadSummary, median_summary, run_load, summarize
+from adrank.service.schemas import rank_request_json
 
 __all__ = ["CONFIGURATIONS", "SuiteConfig", "SuiteResult", "machine_description", "run_suite"]
 
@@ -236,12 +237,12 @@ class _HttpClient:
     def __init__(self, url: str, requests: Sequence[Any]) -> None:
         self._host, port = url.removeprefix("http://").split(":")
         self._port = int(port)
-        self._bodies = {id(r): json.dumps(r.to_dict()).encode() for r in requests}
+        self._bodies = {id(r): json.dumps(rank_request_json(r)).encode() for r in requests}
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
 
     def rank(self, request: Any) -> dict[str, Any]:
-        body = self._bodies.get(id(request)) or json.dumps(request.to_dict()).encode()
+        body = self._bodies.get(id(request)) or json.dumps(rank_request_json(request)).encode()
         for attempt in range(2):
             connection = self._connection()
             try:

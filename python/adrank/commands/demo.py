@@ -60,6 +60,7 @@ def _print_ranking(body: dict, response: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adrank.service.schemas import rank_request_json
     from adrank.service.stack import HttpServer, serving_stack
     from adrank.workspace import prepare_workspace, sample_requests
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         url = f"{http.url}/v1/rank"
         latencies, stages = [], []
         for i, request in enumerate(requests):
-            body = request.to_dict()
+            body = rank_request_json(request)
             response, ms = _post(url, body)
             if i < 2:
                 _print_ranking(body, response)

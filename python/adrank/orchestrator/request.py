@@ -1,4 +1,5 @@
-"""The ranking request and response of the Python API (the HTTP schema mirrors them).
+"""The ranking request and response of the Python API (the HTTP format, in
+:mod:`adrank.service.schemas`, mirrors them).
 
 Glossary: ``C`` candidate creatives in a request; ``k`` creatives asked for.
 """
@@ -56,24 +57,6 @@ class RankRequest:
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The request as the JSON body of ``POST /v1/rank``."""
-        constraints = self.constraints
-        return {
-            "request_id": self.request_id,
-            "user": dict(self.user),
-            "context": dict(self.context),
-            "candidates": self.candidates.tolist(),
-            "k": self.k,
-            "region": self.region,
-            "recently_seen": self.recently_seen.tolist(),
-            "constraints": {
-                "max_per_advertiser": constraints.max_per_advertiser,
-                "blocked_categories": list(constraints.blocked_categories),
-                "frequency_cap": constraints.frequency_cap,
-            },
-        }
-
 
 @dataclass(frozen=True)
 class RankResponse:
@@ -99,27 +82,3 @@ class RankResponse:
 
     def __len__(self) -> int:
         return len(self.creative_id)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: one object per chosen creative, in rank order."""
-        columns = (
-            "creative_id",
-            "campaign_id",
-            "advertiser_id",
-            "p_ctr",
-            "p_cvr",
-            "p_neg",
-            "ecpm",
-            "price",
-        )
-        lists = {name: getattr(self, name).tolist() for name in columns}
-        return {
-            "request_id": self.request_id,
-            "model_version": self.model_version,
-            "degraded": self.degraded,
-            "unknown_candidates": self.unknown_candidates,
-            "creatives": [
-                dict(zip(columns, row, strict=True)) for row in zip(*lists.values(), strict=True)
-            ],
-            "timings_ms": self.timings_ms,
-        }

@@ -1,24 +1,53 @@
-"""The HTTP API: ``POST /v1/rank``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+"""The HTTP API: ``POST /v1/rank``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, and the
+control endpoints (:mod:`adrank.service.control`) when given.
 
-Statuses: 200 ranked; 413 too many candidates or too large a body; 422 a malformed request
-(the body names the field); 503 the model did not answer in time (the body says why; retry).
+Glossary: the *edge* is everything between the socket and the ranker: Host check, body limits,
+JSON parsing, validation, de-duplication; see :mod:`adrank.service.errors` for every status.
+
+A request passes, in order: the response counter (:class:`~adrank.service.metrics.
+CountResponses`), the Host allow-list (421), the body reader (413, 408), strict JSON (422),
+the body's schema (422), the bearer token where the policy guards the route (401, 403), then
+the endpoint: too many candidates (413), ``k`` over the limit or a feature value the schema's
+field cannot take (422), repeated candidate ids merged (counted), and the ranker (200, or 503
+when the model does not answer).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adrank.orchestrator.errors import ModelUnavailableError
-from adrank.orchestrator.request import Constraints, RankRequest, RankResponse
-from adrank.service.metrics import ServiceMetrics
-from adrank.service.schemas import ErrorBody, RankRequestBody, RankResponseBody
+from adrank.features.schema import FeatureSchema
+from adrank.orchestrator.request import RankRequest, RankResponse
+from adrank.service.body_limits import BoundedBody
+from adrank.service.errors import (
+    declared,
+    error_response,
+    install_error_handlers,
+    send_error,
+)
+from adrank.service.json_body import StrictJsonRoute
+from adrank.service.limits import ServiceLimits
+from adrank.service.metrics import CountResponses, ServiceMetrics
+from adrank.service.request_features import FeatureRules
+from adrank.service.schemas import (
+    ErrorBody,
+    RankRequestBody,
+    RankResponseBody,
+    rank_request,
+    rank_response_body,
+    unique_candidates,
+)
+from adrank.service.security import AccessPolicy, HostAllowList
+
+__all__ = ["AccessPolicy", "RankingBackend", "ServiceLimits", "create_app"]
 
 
 class RankingBackend(Protocol):
@@ -29,146 +58,125 @@ class RankingBackend(Protocol):
     def readiness(self) -> tuple[bool, str]: ...
 
 
-@dataclass(frozen=True)
-class ServiceLimits:
-    max_candidates: int = 10_000
-    max_body_bytes: int = 2 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        if self.max_candidates < 1:
-            raise ValueError(f"max_candidates must be >= 1, got {self.max_candidates}")
-        if self.max_body_bytes < 1024:
-            raise ValueError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
-
-
-def _error(status: int, kind: str, detail: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content=ErrorBody(error=kind, detail=detail).model_dump()
-    )
-
-
-class _BodySizeLimit:
-    """ASGI middleware: 413 once a body exceeds the limit, whether or not it declared a length."""
-
-    def __init__(self, app: Any, max_bytes: int, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope: dict, receive: Any, send: Any) -> None:
-        self.metrics.requests.labels("413").inc()
-        self.metrics.errors.labels("body_too_large").inc()
-        response = _error(413, "body_too_large", f"request body exceeds {self.max_bytes} bytes")
-        await response(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _to_request(body: RankRequestBody) -> RankRequest:
-    return RankRequest(
-        request_id=body.request_id,
-        user=body.user,
-        context=body.context,
-        candidates=np.array(body.candidates, dtype=np.int64),
-        k=body.k,
-        region=body.region,
-        recently_seen=np.array(body.recently_seen, dtype=np.int64),
-        constraints=Constraints(
-            max_per_advertiser=body.constraints.max_per_advertiser,
-            blocked_categories=tuple(body.constraints.blocked_categories),
-            frequency_cap=body.constraints.frequency_cap,
-        ),
-    )
+# Errors the feature encoding raises for a value it cannot take: the edge's checks should have
+# caught it first; if not, it is still the request's fault, so a 422, never a 500.
+ENCODING_ERRORS = (TypeError, ValueError, OverflowError)
 
 
 def create_app(
     backend: RankingBackend,
     limits: ServiceLimits | None = None,
     control: APIRouter | None = None,
+    *,
+    access: AccessPolicy | None = None,
+    schema: FeatureSchema | None = None,
+    liveness: Callable[[], tuple[bool, str]] | None = None,
 ) -> FastAPI:
     """The service over ``backend``; one metrics registry per app.
 
     ``control``: the pacing and traffic-control endpoints
-    (:func:`adrank.service.control.make_control_router`), mounted beside ``/v1/rank``.
+    (:func:`adrank.service.control.make_control_router`, given the same ``access``), mounted
+    beside ``/v1/rank``. ``access``: the token and Host rules (default: no token, loopback
+    names only). ``schema``: the model's feature schema, so that each feature value is checked
+    against its field's kind (default: sizes only). ``liveness``: ``() -> (live, why)``;
+    ``/healthz`` answers 503 with ``why`` when not live (e.g. the embedded Triton's supervisor
+    gave up), so a liveness probe restarts the process.
     """
     limits = limits or ServiceLimits()
+    access = access or AccessPolicy()
+    rules = FeatureRules(schema, limits)
     metrics = ServiceMetrics()
     app = FastAPI(title="adrank", summary="Ranks ad creatives for a request", version="0.1.0")
+    app.router.route_class = StrictJsonRoute
     app.state.metrics = metrics
-    if control is not None:
-        app.include_router(control)
-
-    @app.exception_handler(ModelUnavailableError)
-    async def model_unavailable(_: Request, error: ModelUnavailableError) -> JSONResponse:
-        metrics.requests.labels("503").inc()
-        metrics.errors.labels("model_unavailable").inc()
-        return _error(503, "model_unavailable", str(error))
+    app.state.limits = limits
+    install_error_handlers(app)
 
     @app.post(
         "/v1/rank",
         response_model=RankResponseBody,
-        responses={413: {"model": ErrorBody}, 422: {}, 503: {"model": ErrorBody}},
+        responses={
+            **declared(inputs=True, guarded=access.guard_rank and access.token is not None),
+            413: {"model": ErrorBody, "description": "too many candidates, or too large a body"},
+            503: {"model": ErrorBody, "description": "the model did not answer in time; retry"},
+        },
+        dependencies=access.dependency(access.guard_rank),
     )
     def rank(body: RankRequestBody) -> Any:
         if len(body.candidates) > limits.max_candidates:
-            metrics.requests.labels("413").inc()
-            metrics.errors.labels("too_many_candidates").inc()
-            return _error(
-                413,
-                "too_many_candidates",
-                f"candidates has {len(body.candidates)} ids; the limit is {limits.max_candidates}",
-            )
+            count, most = len(body.candidates), limits.max_candidates
+            detail = f"candidates has {count} ids; the limit is {most}"
+            return error_response(413, "too_many_candidates", detail)
+        problems = rules.problems({"user": body.user, "context": body.context})
+        if body.k > limits.max_k:
+            problems.append(_issue(("k",), f"k must be <= {limits.max_k}", "less_than_equal"))
+        if problems:
+            raise RequestValidationError(problems)
+        candidates, duplicates = unique_candidates(body.candidates)
+        metrics.duplicate_candidates.inc(duplicates)
         start = time.perf_counter()
-        response = backend.rank(_to_request(body))
+        try:
+            response = backend.rank(rank_request(body, candidates))
+        except ENCODING_ERRORS as error:
+            message = f"the request's features cannot be encoded: {error}"
+            raise RequestValidationError([_issue((), message, "value_error")]) from error
         metrics.latency.observe(time.perf_counter() - start)
         for stage, ms in response.timings_ms.items():
             metrics.stage_latency.labels(stage).observe(ms / 1e3)
         metrics.unknown_candidates.inc(response.unknown_candidates)
         if response.degraded:
             metrics.degraded.inc()
-        metrics.requests.labels("200").inc()
-        return response.to_dict()
+        return rank_response_body(response, duplicates)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    @app.get(
+        "/healthz",
+        responses={
+            **declared(inputs=False, guarded=False, host_checked=False),
+            503: {"model": ErrorBody, "description": "not live: restart the process"},
+        },
+    )
+    def healthz() -> Any:
+        live, reason = (True, "") if liveness is None else liveness()
+        if not live:
+            return error_response(503, "not_live", reason)
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: {"model": ErrorBody}})
+    @app.get(
+        "/readyz",
+        responses={
+            **declared(inputs=False, guarded=False, host_checked=False),
+            503: {"model": ErrorBody, "description": "not ready: the detail says why"},
+        },
+    )
     def readyz() -> Any:
         ready, reason = backend.readiness()
         if not ready:
-            return _error(503, "not_ready", reason)
+            return error_response(503, "not_ready", reason)
         return {"status": "ready", "detail": reason}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=declared(inputs=False, guarded=False),
+    )
     def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(_BodySizeLimit, max_bytes=limits.max_body_bytes, metrics=metrics)
+    if control is not None:
+        app.include_router(control)
+
+    # Added last = runs first: count, then check the Host, then read the body.
+    app.add_middleware(BoundedBody, limits=limits, reject=send_error)
+    app.add_middleware(HostAllowList, policy=access, on_reject=_misdirected)
+    app.add_middleware(CountResponses, metrics=metrics, routes=app.router.routes)
     return app
+
+
+async def _misdirected(scope: dict, receive: Any, send: Any) -> None:
+    await send_error(
+        scope, receive, send, 421, "misdirected_host", "this service does not answer to that Host"
+    )
+
+
+def _issue(where: tuple, message: str, kind: str) -> dict[str, Any]:
+    return {"loc": ("body", *where), "msg": message, "type": kind}

@@ -13,7 +13,13 @@
     DELETE /v1/ad-load-caps?region=&placement=       remove a cap (404 if none)
 
 A malformed body is a 422 naming the field (pydantic), checked whole before anything is
-stored: one bad event in a batch rejects the batch and changes nothing.
+stored: one bad event in a batch rejects the batch and changes nothing. An event's cost must
+be at most ``ServiceLimits.max_event_cost`` and its timestamp within ``max_event_age_s`` before
+and ``max_event_lead_s`` after the service's clock.
+
+Writes (POST, PUT, DELETE) need the bearer token of the :class:`AccessPolicy` when it has one;
+reads (GET) need it when ``guard_reads`` is set. An ad-load cap applies to a region, a
+placement or both: a body with neither is a 422 (the schema says so: ``anyOf``).
 """
 
 from __future__ import annotations
@@ -24,30 +30,37 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adrank.pacing import PacingService, SpendEvent
-from adrank.pacing.events import MAX_EVENT_ID_LENGTH
-from adrank.service.schemas import ErrorBody
+from adrank.pacing.events import MAX_COST, MAX_EVENT_ID_LENGTH, MAX_TIMESTAMP, EventBounds
+from adrank.service.errors import declared, error_response
+from adrank.service.json_body import StrictJsonRoute
+from adrank.service.limits import ServiceLimits
+from adrank.service.schemas import STRICT, ErrorBody, Finite, Text
+from adrank.service.security import AccessPolicy
 from adrank.traffic import TrafficControl
 
 MAX_EVENTS_PER_BATCH = 10_000
+MAX_BUDGET = 1e12
 INT64 = {"ge": -(2**63), "lt": 2**63}
 
 
 class SpendEventBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One spend event; ``cost`` and ``timestamp`` are also bounded by the service's limits."""
 
-    event_id: str = Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)
+    model_config = STRICT
+
+    event_id: Text = Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)
     campaign_id: int = Field(**INT64)
     kind: Literal["impression", "click", "conversion"]
-    cost: float = Field(ge=0, allow_inf_nan=False)
-    timestamp: float = Field(ge=0, allow_inf_nan=False)
+    cost: Finite = Field(ge=0, le=MAX_COST)
+    timestamp: Finite = Field(ge=0, le=MAX_TIMESTAMP, description="unix seconds")
 
 
 class EventsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     events: list[SpendEventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
@@ -58,9 +71,9 @@ class EventsResult(BaseModel):
 
 
 class BudgetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    daily_budget: float = Field(ge=0, allow_inf_nan=False)
+    daily_budget: Finite = Field(ge=0, le=MAX_BUDGET)
 
 
 class PacingBody(BaseModel):
@@ -73,9 +86,9 @@ class PacingBody(BaseModel):
 
 
 class KillBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    reason: str = Field("", max_length=500)
+    reason: Text = Field("", max_length=500)
 
 
 class KillSwitchesBody(BaseModel):
@@ -84,11 +97,16 @@ class KillSwitchesBody(BaseModel):
 
 
 class AdLoadCapBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An ad-load cap: at most ``max_ad_share`` of a response's slots go to ads, in a region, a
+    placement or both (at least one of them is required)."""
 
-    region: str | None = Field(None, min_length=1, max_length=64)
-    placement: str | None = Field(None, min_length=1, max_length=64)
-    max_ad_share: float = Field(ge=0, le=1, allow_inf_nan=False)
+    model_config = STRICT | ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["region"]}, {"required": ["placement"]}]}
+    )
+
+    region: Text | None = Field(None, min_length=1, max_length=64)
+    placement: Text | None = Field(None, min_length=1, max_length=64)
+    max_ad_share: Finite = Field(ge=0, le=1)
 
     @model_validator(mode="after")
     def needs_a_scope(self) -> AdLoadCapBody:
@@ -106,32 +124,62 @@ EntityId = Annotated[int, Path(**INT64)]
 
 
 def make_control_router(
-    pacing: PacingService, traffic: TrafficControl, clock: Callable[[], float] = time.time
+    pacing: PacingService,
+    traffic: TrafficControl,
+    clock: Callable[[], float] = time.time,
+    *,
+    limits: ServiceLimits | None = None,
+    access: AccessPolicy | None = None,
 ) -> APIRouter:
-    """The control endpoints over ``pacing`` and ``traffic``; ``clock`` gives unix seconds."""
-    router = APIRouter(tags=["control"])
+    """The control endpoints over ``pacing`` and ``traffic``; ``clock`` gives unix seconds.
 
-    @router.post("/v1/events", response_model=EventsResult, responses={422: {}})
+    ``limits``: the bounds on spend events; ``access``: who may write and read (give the app
+    the same policy, for its Host check).
+    """
+    limits = limits or ServiceLimits()
+    access = access or AccessPolicy()
+    bounds = EventBounds(limits.max_event_cost, limits.max_event_age_s, limits.max_event_lead_s)
+    router = APIRouter(tags=["control"], route_class=StrictJsonRoute)
+    has_token = access.token is not None
+    write = {
+        "dependencies": access.dependency(True),
+        "responses": declared(inputs=True, guarded=has_token),
+    }
+    read = {
+        "dependencies": access.dependency(access.guard_reads),
+        "responses": declared(inputs=True, guarded=has_token and access.guard_reads),
+    }
+    read_all = {**read, "responses": declared(inputs=False, guarded=read["dependencies"] != [])}
+
+    @router.post("/v1/events", response_model=EventsResult, **write)
     def record_events(body: EventsBody) -> Any:
         events = [SpendEvent(**event.model_dump()) for event in body.events]
+        outside = bounds.violations(events, clock())
+        if outside:
+            raise RequestValidationError(
+                [
+                    {"loc": ("body", "events", position, field), "msg": msg, "type": "value_error"}
+                    for position, field, msg in outside
+                ]
+            )
         result = pacing.record_events(events)
         return EventsResult(accepted=result.accepted, duplicates=result.duplicates)
 
-    @router.put("/v1/campaigns/{campaign_id}/budget", response_model=PacingBody)
+    @router.put("/v1/campaigns/{campaign_id}/budget", response_model=PacingBody, **write)
     def set_budget(campaign_id: EntityId, body: BudgetBody) -> Any:
         now = clock()
         pacing.set_budget(campaign_id, body.daily_budget, now)
         return pacing.status(campaign_id, now).__dict__
 
-    @router.get("/v1/campaigns/{campaign_id}/pacing", response_model=PacingBody)
+    @router.get("/v1/campaigns/{campaign_id}/pacing", response_model=PacingBody, **read)
     def campaign_pacing(campaign_id: EntityId) -> Any:
         return pacing.status(campaign_id, clock()).__dict__
 
-    @router.get("/v1/kill-switches", response_model=KillSwitchesBody)
+    @router.get("/v1/kill-switches", response_model=KillSwitchesBody, **read_all)
     def kill_switches() -> Any:
         return traffic.kill_switches()
 
-    @router.put("/v1/kill-switches/{scope}/{entity_id}", response_model=KillSwitchesBody)
+    @router.put("/v1/kill-switches/{scope}/{entity_id}", response_model=KillSwitchesBody, **write)
     def kill(scope: Scope, entity_id: EntityId, body: KillBody | None = None) -> Any:
         reason = body.reason if body else ""
         if scope is Scope.advertiser:
@@ -140,7 +188,9 @@ def make_control_router(
             traffic.kill_campaign(entity_id, reason)
         return traffic.kill_switches()
 
-    @router.delete("/v1/kill-switches/{scope}/{entity_id}", response_model=KillSwitchesBody)
+    @router.delete(
+        "/v1/kill-switches/{scope}/{entity_id}", response_model=KillSwitchesBody, **write
+    )
     def revive(scope: Scope, entity_id: EntityId) -> Any:
         if scope is Scope.advertiser:
             traffic.revive_advertiser(entity_id)
@@ -148,11 +198,11 @@ def make_control_router(
             traffic.revive_campaign(entity_id)
         return traffic.kill_switches()
 
-    @router.get("/v1/ad-load-caps", response_model=list[AdLoadCapBody])
+    @router.get("/v1/ad-load-caps", response_model=list[AdLoadCapBody], **read_all)
     def ad_load_caps() -> Any:
         return [cap.__dict__ for cap in traffic.ad_load_caps()]
 
-    @router.put("/v1/ad-load-caps", response_model=list[AdLoadCapBody])
+    @router.put("/v1/ad-load-caps", response_model=list[AdLoadCapBody], **write)
     def set_ad_load_cap(body: AdLoadCapBody) -> Any:
         traffic.set_ad_load_cap(body.max_ad_share, body.region, body.placement)
         return [cap.__dict__ for cap in traffic.ad_load_caps()]
@@ -160,20 +210,19 @@ def make_control_router(
     @router.delete(
         "/v1/ad-load-caps",
         response_model=list[AdLoadCapBody],
-        responses={404: {"model": ErrorBody}},
+        dependencies=write["dependencies"],
+        responses={
+            **write["responses"],
+            404: {"model": ErrorBody, "description": "no ad-load cap for that scope"},
+        },
     )
     def clear_ad_load_cap(
-        region: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-        placement: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        region: Annotated[Text | None, Query(min_length=1, max_length=64)] = None,
+        placement: Annotated[Text | None, Query(min_length=1, max_length=64)] = None,
     ) -> Any:
         if not traffic.clear_ad_load_cap(region, placement):
             scope = f"region={region!r}, placement={placement!r}"
-            return JSONResponse(
-                status_code=404,
-                content=ErrorBody(
-                    error="not_found", detail=f"no ad-load cap for {scope}"
-                ).model_dump(),
-            )
+            return error_response(404, "not_found", f"no ad-load cap for {scope}")
         return [cap.__dict__ for cap in traffic.ad_load_caps()]
 
     return router

@@ -1,32 +1,81 @@
-"""The HTTP API's request and response bodies (pydantic), mirroring adrank.orchestrator.request."""
+"""The HTTP API's JSON format, in one place: bodies (pydantic) and their conversions.
+
+Glossary: ``C`` candidate creatives; a *feature value* is one entry of ``user`` or ``context``.
+
+Types are strict (a bool is not an integer, a string is not a number), every id fits in int64,
+every number is finite and every string is valid Unicode (no lone surrogates) with a bounded
+length, so a body that validates can be encoded, ranked and echoed back without error.
+:func:`rank_request` turns a body into the Python API's :class:`RankRequest`,
+:func:`rank_response_body` a :class:`RankResponse` into the JSON answer, and
+:func:`rank_request_json` a :class:`RankRequest` into the body a client sends.
+"""
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-FeatureValue = Union[str, int, float, list[str], list[int], None]  # noqa: UP007 (pydantic)
+from adrank.orchestrator.request import Constraints, RankRequest, RankResponse
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_REQUEST_ID_LENGTH = 128
+MAX_NAME_LENGTH = 64  # regions, placements
+MAX_RECENTLY_SEEN = 100_000
+MAX_BLOCKED_CATEGORIES = 1000
+MAX_FEATURE_STRING = 4096  # the schema's ceiling; ServiceLimits.max_string_length tightens it
+MAX_FEATURE_VALUES = 100_000  # likewise ServiceLimits.max_feature_values
+
+
+def _valid_unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+Id = Int64
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+FeatureString = Annotated[Text, Field(max_length=MAX_FEATURE_STRING)]
+FeatureName = Annotated[Text, Field(min_length=1, max_length=MAX_FEATURE_STRING)]
+FeatureValue = Union[  # noqa: UP007 (pydantic reads the union)
+    Int64,
+    Finite,
+    FeatureString,
+    Annotated[list[Int64], Field(max_length=MAX_FEATURE_VALUES)],
+    Annotated[list[FeatureString], Field(max_length=MAX_FEATURE_VALUES)],
+    None,
+]
+Features = Annotated[dict[FeatureName, FeatureValue], Field(max_length=MAX_FEATURE_VALUES)]
+
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class ConstraintsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    max_per_advertiser: int | None = Field(None, ge=1)
-    blocked_categories: list[int] = Field(default_factory=list)
-    frequency_cap: int | None = Field(None, ge=1)
+    max_per_advertiser: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
+    blocked_categories: list[Int64] = Field(default_factory=list, max_length=MAX_BLOCKED_CATEGORIES)
+    frequency_cap: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
 
 
 class RankRequestBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """``POST /v1/rank``. Feature values: an integer or a string for a categorical feature,
+    a list of them for a multi-valued one, a finite number for a numeric one, or null."""
 
-    request_id: str = Field(min_length=1, max_length=128)
-    user: dict[str, FeatureValue] = Field(default_factory=dict)
-    context: dict[str, FeatureValue] = Field(default_factory=dict)
-    candidates: list[int] = Field(min_length=1)
-    k: int = Field(ge=1, le=1000)
-    region: str | None = Field(None, max_length=64)
-    recently_seen: list[int] = Field(default_factory=list, max_length=100_000)
+    model_config = STRICT
+
+    request_id: Text = Field(min_length=1, max_length=MAX_REQUEST_ID_LENGTH)
+    user: Features = Field(default_factory=dict)
+    context: Features = Field(default_factory=dict)
+    candidates: list[Id] = Field(min_length=1)
+    k: int = Field(ge=1, le=INT64_MAX, description="at most ServiceLimits.max_k (1000)")
+    region: Text | None = Field(None, max_length=MAX_NAME_LENGTH)
+    recently_seen: list[Id] = Field(default_factory=list, max_length=MAX_RECENTLY_SEEN)
     constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
 
 
@@ -46,10 +95,97 @@ class RankResponseBody(BaseModel):
     model_version: str
     degraded: bool
     unknown_candidates: int
+    duplicate_candidates: int = 0
     creatives: list[RankedCreativeBody]
     timings_ms: dict[str, float]
 
 
 class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer but a 422: a stable ``error`` kind and a sentence."""
+
     error: str
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[Union[str, int]]  # noqa: UP007
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422: one entry per problem, ``loc`` naming the field (``["body", "user", "age"]``)."""
+
+    detail: list[ValidationIssue]
+
+
+def unique_candidates(candidates: list[int]) -> tuple[np.ndarray, int]:
+    """The candidate ids with repeats removed (first occurrence kept, order kept) and how many
+    repeats there were: a creative is ranked, shown and charged at most once per request."""
+    ids = np.array(candidates, dtype=np.int64)
+    _, first = np.unique(ids, return_index=True)
+    if len(first) == len(ids):
+        return ids, 0
+    return ids[np.sort(first)], len(ids) - len(first)
+
+
+def rank_request(body: RankRequestBody, candidates: np.ndarray) -> RankRequest:
+    """The Python API's request for a validated body (``candidates`` already de-duplicated)."""
+    return RankRequest(
+        request_id=body.request_id,
+        user=body.user,
+        context=body.context,
+        candidates=candidates,
+        k=body.k,
+        region=body.region,
+        recently_seen=np.array(body.recently_seen, dtype=np.int64),
+        constraints=Constraints(
+            max_per_advertiser=body.constraints.max_per_advertiser,
+            blocked_categories=tuple(body.constraints.blocked_categories),
+            frequency_cap=body.constraints.frequency_cap,
+        ),
+    )
+
+
+_CREATIVE_COLUMNS = tuple(RankedCreativeBody.model_fields)
+
+
+def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) -> dict[str, Any]:
+    """The JSON answer of ``POST /v1/rank``: one object per chosen creative, in rank order."""
+    lists = [getattr(response, name).tolist() for name in _CREATIVE_COLUMNS]
+    return {
+        "request_id": response.request_id,
+        "model_version": response.model_version,
+        "degraded": response.degraded,
+        "unknown_candidates": response.unknown_candidates,
+        "duplicate_candidates": duplicate_candidates,
+        "creatives": [
+            dict(zip(_CREATIVE_COLUMNS, row, strict=True)) for row in zip(*lists, strict=True)
+        ],
+        "timings_ms": response.timings_ms,
+    }
+
+
+def rank_request_json(request: RankRequest) -> dict[str, Any]:
+    """The body a client sends for ``request`` (numpy values become JSON numbers and lists)."""
+    constraints = request.constraints
+    return {
+        "request_id": request.request_id,
+        "user": {name: _plain(value) for name, value in request.user.items()},
+        "context": {name: _plain(value) for name, value in request.context.items()},
+        "candidates": request.candidates.tolist(),
+        "k": request.k,
+        "region": request.region,
+        "recently_seen": request.recently_seen.tolist(),
+        "constraints": {
+            "max_per_advertiser": constraints.max_per_advertiser,
+            "blocked_categories": list(constraints.blocked_categories),
+            "frequency_cap": constraints.frequency_cap,
+        },
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
