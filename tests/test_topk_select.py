@@ -92,6 +92,22 @@ def test_min_score_is_exact_for_values_between_floats():
     np.testing.assert_array_equal(select(scores, 2, min_score=-1e39)[1], [1, 0])
 
 
+def test_min_score_on_the_serving_path_matches_the_checked_path():
+    """A float min_score takes the fast path (the Ranker passes one on every request); a numpy
+    scalar takes the checked one. Alternating floors must not reuse a stale one."""
+    rng = np.random.default_rng(9)
+    scores = rng.integers(-3, 4, 300).astype(np.float32)
+    ids = rng.integers(0, 5, 300)
+    floors = [0.5, 0.5, float(np.float32(0.1)) + 1e-12, -0.0, 0.0, 3.0, -np.inf, np.inf, 1e300]
+    for floor in floors + floors[::-1]:
+        fast = select(scores, 20, (ids, 2), scores > -2, floor)
+        checked = select(scores, 20, (ids, 2), scores > -2, np.float64(floor))
+        check_same(fast, checked)
+        check_same(fast, select_ref(scores, 20, [(ids, 2)], scores > -2, floor))
+    with pytest.raises(ValueError, match="min_score must not be NaN"):
+        select(scores, 20, (ids, 2), min_score=float("nan"))
+
+
 def test_a_single_pair_or_a_list_of_pairs():
     scores = np.array([5, 4, 3, 2], np.float32)
     ids = np.array([1, 1, 2, 2])

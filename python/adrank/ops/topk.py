@@ -138,19 +138,21 @@ def select(
     >>> select(scores, 3, groups=(advertisers, 2))[1]
     array([0, 1, 3])
     """
-    # The serving path, as in topk: float32 scores, int64 ids and int caps go straight in.
+    # The serving path, as in topk: float32 scores, int64 ids, int caps and a float (or no)
+    # score floor go straight in.
     if (
         type(scores) is np.ndarray
         and type(k) is int
         and offsets is None
         and out is None
-        and min_score is None
+        and (min_score is None or type(min_score) is float)
         and (eligible is None or type(eligible) is np.ndarray)
     ):
         ready = _ready_groups(groups)
         if ready is not None:
             try:
-                return _native.select(scores, None, k, *ready, eligible, -math.inf, None, None)
+                floor = _memo_floor(min_score)
+                return _native.select(scores, None, k, *ready, eligible, floor, None, None)
             except (TypeError, ValueError):
                 pass
     k = check_int("k", k, minimum=0, maximum=_INT64_MAX)
@@ -266,6 +268,23 @@ def _eligible_mask(eligible: Any, scores: np.ndarray) -> np.ndarray:
     if mask.shape != scores.shape:
         raise ValueError(f"eligible must have the shape of scores {scores.shape}, got {mask.shape}")
     return np.ascontiguousarray(mask)
+
+
+# The last (min_score, floor) pair: a server passes the same reserve on every request.
+_last_floor = (-math.inf, -math.inf)
+
+
+def _memo_floor(min_score: float | None) -> float:
+    """_float32_floor of a float (or None), remembered for the next call with the same one."""
+    global _last_floor
+    if min_score is None:
+        return -math.inf
+    last = _last_floor  # one read: another thread may replace the pair meanwhile
+    if min_score == last[0]:  # never true for NaN, which _float32_floor refuses
+        return last[1]
+    floor = _float32_floor(min_score)
+    _last_floor = (min_score, floor)
+    return floor
 
 
 def _float32_floor(min_score: Any) -> float:
