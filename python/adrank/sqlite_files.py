@@ -3,6 +3,10 @@
 One file may hold several stores' tables. Connections run in autocommit mode and shared
 between threads (each store serializes its calls with a lock); writes open their transaction
 explicitly with :func:`transaction`. Files are durable: WAL journal, ``synchronous=FULL``.
+
+Several processes may open one file: :func:`data_version` tells a connection cheaply (no table
+read) whether another connection has committed since it last asked, so a process that caches
+what it read reloads only when something changed.
 """
 
 from __future__ import annotations
@@ -37,3 +41,10 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def data_version(db: sqlite3.Connection) -> int:
+    """SQLite's ``PRAGMA data_version``: differs from the value this connection read before
+    if and only if another connection (of this or another process) committed in between."""
+    (version,) = db.execute("PRAGMA data_version").fetchone()
+    return int(version)

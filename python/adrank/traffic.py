@@ -7,6 +7,12 @@ written to the store first and then published as a new immutable snapshot, so it
 on the next request and survives a restart. The request path reads the snapshot without a
 lock: :meth:`TrafficControl.blocked` is two ``searchsorted`` over sorted id arrays.
 
+Several processes may share one store (``adrank serve`` processes on one ``--state`` file): at
+most every ``refresh_s`` seconds a read asks the store for its change counter
+(:meth:`TrafficStore.version`, no table read) and reloads everything only when another process
+wrote, so a kill switch or cap set through one process binds in all of them within
+``refresh_s`` (plus one reload).
+
 An ad-load cap bounds the share of a feed's slots that may hold ads. A cap is set for a
 region, a placement, or a (region, placement) pair; the cap of a request is the smallest of
 those that apply (1.0 where none does).
@@ -14,16 +20,20 @@ those that apply (1.0 where none does).
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from adrank.sqlite_files import open_database
+from adrank.sqlite_files import data_version, open_database
 
 ANY = ""  # the stored scope of "every region" / "every placement"
+DEFAULT_REFRESH_S = 0.5  # other processes' changes are seen within this (plus one reload)
+MAX_REFRESH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,11 @@ class TrafficStore(Protocol):
 
     def load(self) -> tuple[dict[int, str], dict[int, str], list[AdLoadCap]]: ...
 
+    def version(self) -> int:
+        """A change counter: differs from the value this handle read before if and only if
+        another handle (another process) wrote since; cheap enough to poll every refresh."""
+        ...
+
     def set_kill(self, scope: str, entity_id: int, reason: str | None) -> None:
         """Kills ``entity_id`` of ``scope`` (advertiser | campaign); ``reason=None`` revives it."""
         ...
@@ -81,6 +96,10 @@ class SQLiteTrafficStore:
                 "placement TEXT NOT NULL, max_ad_share REAL NOT NULL, "
                 "PRIMARY KEY (region, placement)) WITHOUT ROWID;"
             )
+
+    def version(self) -> int:
+        with self._lock:
+            return data_version(self._db)
 
     def load(self) -> tuple[dict[int, str], dict[int, str], list[AdLoadCap]]:
         with self._lock:
@@ -130,20 +149,28 @@ class SQLiteTrafficStore:
 
 
 class TrafficControl:
-    """Kill switches and ad-load caps over ``store``, loaded from it at construction."""
+    """Kill switches and ad-load caps over ``store``, loaded from it at construction.
 
-    def __init__(self, store: TrafficStore) -> None:
+    ``refresh_s``: wall-clock seconds between checks for other processes' changes (0: every
+    read).
+    """
+
+    def __init__(self, store: TrafficStore, refresh_s: float = DEFAULT_REFRESH_S) -> None:
+        if isinstance(refresh_s, bool) or not isinstance(refresh_s, (int, float)):
+            raise ValueError(f"refresh_s must be a number, got {refresh_s!r}")
+        if not (math.isfinite(refresh_s) and 0 <= refresh_s <= MAX_REFRESH_S):
+            raise ValueError(f"refresh_s must be in [0, {MAX_REFRESH_S}] seconds, got {refresh_s}")
         self.store = store
+        self.refresh_s = float(refresh_s)
         self._lock = threading.Lock()
-        self._advertisers, self._campaigns, caps = store.load()
-        self._caps = {(c.region, c.placement): c for c in caps}
-        self._publish()
+        with self._lock:
+            self._reload()
 
     # -- the request path ----------------------------------------------------------------------
 
     def blocked(self, advertiser_ids: np.ndarray, campaign_ids: np.ndarray) -> np.ndarray:
         """True where the candidate's advertiser or campaign is killed (bool [C])."""
-        snapshot = self._snapshot
+        snapshot = self.snapshot
         advertisers = np.asarray(advertiser_ids, dtype=np.int64)
         campaigns = np.asarray(campaign_ids, dtype=np.int64)
         if advertisers.shape != campaigns.shape:
@@ -157,7 +184,7 @@ class TrafficControl:
 
     def ad_load_cap(self, placement: str | None, region: str | None) -> float:
         """The largest share of feed slots that may hold ads for this placement and region."""
-        caps = self._snapshot.caps
+        caps = self.snapshot.caps
         shares = [
             caps[scope].max_ad_share
             for scope in ((region, None), (None, placement), (region, placement))
@@ -167,6 +194,13 @@ class TrafficControl:
 
     @property
     def snapshot(self) -> TrafficSnapshot:
+        """The current kill switches and caps (reloaded first if a refresh is due and another
+        process changed them)."""
+        if time.monotonic() >= self._next_refresh and self._lock.acquire(blocking=False):
+            try:  # a thread that finds the lock taken reads the snapshot as it is
+                self._reload_if_changed()
+            finally:
+                self._lock.release()
         return self._snapshot
 
     # -- operator changes ------------------------------------------------------------------------
@@ -205,10 +239,12 @@ class TrafficControl:
     def kill_switches(self) -> dict[str, dict[int, str]]:
         """Killed ids with their reasons: ``{"advertisers": {...}, "campaigns": {...}}``."""
         with self._lock:
+            self._reload_if_changed()
             return {"advertisers": dict(self._advertisers), "campaigns": dict(self._campaigns)}
 
     def ad_load_caps(self) -> list[AdLoadCap]:
         with self._lock:
+            self._reload_if_changed()
             return list(self._caps.values())
 
     def _set_kill(self, scope: str, entity_id: int, reason: str | None) -> None:
@@ -226,6 +262,23 @@ class TrafficControl:
             else:
                 table[int(entity_id)] = reason
             self._publish()
+
+    # -- internals (called with the lock held) ------------------------------------------------
+
+    def _reload_if_changed(self) -> None:
+        if time.monotonic() < self._next_refresh:
+            return
+        if self.store.version() != self._version:
+            self._reload()
+        else:
+            self._next_refresh = time.monotonic() + self.refresh_s
+
+    def _reload(self) -> None:
+        self._version = self.store.version()  # before reading: a write after it is seen later
+        self._next_refresh = time.monotonic() + self.refresh_s
+        self._advertisers, self._campaigns, caps = self.store.load()
+        self._caps = {(c.region, c.placement): c for c in caps}
+        self._publish()
 
     def _publish(self) -> None:
         self._snapshot = TrafficSnapshot(

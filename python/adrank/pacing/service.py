@@ -8,12 +8,22 @@ the throttle: a campaign with participation ``p`` gets multiplier 1 in a share `
 and 0 (do not serve) in the others, the same for all of its candidates within one call. The
 controller step (every ``update_interval_s``) and the event writes run under a lock and swap in
 a new snapshot, so a request sees either the old participations or the new ones, never a mix.
+
+Several processes may share one store (``adrank serve`` processes on one ``--state`` file). Each
+one asks the store for its change counter (:meth:`PacingStore.version`) at most every
+``refresh_s`` seconds of wall time, on the request path, and reloads budgets, spend and the
+controller state only when another process wrote: a budget set or spend recorded through one
+process drives every process's decisions within ``refresh_s`` (plus one reload). The controller
+step is a compare-and-set on the store: the first process to step wins, the others adopt its
+state, so all of them throttle by one controller fed by the spend of all of them.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +38,9 @@ from adrank.pacing.controller import (
 )
 from adrank.pacing.events import RecordResult, SpendEvent, as_events
 from adrank.pacing.store import ControllerState, PacingStore
+
+DEFAULT_REFRESH_S = 0.5  # other processes' writes are seen within this (plus one reload)
+MAX_REFRESH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,15 +66,28 @@ class PacingService:
 
     The day's state is loaded from the store at the first call that needs it, so a service
     restarted mid-day on the same store resumes where the previous one stopped. ``seed`` seeds
-    the throttle's draws (reproducible simulations).
+    the throttle's draws (reproducible simulations). ``refresh_s``: wall-clock seconds between
+    checks for other processes' writes (0: every call).
     """
 
     def __init__(
-        self, store: PacingStore, config: PacingConfig | None = None, seed: int = 0
+        self,
+        store: PacingStore,
+        config: PacingConfig | None = None,
+        seed: int = 0,
+        refresh_s: float = DEFAULT_REFRESH_S,
     ) -> None:
+        if isinstance(refresh_s, bool) or not isinstance(refresh_s, (int, float)):
+            raise ValueError(f"refresh_s must be a number, got {refresh_s!r}")
+        if not (math.isfinite(refresh_s) and 0 <= refresh_s <= MAX_REFRESH_S):
+            raise ValueError(f"refresh_s must be in [0, {MAX_REFRESH_S}] seconds, got {refresh_s}")
         self.store = store
         self.config = config or PacingConfig()
+        self.refresh_s = float(refresh_s)
         self._lock = threading.Lock()
+        self._version: int | None = None  # the store's change counter when last loaded
+        self._next_refresh = -math.inf  # time.monotonic() of the next check for others' writes
+        self._stored_at: float | None = None  # updated_at of the stored step self._state is
         self._day: int | None = None
         self._quiet = (np.inf, -np.inf)  # [from, until): same day, no step due (unix seconds)
         self._draws = itertools.count(int(seed) * 1_000_003)
@@ -135,7 +161,12 @@ class PacingService:
         return np.where(snapshot.campaign_id[rows] == ids, snapshot.participation[rows], 1.0)
 
     def update(self, now: float) -> bool:
-        """Runs the controller if a step is due at ``now``; True if it ran (or a day began)."""
+        """Runs the controller if a step is due at ``now``; True if it ran (or a day began).
+
+        At most every ``refresh_s`` it also checks the store for other processes' writes.
+        """
+        if time.monotonic() >= self._next_refresh:
+            self._refresh(now)
         if self._quiet[0] <= now < self._quiet[1]:
             return False  # the request path: no step due, still the same day
         day = int(self.config.day_of(now))
@@ -143,13 +174,27 @@ class PacingService:
             if day != self._day:
                 self._load_day(day, now, keep_state=False)
                 return True
+            self._reload_if_changed(now)  # step from the latest spend and state
             if now - self._state.updated_at < self.config.update_interval_s:
                 self._schedule()
-                return False  # another thread stepped while this one waited
-            self._state = controller_step(self.config, self._state, self._budget, self._spend, now)
-            self.store.save_controller_state(day, self._state)
-            self._publish()
+                return False  # another thread or process stepped while this one waited
+            state = controller_step(self.config, self._state, self._budget, self._spend, now)
+            if self.store.save_controller_state(day, state, self._stored_at):
+                self._state, self._stored_at = state, state.updated_at
+                self._publish()
+            else:  # another process stepped first: adopt its step
+                self._load_day(day, now, keep_state=True)
             return True
+
+    def _refresh(self, now: float) -> None:
+        """Reloads from the store if another process wrote since the last check."""
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is refreshing or writing: this request uses the snapshot
+        try:
+            if time.monotonic() >= self._next_refresh and self._day is not None:
+                self._reload_if_changed(now)
+        finally:
+            self._lock.release()
 
     def status(self, campaign_id: int, now: float) -> CampaignPacing:
         self.update(now)
@@ -169,16 +214,30 @@ class PacingService:
 
     # -- internals (called with the lock held) ------------------------------------------------
 
+    def _reload_if_changed(self, now: float) -> None:
+        self._next_refresh = time.monotonic() + self.refresh_s
+        if self.store.version() != self._version:
+            self._load_day(self._day, now, keep_state=True)
+
     def _load_day(self, day: int, now: float, keep_state: bool) -> None:
-        """Reads budgets, the day's spend and largest charges, and controller state."""
+        """Reads budgets, the day's spend and largest charges, and controller state.
+
+        With ``keep_state``, the controller state held here is kept unless the store holds a
+        later step (another process's).
+        """
+        self._version = self.store.version()  # before reading: a write after it is seen later
+        self._next_refresh = time.monotonic() + self.refresh_s
         campaign_id, budget = self.store.budgets()
         spend = _aligned(campaign_id, *self.store.spend(day))
         largest = _aligned(campaign_id, *self.store.largest_charges(day))
         fresh = initial_state(self.config, campaign_id, spend, now)
-        previous = self._state if keep_state and day == self._day else None
-        if previous is None:
-            previous = self.store.load_controller_state(day)
-        self._state = _carry_over(fresh, previous)
+        stored = self.store.load_controller_state(day)
+        previous, stored_at = None, None
+        if keep_state and day == self._day:
+            previous, stored_at = self._state, self._stored_at
+        if stored is not None and (previous is None or stored.updated_at > previous.updated_at):
+            previous, stored_at = stored, stored.updated_at
+        self._state, self._stored_at = _carry_over(fresh, previous), stored_at
         self._day, self._budget, self._spend, self._largest = day, budget, spend, largest
         self._publish()
 

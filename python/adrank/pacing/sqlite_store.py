@@ -19,7 +19,7 @@ import numpy as np
 
 from adrank.pacing.events import SpendEvent
 from adrank.pacing.store import ControllerState, RecordedSpend
-from adrank.sqlite_files import open_database, transaction
+from adrank.sqlite_files import data_version, open_database, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (
@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS controller_state (
     updated_at      REAL NOT NULL,
     PRIMARY KEY (day, campaign_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS controller_steps (
+    day        INTEGER PRIMARY KEY,
+    updated_at REAL NOT NULL
+);
+"""
+
+# When the stored step of a day was taken (files from before controller_steps: its rows' time).
+STEP_TIME = """
+SELECT COALESCE(
+    (SELECT updated_at FROM controller_steps WHERE day = :day),
+    (SELECT MAX(updated_at) FROM controller_state WHERE day = :day)
+)
 """
 
 SCHEMA_VERSION = 2
@@ -123,6 +135,10 @@ class SQLitePacingStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def version(self) -> int:
+        with self._lock:
+            return data_version(self._db)
 
     def set_budget(self, campaign_id: int, daily_budget: float) -> None:
         with self._lock:
@@ -193,7 +209,9 @@ class SQLitePacingStore:
             ).fetchall()
         return {int(c): (int(i), int(k), int(v)) for c, i, k, v in rows}
 
-    def save_controller_state(self, day: int, state: ControllerState) -> None:
+    def save_controller_state(
+        self, day: int, state: ControllerState, replaces: float | None
+    ) -> bool:
         n = len(state.campaign_id)
         columns = [getattr(state, name).tolist() for name in ControllerState.COLUMNS]
         rows = list(
@@ -207,24 +225,33 @@ class SQLitePacingStore:
         )
         slots = ", ".join("?" * (len(ControllerState.COLUMNS) + 3))
         with self._lock, transaction(self._db) as db:
+            (stored,) = db.execute(STEP_TIME, {"day": int(day)}).fetchone()
+            if stored != replaces:
+                return False  # another process stepped first: keep its state
             db.execute("DELETE FROM controller_state WHERE day = ?", (int(day),))
             db.executemany(f"INSERT INTO controller_state VALUES ({slots})", rows)
+            db.execute(
+                "INSERT OR REPLACE INTO controller_steps VALUES (?, ?)",
+                (int(day), float(state.updated_at)),
+            )
+        return True
 
     def load_controller_state(self, day: int) -> ControllerState | None:
         names = ", ".join(ControllerState.COLUMNS)
         with self._lock:
+            (updated_at,) = self._db.execute(STEP_TIME, {"day": int(day)}).fetchone()
             rows = self._db.execute(
-                f"SELECT campaign_id, {names}, updated_at"
-                " FROM controller_state WHERE day = ? ORDER BY campaign_id",
+                f"SELECT campaign_id, {names} FROM controller_state"
+                " WHERE day = ? ORDER BY campaign_id",
                 (int(day),),
             ).fetchall()
-        if not rows:
+        if updated_at is None:
             return None
-        columns = np.array(rows, dtype=np.float64).T
+        columns = np.array(rows, dtype=np.float64).reshape(len(rows), -1).T
         return ControllerState(
             np.array([r[0] for r in rows], dtype=np.int64),
-            *columns[1:-1],
-            updated_at=float(columns[-1][0]),
+            *(columns[1:] if rows else [np.empty(0)] * len(ControllerState.COLUMNS)),
+            updated_at=float(updated_at),
         )
 
 

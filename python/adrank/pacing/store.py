@@ -8,6 +8,11 @@ or not at all, and an event id seen before (in any earlier batch, or earlier in 
 batch) adds nothing. Spend is kept per (campaign, day of the event's timestamp), so events that
 arrive late or out of order count toward the day they happened. :class:`SQLitePacingStore`
 is the default implementation; another store (Redis, a SQL server) implements the same methods.
+
+Several serving processes share one store. Each caches what it read and polls
+:meth:`PacingStore.version` (cheap: no table read) at most every refresh interval, reloading
+only when it changed; the controller step is a compare-and-set
+(:meth:`PacingStore.save_controller_state`), so one process's step wins and the others adopt it.
 """
 
 from __future__ import annotations
@@ -92,7 +97,19 @@ class PacingStore(Protocol):
         """Impressions, clicks and conversions per campaign on ``day``."""
         ...
 
-    def save_controller_state(self, day: int, state: ControllerState) -> None: ...
+    def version(self) -> int:
+        """A change counter: differs from the value this handle read before if and only if
+        another handle (another process) wrote since. Cheap enough to poll every refresh
+        interval; a networked store returns a counter that its writes bump."""
+        ...
+
+    def save_controller_state(
+        self, day: int, state: ControllerState, replaces: float | None
+    ) -> bool:
+        """Stores ``state`` as ``day``'s controller state if the stored one is still the one the
+        step started from (its ``updated_at`` is ``replaces``; None: none stored yet). False,
+        storing nothing, when another process stored a step first (compare and set)."""
+        ...
 
     def load_controller_state(self, day: int) -> ControllerState | None: ...
 
