@@ -7,6 +7,7 @@ the orchestration itself; tests/test_service_e2e.py runs the same path through T
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -424,3 +425,119 @@ def test_settings_are_validated(world) -> None:
         make_request(world, [[1]])
     with pytest.raises(ValueError, match=r"constraints\.frequency_cap must be"):
         Constraints(frequency_cap=0)
+
+
+# --- ad load and the feed --------------------------------------------------------------------
+
+
+def test_an_ad_load_cap_bounds_the_ads_returned(world) -> None:
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    caps = {("feed", None): 0.0}
+    ranker = Ranker(
+        schema,
+        tables,
+        InProcessModel(module),
+        catalog,
+        ad_load=lambda placement, region: caps.get((placement, None), 1.0),
+    )
+    request = make_request(world, catalog.creative_id, k=8)
+    assert len(ranker.rank(request)) == 0  # a cap of 0: no ads at all
+    caps[("feed", None)] = 0.5
+    capped = ranker.rank(request)
+    del caps[("feed", None)]
+    free = ranker.rank(request)
+    assert len(free) == 8
+    assert len(capped) == 4  # floor(0.5 * k): the best four, priced as without the cap
+    np.testing.assert_array_equal(capped.creative_id, free.creative_id[:4])
+    np.testing.assert_allclose(capped.price, free.price[:4])
+    assert capped.slot is None
+
+
+def test_a_feed_places_ads_by_the_allocation_rules(world) -> None:
+    from adrank.allocation import AllocationPolicy, AllocationRules, build_feed
+    from adrank.orchestrator.request import OrganicFeed
+
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    rules = AllocationRules(first_ad_position=1, min_gap=2, max_ad_share=0.3)
+    cap = {"XX": 0.2}
+    ranker = Ranker(
+        schema,
+        tables,
+        InProcessModel(module),
+        catalog,
+        scoring_config=SCORING,
+        ad_load=lambda placement, region: cap.get(region, 1.0),
+        allocation=AllocationPolicy(default=rules),
+    )
+    request = make_request(world, catalog.creative_id, k=8)
+    free = ranker.rank(request)
+    assert len(free) == 8
+    slots_only = ranker.rank(dataclasses.replace(request, feed=OrganicFeed(slots=10)))
+    # Slots 1, 4, 7 (first position 1, two organic items between ads, floor(0.3 * 10) = 3).
+    assert slots_only.slot.tolist() == [1, 4, 7]
+    np.testing.assert_array_equal(slots_only.creative_id, free.creative_id[:3])
+
+    # Organic values: an ad goes in only where it is worth more than the item it displaces.
+    organic = np.array([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    valued = ranker.rank(dataclasses.replace(request, feed=OrganicFeed(values=organic)))
+    expected = build_feed(organic, free.ecpm, rules)
+    assert valued.slot.tolist() == expected.ad_slots.tolist()
+    np.testing.assert_array_equal(valued.creative_id, free.creative_id[expected.placed_ads])
+
+    # The region's ad-load cap lowers the share: floor(0.2 * 10) = 2 ads.
+    capped = ranker.rank(dataclasses.replace(request, region="DE", feed=OrganicFeed(slots=10)))
+    assert len(capped) <= 2
+    with pytest.raises(ValueError, match="feed needs values or slots"):
+        OrganicFeed()
+    with pytest.raises(ValueError, match=r"feed\.values must be"):
+        OrganicFeed(values=np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match=r"feed\.slots must be"):
+        OrganicFeed(slots=-1)
+
+
+# --- model versions --------------------------------------------------------------------------
+
+
+def test_a_model_swap_under_load_fails_no_request(world, ranker) -> None:
+    """Requests in flight finish on their version; every response names the one that scored it."""
+    _, schema, tables, _, table = world
+    ids = Catalog.from_arrow(table).creative_id
+    rng = np.random.default_rng(5)
+    other_tables = {
+        name: EmbeddingTable(rng.normal(0, 0.3, (t.num_rows, t.dim)).astype(np.float32))
+        for name, t in tables.items()
+    }
+    other = InProcessModel(DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=9))
+    other.version = "stand-in/2"
+    first = ranker.model
+    request = make_request(world, ids[:200], k=5)
+    expected = {"stand-in/1": ranker.rank(request).creative_id.tolist()}
+    errors, versions, done = [], [], threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                response = ranker.rank(request)
+                versions.append((response.model_version, response.creative_id.tolist()))
+            except Exception as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(4):
+        if i % 2 == 0:
+            ranker.swap_model(schema, other_tables, other)
+            expected.setdefault("stand-in/2", ranker.rank(request).creative_id.tolist())
+        else:
+            ranker.swap_model(schema, tables, first)  # rollback is the same call
+    done.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert {v for v, _ in versions} <= set(expected)
+    for version, chosen in versions:  # never a mix of one version's tables and another's model
+        assert chosen == expected[version]
+    assert ranker.model is first

@@ -14,11 +14,17 @@ A request walks one straight line; each stage is timed (``RankResponse.timings_m
                   campaigns, region targeting, categories blocked in the user's region,
                   frequency caps, the reserve
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
+
+The ad-load cap of the request's placement and region then bounds the ads returned (timed
+with ``selection``): with the request's organic feed, :func:`adrank.allocation.build_feed`
+places the ads and those it leaves out are dropped; without a feed, a cap ``c`` keeps the
+first ``floor(c * k)`` (a cap is the share of the ``k`` slots asked for that ads may take).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from adrank import ops
+from adrank.allocation import AllocationPolicy, build_feed
 from adrank.features.schema import FeatureSchema
 from adrank.orchestrator import pricing, scoring
 from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
@@ -77,10 +84,13 @@ class FallbackRates:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """A catalog and its creative encodings: swapped together, read together."""
+    """What one request is served with, swapped as one and read once per request: the catalog,
+    the model version and its encoder, and the catalog encoded for that version's tables."""
 
     catalog: Catalog
+    encoder: RequestEncoder
     encoding: CatalogEncoding
+    model: DenseModel
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ class _Candidates:
 PacingLookup = Callable[[np.ndarray], np.ndarray]  # campaign ids [C] -> multipliers [C]
 # advertiser ids [C], campaign ids [C] -> killed [C] (bool); TrafficControl.blocked is one
 KillSwitchLookup = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# placement, region -> the ad-load cap in [0, 1]; TrafficControl.ad_load_cap is one
+AdLoadLookup = Callable[[str | None, str | None], float]
 
 
 class Ranker:
@@ -110,6 +122,9 @@ class Ranker:
     pacing : campaign ids -> multipliers in [0, 1]; None means 1.0 for every campaign
     killed : (advertiser ids, campaign ids) -> True where a kill switch is on
         (:meth:`adrank.traffic.TrafficControl.blocked`); None means nothing is killed
+    ad_load : (placement, region) -> the ad-load cap
+        (:meth:`adrank.traffic.TrafficControl.ad_load_cap`); None means no cap
+    allocation : where ads may go in a request's feed, per placement and region
     """
 
     def __init__(
@@ -123,16 +138,18 @@ class Ranker:
         fallback: FallbackRates | None = None,
         pacing: PacingLookup | None = None,
         killed: KillSwitchLookup | None = None,
+        ad_load: AdLoadLookup | None = None,
+        allocation: AllocationPolicy | None = None,
     ) -> None:
-        self.encoder = RequestEncoder(schema, tables)
-        self.model = model
         self.scoring_config = scoring_config or scoring.ScoringConfig()
         self.selection_config = selection_config or SelectionConfig()
         self.fallback = fallback
         self.pacing = pacing
         self.killed = killed
+        self.ad_load = ad_load
+        self.allocation = allocation or AllocationPolicy()
         self._swap_lock = threading.Lock()
-        self._snapshot = self._encode(catalog)
+        self._snapshot = _encode(catalog, RequestEncoder(schema, tables), model)
 
     @classmethod
     def from_export(
@@ -154,22 +171,40 @@ class Ranker:
 
     # --- catalog -------------------------------------------------------------------------
 
-    def _encode(self, catalog: Catalog) -> _Snapshot:
-        return _Snapshot(catalog, self.encoder.encode_catalog(catalog))
-
     def swap_catalog(self, catalog: Catalog) -> None:
         """Encodes ``catalog`` and installs it atomically; requests in flight finish on the old."""
-        snapshot = self._encode(catalog)  # the slow part, outside the lock
         with self._swap_lock:
-            self._snapshot = snapshot
+            current = self._snapshot
+            self._snapshot = _encode(catalog, current.encoder, current.model)
+
+    def swap_model(
+        self, schema: FeatureSchema, tables: Mapping[str, Any], model: DenseModel
+    ) -> None:
+        """Moves to another model version atomically: its schema, its tables, its dense model.
+
+        The current catalog is encoded for the new tables before the switch; requests in flight
+        finish on the version they started with, and every response names its version.
+        """
+        with self._swap_lock:
+            current = self._snapshot
+            self._snapshot = _encode(current.catalog, RequestEncoder(schema, tables), model)
 
     @property
     def catalog(self) -> Catalog:
         return self._snapshot.catalog
 
+    @property
+    def encoder(self) -> RequestEncoder:
+        return self._snapshot.encoder
+
+    @property
+    def model(self) -> DenseModel:
+        return self._snapshot.model
+
     def readiness(self) -> tuple[bool, str]:
-        ready, reason = self.model.readiness()
-        catalog = self._snapshot.catalog
+        snapshot = self._snapshot
+        ready, reason = snapshot.model.readiness()
+        catalog = snapshot.catalog
         return (
             ready,
             f"{reason}; catalog {catalog.version or 'loaded'} with {len(catalog)} creatives",
@@ -182,22 +217,22 @@ class Ranker:
 
     def rank_batch(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
         """Ranks several requests with one model call for all their candidates."""
-        snapshot = self._snapshot  # one read: each batch sees one catalog
+        snapshot = self._snapshot  # one read: each batch sees one catalog and one model
         timers = [StageTimer() for _ in requests]
         candidates, inputs = [], []
         for request, timer in zip(requests, timers, strict=True):
             with timer.stage("catalog"):
                 rows, known = snapshot.catalog.lookup(request.candidates)
             candidates.append(_Candidates(rows, int(len(known) - len(rows))))
-            inputs.append(self.encoder.encode(request, snapshot.encoding, rows, timer))
-        rates, degraded = self._predict(inputs, timers)
+            inputs.append(snapshot.encoder.encode(request, snapshot.encoding, rows, timer))
+        rates, degraded = self._predict(snapshot.model, inputs, timers)
         return [
-            self._finish(snapshot.catalog, *args, degraded)
+            self._finish(snapshot, *args, degraded)
             for args in zip(requests, candidates, rates, timers, strict=True)
         ]
 
     def _predict(
-        self, inputs: list[ModelInputs], timers: list[StageTimer]
+        self, model: DenseModel, inputs: list[ModelInputs], timers: list[StageTimer]
     ) -> tuple[list[Rates], bool]:
         """One model call for every request's candidates; the rates split back per request."""
         sizes = [len(x.dense) for x in inputs]
@@ -213,7 +248,7 @@ class Ranker:
             )
             dense = inputs[0].dense if one else np.concatenate([x.dense for x in inputs])
             try:
-                rates = Rates(*self.model.predict(embeddings, dense))
+                rates = Rates(*model.predict(embeddings, dense))
             except ModelUnavailableError:
                 if self.fallback is None:
                     raise
@@ -232,14 +267,14 @@ class Ranker:
 
     def _finish(
         self,
-        catalog: Catalog,
+        snapshot: _Snapshot,
         request: RankRequest,
         candidates: _Candidates,
         rates: Rates,
         timer: StageTimer,
         degraded: bool,
     ) -> RankResponse:
-        rows = candidates.rows
+        catalog, rows = snapshot.catalog, candidates.rows
         config = self.scoring_config
         with timer.stage("scoring"):
             objective = catalog.objective[rows]
@@ -275,10 +310,13 @@ class Ranker:
                 penalty[winners],
                 config.reserve_ecpm,
             )
+        with timer.stage("selection"):
+            kept, slot = self._ad_load(request, ecpm[winners])
+            winners, price = winners[kept], price[kept]
         winner_rows = rows[winners]
         return RankResponse(
             request_id=request.request_id,
-            model_version=self.model.version,
+            model_version=snapshot.model.version,
             creative_id=catalog.creative_id[winner_rows],
             campaign_id=catalog.campaign_id[winner_rows],
             advertiser_id=catalog.advertiser_id[winner_rows],
@@ -290,7 +328,23 @@ class Ranker:
             timings_ms={stage: round(timer.ms.get(stage, 0.0), 4) for stage in STAGES},
             unknown_candidates=candidates.unknown,
             degraded=degraded,
+            slot=slot,
         )
+
+    def _ad_load(
+        self, request: RankRequest, ecpm: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which of the winners (in rank order, ``ecpm`` [k']) are shown, and their feed slots."""
+        placement = request.context.get("placement")
+        placement = placement if isinstance(placement, str) else None
+        cap = 1.0 if self.ad_load is None else float(self.ad_load(placement, request.region))
+        feed = request.feed
+        if feed is None:
+            return np.arange(min(len(ecpm), math.floor(cap * request.k + 1e-9))), None
+        rules = self.allocation.rules_for(placement, request.region, cap)
+        values = feed.values if len(feed.values) else np.zeros(feed.length)
+        mixed = build_feed(values, ecpm, rules, feed.length)
+        return mixed.placed_ads, mixed.ad_slots
 
     def _eligible(
         self, catalog: Catalog, request: RankRequest, rows: np.ndarray, pacing: np.ndarray
@@ -317,3 +371,7 @@ class Ranker:
             if len(over_cap):
                 eligible &= ~np.isin(catalog.creative_id[rows], over_cap)
         return eligible
+
+
+def _encode(catalog: Catalog, encoder: RequestEncoder, model: DenseModel) -> _Snapshot:
+    return _Snapshot(catalog, encoder, encoder.encode_catalog(catalog), model)

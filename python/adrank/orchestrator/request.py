@@ -29,11 +29,41 @@ class Constraints:
 
 
 @dataclass(frozen=True)
+class OrganicFeed:
+    """The organic feed a response's ads will be mixed into (:mod:`adrank.allocation`).
+
+    ``values``: the organic items' values in feed order (float [O]); or only ``slots``, the
+    number of feed slots, when the values are not known (every organic item then counts 0, so
+    only the placement rules and the ad-load cap decide). ``slots`` defaults to ``O``.
+    """
+
+    values: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
+    slots: int | None = None
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 1 or not np.isfinite(values).all():
+            raise ValueError("feed.values must be a 1-D array of finite numbers")
+        object.__setattr__(self, "values", values)
+        if self.slots is not None and (
+            isinstance(self.slots, bool) or not isinstance(self.slots, int) or self.slots < 0
+        ):
+            raise ValueError(f"feed.slots must be an integer >= 0, got {self.slots!r}")
+        if self.slots is None and not len(values):
+            raise ValueError("feed needs values or slots")
+
+    @property
+    def length(self) -> int:
+        return len(self.values) if self.slots is None else self.slots
+
+
+@dataclass(frozen=True)
 class RankRequest:
     """One ad request: who, where, which candidates, how many to return.
 
     ``recently_seen`` lists creative ids the user was shown recently, once per impression,
-    for frequency caps.
+    for frequency caps. ``feed``: the organic feed the ads go into; the response then says
+    each ad's slot.
     """
 
     request_id: str
@@ -44,6 +74,7 @@ class RankRequest:
     region: str | None = None
     recently_seen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     constraints: Constraints = field(default_factory=Constraints)
+    feed: OrganicFeed | None = None
 
     def __post_init__(self) -> None:
         candidates = np.asarray(self.candidates)
@@ -64,6 +95,7 @@ class RankResponse:
 
     ``price`` is in the campaign's own unit (see :mod:`adrank.orchestrator.pricing`). ``degraded``
     is True when the model could not answer and the documented fallback rates were used.
+    ``slot`` (int64 [k']) is each creative's slot in the request's feed, when it gave one.
     """
 
     request_id: str
@@ -79,6 +111,7 @@ class RankResponse:
     timings_ms: dict[str, float]
     unknown_candidates: int = 0
     degraded: bool = False
+    slot: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.creative_id)
