@@ -1,14 +1,36 @@
-"""``adrank serve``: the ranking service (HTTP JSON API) over an exported model and a catalog."""
+"""``adrank serve``: the ranking service (HTTP JSON API) over an exported model and a catalog.
+
+The control plane (budgets, spend, kill switches, ad-load caps) is guarded by a bearer token
+read from ``--token-file`` or ``$ADRANK_TOKEN`` (never a flag's value: ``ps`` shows those).
+Binding a non-loopback address without one is refused unless ``--insecure``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "serve POST /v1/rank over HTTP (FastAPI on uvicorn), the model on Triton"
 
+# ServiceLimits fields settable as flags (--max-k, --read-timeout-s, ...), with their types.
+LIMIT_FLAGS = {
+    "max_candidates": int,
+    "max_body_bytes": int,
+    "max_k": int,
+    "max_string_length": int,
+    "max_feature_values": int,
+    "max_json_depth": int,
+    "read_timeout_s": float,
+    "max_event_cost": float,
+    "max_event_age_s": float,
+    "max_event_lead_s": float,
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from adrank.service.limits import ServiceLimits
+
     parser.add_argument(
         "--workspace",
         type=Path,
@@ -37,18 +59,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SQLite file of budgets, spend, pacing and kill switches "
         "(default: control.sqlite in the workspace, or in memory with --artifacts)",
     )
-    parser.add_argument("--max-candidates", type=int, default=10_000)
-    parser.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024)
+    security = parser.add_argument_group("access (see the README's threat model)")
+    security.add_argument(
+        "--token-file",
+        type=Path,
+        help="file whose first line is the control plane's bearer token (or set $ADRANK_TOKEN)",
+    )
+    security.add_argument(
+        "--guard-reads", action="store_true", help="control-state reads need the token too"
+    )
+    security.add_argument(
+        "--guard-rank", action="store_true", help="POST /v1/rank needs the token too"
+    )
+    security.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides the loopback names and the bind address "
+        "(repeatable; '*' answers any)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a token (warned about on every start)",
+    )
+    limits = parser.add_argument_group("limits per request (adrank.service.ServiceLimits)")
+    defaults = ServiceLimits()
+    for name, kind in LIMIT_FLAGS.items():
+        limits.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name)
+        )
+
+
+def access_policy(args: argparse.Namespace) -> tuple[object, list[str]]:
+    """The AccessPolicy of the flags and the start-up warnings; SystemExit when refused."""
+    from adrank.service.security import (
+        AccessPolicy,
+        default_allowed_hosts,
+        exposure_warnings,
+        load_token,
+    )
+
+    try:
+        token = load_token(args.token_file)
+        policy = AccessPolicy(
+            token=token,
+            guard_reads=args.guard_reads,
+            guard_rank=args.guard_rank,
+            allowed_hosts=default_allowed_hosts(args.host, args.allowed_host),
+        )
+        return policy, exposure_warnings(args.host, policy, args.insecure)
+    except ValueError as error:
+        raise SystemExit(f"adrank serve: {error}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from adrank.service.app import ServiceLimits
+    # Refuse an unguarded public bind before building or loading anything.
+    policy, warnings = access_policy(args)
+    from adrank.artifacts import SCHEMA_FILE
+    from adrank.features.schema import load_schema
+    from adrank.service.app import create_app
+    from adrank.service.control import make_control_router
+    from adrank.service.limits import ServiceLimits
     from adrank.service.stack import HttpServer, serving_stack
     from adrank.stop_signals import StopSignals
     from adrank.workspace import fallback_rates, open_workspace, prepare_workspace
 
     if (args.artifacts is None) != (args.catalog is None):
         raise SystemExit("adrank serve: give both --artifacts and --catalog, or neither")
+    try:
+        limits = ServiceLimits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
+    except ValueError as error:
+        raise SystemExit(f"adrank serve: {error}") from None
     fallback, state = None, args.state or ":memory:"
     if args.artifacts is None:
         name = args.model or "ranker"
@@ -62,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
         artifacts, catalog = args.artifacts, args.catalog
         if args.fallback:
             raise SystemExit("adrank serve: --fallback needs a workspace's training metrics")
-    limits = ServiceLimits(args.max_candidates, args.max_body_bytes)
     # uvicorn runs in a thread and the signals come here, so that leaving these blocks always
     # stops the server, Triton and the shared-memory regions in order.
     with (
@@ -78,9 +160,16 @@ def run(args: argparse.Namespace) -> int:
             state_path=state,
         ) as stack,
         StopSignals() as stop,
-        HttpServer(stack.app, host=args.host, port=args.port) as http,
     ):
-        print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
-        if not stop.wait(lambda: http.running):
-            raise SystemExit("adrank serve: the HTTP server stopped")
+        # The stack's own app is open (tests, the demo); this one applies the access policy
+        # and checks each feature value against the model's schema.
+        control = make_control_router(stack.pacing, stack.traffic, limits=limits, access=policy)
+        schema = load_schema(Path(artifacts) / SCHEMA_FILE)
+        app = create_app(stack.ranker, limits, control, access=policy, schema=schema)
+        with HttpServer(app, host=args.host, port=args.port) as http:
+            for line in warnings:
+                print(line, file=sys.stderr, flush=True)
+            print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
+            if not stop.wait(lambda: http.running):
+                raise SystemExit("adrank serve: the HTTP server stopped")
     return 0

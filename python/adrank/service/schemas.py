@@ -12,10 +12,11 @@ length, so a body that validates can be encoded, ranked and echoed back without 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Union
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from adrank.orchestrator.request import Constraints, RankRequest, RankResponse
 
@@ -42,13 +43,59 @@ Id = Int64
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 FeatureString = Annotated[Text, Field(max_length=MAX_FEATURE_STRING)]
 FeatureName = Annotated[Text, Field(min_length=1, max_length=MAX_FEATURE_STRING)]
-FeatureValue = Union[  # noqa: UP007 (pydantic reads the union)
-    Int64,
-    Finite,
-    FeatureString,
-    Annotated[list[Int64], Field(max_length=MAX_FEATURE_VALUES)],
-    Annotated[list[FeatureString], Field(max_length=MAX_FEATURE_VALUES)],
-    None,
+FEATURE_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+        {"type": "number"},
+        {"type": "string", "maxLength": MAX_FEATURE_STRING},
+        {
+            "type": "array",
+            "items": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+            "maxItems": MAX_FEATURE_VALUES,
+        },
+        {
+            "type": "array",
+            "items": {"type": "string", "maxLength": MAX_FEATURE_STRING},
+            "maxItems": MAX_FEATURE_VALUES,
+        },
+        {"type": "null"},
+    ]
+}
+
+
+def _feature_value(value: Any) -> Any:
+    """One message for a bad feature value, instead of one per member of a union."""
+    if value is None or _is_int64(value) or _is_finite(value) or _is_text(value):
+        return value
+    bounded_list = isinstance(value, list) and len(value) <= MAX_FEATURE_VALUES
+    if bounded_list and (all(map(_is_int64, value)) or all(map(_is_text, value))):
+        return value
+    raise ValueError(
+        "must be an int64 integer, a finite number, a valid Unicode string, a list of integers "
+        "or of strings, or null"
+    )
+
+
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def _is_finite(value: Any) -> bool:
+    return type(value) is float and math.isfinite(value)
+
+
+def _is_text(value: Any) -> bool:
+    if type(value) is not str or len(value) > MAX_FEATURE_STRING:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+FeatureValue = Annotated[
+    Any, PlainValidator(_feature_value), WithJsonSchema(FEATURE_VALUE_SCHEMA, mode="validation")
 ]
 Features = Annotated[dict[FeatureName, FeatureValue], Field(max_length=MAX_FEATURE_VALUES)]
 

@@ -154,3 +154,34 @@ class HostAllowList:
             await self.app(scope, receive, send)
             return
         await self.on_reject(scope, receive, send)
+
+
+def exposure_warnings(bind_host: str, policy: AccessPolicy, insecure: bool) -> list[str]:
+    """What to say when the service starts; raises ValueError for an unguarded public bind.
+
+    A non-loopback bind without a token would let anyone who reaches the port change budgets
+    and kill switches: refused unless ``insecure``, and then warned about on every start.
+    """
+    warnings = []
+    if not is_loopback(bind_host):
+        if policy.token is None and not insecure:
+            raise ValueError(
+                f"binding {bind_host} without a token would open the control plane to anyone "
+                f"who reaches the port: give --token-file or ${TOKEN_ENV}, or --insecure"
+            )
+        if policy.token is None:
+            warnings.append(
+                f"WARNING: --insecure: {bind_host} is served without a token; anyone who "
+                "reaches the port can change budgets, spend, kill switches and ad-load caps"
+            )
+        if set(policy.allowed_hosts) <= set(LOOPBACK_NAMES):
+            warnings.append(
+                f"note: only Host names {', '.join(policy.allowed_hosts)} are answered "
+                "(421 otherwise); add the names clients use with --allowed-host"
+            )
+    elif policy.token is None:
+        warnings.append(
+            "note: no token: the control plane is open to every process on this machine "
+            f"(give --token-file or ${TOKEN_ENV} to guard it)"
+        )
+    return warnings
