@@ -185,7 +185,17 @@ def test_fixed_cost(benchmark, side):
         from adrank import _native
 
         native = table._native
-        benchmark(_native.embedding_bag, native, indices, offsets, 0, None, False, -1, out)
+        benchmark(
+            _native.embedding_bag,
+            native,
+            indices,
+            offsets,
+            _native.PoolingMode.sum,
+            None,
+            False,
+            -1,
+            out,
+        )
     else:
         benchmark(
             F.embedding_bag,

@@ -15,12 +15,13 @@ import adrank
 from adrank import EmbeddingTable, _native, ops, quantize_rowwise
 
 ISAS = ["avx2", "generic"]
+SUM = _native.PoolingMode.sum
 DIMS = [1, 3, 8, 16, 17, 40, 64, 72, 130]
 
 
 def use_isa(isa: str) -> None:
     try:
-        _native.set_embedding_isa(isa)
+        adrank.set_simd(isa)
     except ValueError:
         pytest.skip(f"this CPU cannot run the {isa} kernels")
 
@@ -28,7 +29,7 @@ def use_isa(isa: str) -> None:
 @pytest.fixture(autouse=True)
 def _restore_defaults():
     yield
-    _native.set_embedding_isa("auto")
+    adrank.set_simd("auto")
     adrank.set_num_threads(1)
 
 
@@ -305,28 +306,44 @@ def test_read_only_output_is_refused():
 
 
 def test_native_layer_checks_what_the_wrapper_converts():
-    table = _native.Table(ROWS, 0)
+    table = _native.Table(ROWS, _native.TableType.float32)
     ids = np.zeros(2, np.int64)
     out = np.zeros((1, 4), np.float32)
     with pytest.raises(TypeError, match="offsets must have the dtype of indices"):
-        _native.embedding_bag(table, ids, np.zeros(1, np.int32), 0, None, False, -1, out)
+        _native.embedding_bag(table, ids, np.zeros(1, np.int32), SUM, None, False, -1, out)
     with pytest.raises(TypeError, match="indices must have dtype int32 or int64"):
-        _native.embedding_bag(table, ids.astype(np.uint64), ids[:1], 0, None, False, -1, out)
+        _native.embedding_bag(table, ids.astype(np.uint64), ids[:1], SUM, None, False, -1, out)
     with pytest.raises(ValueError, match="mode must be sum, mean or max, got 7"):
-        _native.embedding_bag(table, ids, ids[:1], 7, None, False, -1, out)
+        _native.embedding_bag(table, ids, ids[:1], _native.PoolingMode(7), None, False, -1, out)
     with pytest.raises(ValueError, match="padding_idx must be -1"):
-        _native.embedding_bag(table, ids, ids[:1], 0, None, False, 10, out)
+        _native.embedding_bag(table, ids, ids[:1], SUM, None, False, 10, out)
     weights = np.ones(4, np.float32)[::2]
     with pytest.raises(ValueError, match="per_sample_weights must be C-contiguous"):
-        _native.embedding_bag(table, ids, ids[:1], 0, weights, False, -1, out)
+        _native.embedding_bag(table, ids, ids[:1], SUM, weights, False, -1, out)
     with pytest.raises(ValueError, match="table type must be 0"):
-        _native.Table(ROWS, 5)
+        _native.Table(ROWS, _native.TableType(5))
     with pytest.raises(TypeError, match="data must have dtype float16"):
-        _native.Table(ROWS, 1)
+        _native.Table(ROWS, _native.TableType.float16)
     with pytest.raises(ValueError, match="int8 rowwise data must have more than 8 columns"):
-        _native.Table(np.zeros((3, 8), np.uint8), 2)
+        _native.Table(np.zeros((3, 8), np.uint8), _native.TableType.int8_rowwise)
     with pytest.raises(ValueError, match="data must be C-contiguous"):
-        _native.Table(np.zeros((4, 8), np.float32)[:, ::2], 0)
-    with pytest.raises(ValueError, match="isa must be"):
-        _native.set_embedding_isa("sse9")
-    assert _native.embedding_isa() in ("avx2", "generic")
+        _native.Table(np.zeros((4, 8), np.float32)[:, ::2], _native.TableType.float32)
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        _native.embedding_bag(table, ids, ids[:1], 0, None, False, -1, out)  # a code, not a mode
+
+
+def test_one_simd_switch_for_every_kernel_family():
+    with pytest.raises(ValueError, match="simd must be 'auto', 'avx2' or 'generic', got 'sse9'"):
+        adrank.set_simd("sse9")
+    adrank.set_simd("generic")
+    assert adrank.get_simd() == "generic"
+    adrank.set_simd("auto")
+    assert adrank.get_simd() in ("avx2", "generic")
+
+
+def test_enums_name_the_strings_users_pass():
+    assert list(_native.PoolingMode.__members__) == ["sum", "mean", "max"]
+    assert list(_native.TableType.__members__) == ["float32", "float16", "int8_rowwise"]
+    assert [int(m) for m in _native.PoolingMode.__members__.values()] == [0, 1, 2]
+    assert EmbeddingTable(ROWS)._native.type == _native.TableType.float32
+    assert quantize_rowwise(ROWS)._native.type == _native.TableType.int8_rowwise

@@ -14,7 +14,7 @@ from adrank import EmbeddingTable, _native, ops, quantize_rowwise
 @pytest.fixture(autouse=True)
 def _restore_defaults():
     yield
-    _native.set_embedding_isa("auto")
+    adrank.set_simd("auto")
     adrank.set_num_threads(1)
 
 
@@ -191,6 +191,7 @@ def test_errors(kwargs, error, match):
 
 
 def test_native_collection_checks_its_lists():
+    sum_mode = _native.PoolingMode.sum
     native = TABLE._native
     values = np.zeros(2, np.int64)
     lengths = np.ones(2, np.int64)
@@ -198,10 +199,12 @@ def test_native_collection_checks_its_lists():
     with pytest.raises(ValueError, match="at least one field"):
         _native.embedding_bag_collection([], [], [], values, lengths, None, out)
     with pytest.raises(ValueError, match="one entry per table"):
-        _native.embedding_bag_collection([native], [0, 0], [-1], values, lengths, None, out)
+        _native.embedding_bag_collection(
+            [native], [sum_mode, sum_mode], [-1], values, lengths, None, out
+        )
     with pytest.raises(TypeError, match=r"tables\[0\] must be a Table"):
-        _native.embedding_bag_collection([None], [0], [-1], values, lengths, None, out)
+        _native.embedding_bag_collection([None], [sum_mode], [-1], values, lengths, None, out)
     with pytest.raises(TypeError, match="lengths must have dtype int64"):
         _native.embedding_bag_collection(
-            [native], [0], [-1], values, lengths.astype(np.int32), None, out
+            [native], [sum_mode], [-1], values, lengths.astype(np.int32), None, out
         )

@@ -20,9 +20,10 @@ def _stub_names() -> dict[str, set[str]]:
             names[node.name] = set()
         elif isinstance(node, ast.ClassDef):
             names[node.name] = {
-                n.name
+                n.name if isinstance(n, ast.FunctionDef) else n.target.id
                 for n in node.body
-                if isinstance(n, ast.FunctionDef) and not n.name.startswith("__")
+                if isinstance(n, (ast.FunctionDef, ast.AnnAssign))
+                and not (n.name if isinstance(n, ast.FunctionDef) else n.target.id).startswith("_")
             }
     return names
 

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import adrank
 from adrank import _native
-from adrank.ops import topk
+from adrank.ops import select, topk
 
 
 # --- references ---------------------------------------------------------------------------
@@ -228,32 +229,55 @@ def test_caller_owned_outputs_are_filled_and_returned():
     np.testing.assert_array_equal(indices, [[0, 2, 1, -1], [2, 1, 0, -1]])
 
 
-def test_portable_scan_gives_the_same_answers():
-    """ADRANK_SIMD=scalar forces the portable scan; run a sweep under it in a fresh process."""
-    script = (
-        "import sys\n"
-        "import numpy as np\n"
-        "from adrank import _native\n"
-        "from adrank.ops import topk, select\n"
-        "assert _native.topk_simd_level() == 'scalar'\n"
-        "rng = np.random.default_rng(0)\n"
-        "x = rng.integers(0, 100, (8, 5000)).astype(np.float32)\n"
-        "x[:, ::7] = np.nan\n"
-        "g = rng.integers(0, 30, x.shape)\n"
-        "np.save(sys.stdout.buffer, np.concatenate([topk(x, 40)[1], select(x, 40, (g, 2))[1]]))\n"
-    )
-    env = dict(os.environ, ADRANK_SIMD="scalar")
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, check=True, timeout=120
-    )
-    got = np.load(io.BytesIO(result.stdout))
+def simd_sweep() -> np.ndarray:
+    """Answers of topk and select over a batch with NaN and ties, flattened for comparison."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 100, (8, 5000)).astype(np.float32)
+    x[:, ::7] = np.nan
+    g = rng.integers(0, 30, x.shape)
+    return np.concatenate([topk(x, 40)[1], select(x, 40, (g, 2))[1]])
+
+
+def simd_sweep_ref() -> np.ndarray:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 100, (8, 5000)).astype(np.float32)
     x[:, ::7] = np.nan
     g = rng.integers(0, 30, x.shape)
     want = [topk_ref(row, 40)[1] for row in x]
     want += [select_ref(row, 40, [(gr, 2)])[1] for row, gr in zip(x, g, strict=True)]
-    np.testing.assert_array_equal(got, np.stack(want))
+    return np.stack(want)
+
+
+@pytest.mark.parametrize("simd", ["avx2", "generic"])
+def test_every_simd_level_gives_the_same_answers(simd):
+    """adrank.set_simd switches the scan for the next call; both twins match the reference."""
+    try:
+        adrank.set_simd(simd)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {simd} kernels")
+    try:
+        assert adrank.get_simd() == simd
+        np.testing.assert_array_equal(simd_sweep(), simd_sweep_ref())
+    finally:
+        adrank.set_simd("auto")
+
+
+@pytest.mark.parametrize("value", ["generic", "scalar"])
+def test_adrank_simd_in_the_environment_is_read_at_load(value):
+    """ADRANK_SIMD=generic (or its older name, scalar) forces the portable twins from the start."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import adrank\n"
+        "assert adrank.get_simd() == 'generic', adrank.get_simd()\n"
+        "from test_topk import simd_sweep\n"
+        "np.save(sys.stdout.buffer, simd_sweep())\n"
+    )
+    env = dict(os.environ, ADRANK_SIMD=value, PYTHONPATH=os.path.dirname(__file__))
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=True, timeout=120
+    )
+    np.testing.assert_array_equal(np.load(io.BytesIO(result.stdout)), simd_sweep_ref())
 
 
 # --- k beyond the candidates -----------------------------------------------------------

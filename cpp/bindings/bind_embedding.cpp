@@ -24,7 +24,7 @@ struct PyTable {
 
 bool is_float16(const py::array& a) { return a.dtype().kind() == 'f' && a.dtype().itemsize() == 2; }
 
-PyTable make_table(const py::array& data, int type) {
+PyTable make_table(const py::array& data, TableType type) {
   ADRANK_CHECK_VALUE(data.ndim() == 2, "data must be 2-D, got ", data.ndim(), "-D");
   ADRANK_CHECK_VALUE(data.flags() & py::array::c_style, "data must be C-contiguous");
   PyTable table;
@@ -32,7 +32,7 @@ PyTable make_table(const py::array& data, int type) {
   table.view.data = data.data();
   table.view.num_rows = data.shape(0);
   table.view.dim = data.shape(1);
-  table.view.type = static_cast<TableType>(type);
+  table.view.type = type;
   switch (table.view.type) {
     case TableType::kFloat32:
       checked_data<float>(data, "data", 2);
@@ -49,7 +49,7 @@ PyTable make_table(const py::array& data, int type) {
       break;
     default:
       ADRANK_CHECK_VALUE(false, "table type must be 0 (float32), 1 (float16) or 2 (int8), got ",
-                         type);
+                         static_cast<int>(type));
   }
   validate_table(table.view);
   return table;
@@ -86,16 +86,27 @@ float* checked_rows(py::array& out, std::size_t rows, std::size_t width) {
 }  // namespace
 
 void bind_embedding(py::module_& m) {
+  // The names are the strings users pass and table files store: Python maps them through
+  // __members__, so each code is written here once.
+  py::enum_<TableType>(m, "TableType", "How a table stores its rows.")
+      .value("float32", TableType::kFloat32)
+      .value("float16", TableType::kFloat16)
+      .value("int8_rowwise", TableType::kInt8Rowwise);
+  py::enum_<PoolingMode>(m, "PoolingMode", "How a bag's rows are pooled.")
+      .value("sum", PoolingMode::kSum)
+      .value("mean", PoolingMode::kMean)
+      .value("max", PoolingMode::kMax);
+
   py::class_<PyTable>(m, "Table")
       .def(py::init(&make_table), py::arg("data").noconvert(), py::arg("type"))
       .def_property_readonly("num_rows", [](const PyTable& t) { return t.view.num_rows; })
       .def_property_readonly("dim", [](const PyTable& t) { return t.view.dim; })
-      .def_property_readonly("type", [](const PyTable& t) { return static_cast<int>(t.view.type); })
+      .def_property_readonly("type", [](const PyTable& t) { return t.view.type; })
       .def_property_readonly("data", [](const PyTable& t) { return t.owner; });
 
   m.def(
       "embedding_bag",
-      [](const PyTable& table, const py::array& indices, const py::array& offsets, int mode,
+      [](const PyTable& table, const py::array& indices, const py::array& offsets, PoolingMode mode,
          const py::object& per_sample_weights, bool include_last_offset, std::int64_t padding_idx,
          py::array& out) {
         BagBatch bags;
@@ -113,7 +124,7 @@ void bind_embedding(py::module_& m) {
                            "offsets must hold at least one entry with include_last_offset=True");
         bags.num_bags = include_last_offset ? num_offsets - 1 : num_offsets;
         bags.per_sample_weights = optional_weights(per_sample_weights, bags.num_indices);
-        const Pooling pooling{static_cast<PoolingMode>(mode), padding_idx};
+        const Pooling pooling{mode, padding_idx};
         const auto dim = static_cast<std::size_t>(table.view.dim);
         const PooledOutput pooled{checked_rows(out, bags.num_bags, dim), dim};
         validate_embedding_bag(table.view, bags, pooling, pooled);
@@ -126,7 +137,7 @@ void bind_embedding(py::module_& m) {
 
   m.def(
       "embedding_bag_collection",
-      [](const std::vector<const PyTable*>& tables, const std::vector<int>& modes,
+      [](const std::vector<const PyTable*>& tables, const std::vector<PoolingMode>& modes,
          const std::vector<std::int64_t>& padding_idx, const py::array& values,
          const py::array& lengths, const py::object& per_sample_weights, py::array& out) {
         const std::size_t num_fields = tables.size();
@@ -138,7 +149,7 @@ void bind_embedding(py::module_& m) {
         for (std::size_t f = 0; f < num_fields; ++f) {
           ADRANK_CHECK_TYPE(tables[f] != nullptr, "tables[", f, "] must be a Table, got None");
           fields[f].table = tables[f]->view;
-          fields[f].pooling = {static_cast<PoolingMode>(modes[f]), padding_idx[f]};
+          fields[f].pooling = {modes[f], padding_idx[f]};
         }
         KeyedBatch batch;
         batch.index_type = index_type_of(values, "values");
@@ -159,9 +170,6 @@ void bind_embedding(py::module_& m) {
       py::arg("tables"), py::arg("modes"), py::arg("padding_idx"), py::arg("values").noconvert(),
       py::arg("lengths").noconvert(), py::arg("per_sample_weights").none(true),
       py::arg("out").noconvert());
-
-  m.def("embedding_isa", &embedding_isa);
-  m.def("set_embedding_isa", &set_embedding_isa, py::arg("isa"));
 }
 
 }  // namespace adrank::bindings

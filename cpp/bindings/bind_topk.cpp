@@ -166,8 +166,6 @@ void bind_topk(py::module_& m) {
       py::arg("scores").noconvert(), py::arg("offsets").none(true), py::arg("k"),
       py::arg("group_ids"), py::arg("caps"), py::arg("eligible").none(true), py::arg("min_score"),
       py::arg("values_out").none(true), py::arg("indices_out").none(true));
-
-  m.def("topk_simd_level", &topk_simd_level);
 }
 
 }  // namespace adrank::bindings

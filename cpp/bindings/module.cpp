@@ -3,6 +3,7 @@
 
 #include "adrank/check.hpp"
 #include "adrank/parallel.hpp"
+#include "adrank/simd.hpp"
 #include "module.hpp"
 
 namespace py = pybind11;
@@ -21,6 +22,10 @@ PYBIND11_MODULE(_native, m) {
 
   m.def("set_num_threads", &adrank::set_num_threads, py::arg("num_threads"));
   m.def("get_num_threads", &adrank::get_num_threads);
+  m.def("set_simd", &adrank::set_simd, py::arg("level"),
+        "Run every kernel family at 'auto', 'avx2' or 'generic' from the next call on.");
+  m.def("get_simd", &adrank::simd_name,
+        "The instruction set kernels run with: 'avx2' or 'generic'.");
 
   adrank::bindings::bind_hashing(m);
   adrank::bindings::bind_embedding(m);

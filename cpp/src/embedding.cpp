@@ -1,13 +1,11 @@
 #include "adrank/embedding.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "adrank/check.hpp"
 #include "adrank/parallel.hpp"
+#include "adrank/simd.hpp"
 #include "embedding_internal.hpp"
 
 namespace adrank {
@@ -18,31 +16,8 @@ using embedding_internal::BagRun;
 // Bytes of rows a chunk of work should read before a second thread is worth waking.
 constexpr std::size_t kChunkBytes = 256 * 1024;
 
-enum class Isa : int { kGeneric = 0, kAvx2 = 1 };
-
-bool cpu_has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
-#else
-  return false;
-#endif
-}
-
-Isa best_isa() {
-  const char* forced = std::getenv("ADRANK_EMBEDDING_ISA");
-  if (forced != nullptr && std::strcmp(forced, "generic") == 0) return Isa::kGeneric;
-  return cpu_has_avx2() ? Isa::kAvx2 : Isa::kGeneric;
-}
-
-std::atomic<int>& selected_isa() {
-  static std::atomic<int> isa{static_cast<int>(best_isa())};
-  return isa;
-}
-
 void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
-  if (selected_isa().load(std::memory_order_relaxed) == static_cast<int>(Isa::kAvx2)) {
+  if (simd_level() == SimdLevel::kAvx2) {
     embedding_internal::avx2::pool_bags(table, pooling, run);
   } else {
     embedding_internal::generic::pool_bags(table, pooling, run);
@@ -267,22 +242,6 @@ void embedding_bag_collection(const std::vector<PooledField>& fields, const Keye
                               const PooledOutput& out) {
   const std::vector<std::int64_t> offsets = validate_collection(fields, batch, out);
   embedding_bag_collection_unchecked(fields, batch, offsets, out);
-}
-
-const char* embedding_isa() {
-  return selected_isa().load() == static_cast<int>(Isa::kAvx2) ? "avx2" : "generic";
-}
-
-void set_embedding_isa(const std::string& name) {
-  if (name == "generic") {
-    selected_isa().store(static_cast<int>(Isa::kGeneric));
-  } else if (name == "avx2") {
-    ADRANK_CHECK_VALUE(cpu_has_avx2(), "this CPU lacks AVX2, FMA or F16C");
-    selected_isa().store(static_cast<int>(Isa::kAvx2));
-  } else {
-    ADRANK_CHECK_VALUE(name == "auto", "isa must be 'auto', 'avx2' or 'generic', got '", name, "'");
-    selected_isa().store(static_cast<int>(best_isa()));
-  }
 }
 
 }  // namespace adrank

@@ -12,7 +12,7 @@
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 
-#define ADRANK_EMBEDDING_ISA avx2
+#define ADRANK_EMBEDDING_TARGET avx2
 
 namespace adrank::embedding_internal::avx2 {
 
@@ -39,7 +39,7 @@ ADRANK_VEC_INLINE Vec fmadd(const Vec& a, const Vec& b, const Vec& c) {
 #else
 
 namespace adrank::embedding_internal::avx2 {
-// Never selected off x86: embedding_isa() reports "generic" there.
+// Never selected off x86: simd_level() is kGeneric there.
 void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
   generic::pool_bags(table, pooling, run);
 }

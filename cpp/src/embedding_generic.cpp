@@ -7,7 +7,7 @@
 
 #include "embedding_internal.hpp"
 
-#define ADRANK_EMBEDDING_ISA generic
+#define ADRANK_EMBEDDING_TARGET generic
 
 namespace adrank::embedding_internal::generic {
 

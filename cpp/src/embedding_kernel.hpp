@@ -1,15 +1,15 @@
 // The pooling kernel, written once over GCC vector extensions and compiled once per instruction
 // set: embedding_generic.cpp (the build's baseline, SSE2 on x86-64) and embedding_avx2.cpp
-// (AVX2 + FMA + F16C, chosen at run time). Each includes this file with ADRANK_EMBEDDING_ISA set
+// (AVX2 + FMA + F16C, chosen at run time). Each includes this file with ADRANK_EMBEDDING_TARGET set
 // to its namespace and its own load_half8/load_byte8/fmadd definitions.
 //
 // No standard-library template is used below: under `#pragma GCC target` its instantiations
 // would be compiled for AVX2 and could be picked by the linker for the baseline build.
-#ifndef ADRANK_EMBEDDING_ISA
-#error "define ADRANK_EMBEDDING_ISA before including embedding_kernel.hpp"
+#ifndef ADRANK_EMBEDDING_TARGET
+#error "define ADRANK_EMBEDDING_TARGET before including embedding_kernel.hpp"
 #endif
 
-namespace adrank::embedding_internal::ADRANK_EMBEDDING_ISA {
+namespace adrank::embedding_internal::ADRANK_EMBEDDING_TARGET {
 
 // Ids ahead of the current one whose rows are prefetched: enough rows in flight to cover the
 // DRAM latency of random reads.
@@ -263,4 +263,4 @@ void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run
   }
 }
 
-}  // namespace adrank::embedding_internal::ADRANK_EMBEDDING_ISA
+}  // namespace adrank::embedding_internal::ADRANK_EMBEDDING_TARGET

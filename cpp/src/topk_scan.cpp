@@ -1,13 +1,11 @@
 // The scan at the heart of top-k: find the next score inside (lo, hi]. Almost every score fails
 // the test once the bar has risen, so the speed of a call is the speed of this loop. An AVX2
 // twin tests 32 scores per step; the portable loop is what the compiler vectorizes for the
-// baseline instruction set. The choice is made once, at run time (ADRANK_SIMD=scalar forces
-// the portable one).
+// baseline instruction set. simd.hpp chooses between them (ADRANK_SIMD, set_simd).
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 
+#include "adrank/simd.hpp"
 #include "topk_internal.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -103,40 +101,25 @@ __attribute__((target("avx2"))) std::size_t scan_avx2(const float* x, std::size_
   }
   return i;
 }
-#endif
 
-bool avx2_allowed() {
-#ifdef ADRANK_TOPK_HAVE_AVX2
-  const char* forced = std::getenv("ADRANK_SIMD");
-  if (forced != nullptr && std::strcmp(forced, "scalar") == 0) return false;
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
+// The AVX2 twins run at simd level "avx2" (whose CPUs have AVX2, which is all they need).
+bool use_avx2() { return simd_level() == SimdLevel::kAvx2; }
 #endif
-}
-
-const bool kUseAvx2 = avx2_allowed();
 
 }  // namespace
 
 ScanFunction scan_function() {
 #ifdef ADRANK_TOPK_HAVE_AVX2
-  if (kUseAvx2) return scan_avx2;
+  if (use_avx2()) return scan_avx2;
 #endif
   return scan_portable;
 }
 
 void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float below, float* maxima) {
 #ifdef ADRANK_TOPK_HAVE_AVX2
-  if (kUseAvx2) return bucket_maxima_avx2(x, n, buckets, below, maxima);
+  if (use_avx2()) return bucket_maxima_avx2(x, n, buckets, below, maxima);
 #endif
   bucket_maxima_portable(x, n, buckets, below, maxima);
 }
 
 }  // namespace adrank::topk_internal
-
-namespace adrank {
-
-const char* topk_simd_level() { return topk_internal::kUseAvx2 ? "avx2" : "scalar"; }
-
-}  // namespace adrank

@@ -7,7 +7,7 @@ models served by NVIDIA Triton, and a thin orchestrator that joins them (:class:
 from typing import Any
 
 from adrank import ops
-from adrank._native import get_num_threads, set_num_threads
+from adrank._native import get_num_threads, get_simd, set_num_threads, set_simd
 from adrank.embedding_table import EmbeddingTable, dequantize_rowwise, quantize_rowwise
 
 __version__ = "0.1.0"
@@ -46,7 +46,9 @@ __all__ = [
     "__version__",
     "dequantize_rowwise",
     "get_num_threads",
+    "get_simd",
     "ops",
     "quantize_rowwise",
     "set_num_threads",
+    "set_simd",
 ]

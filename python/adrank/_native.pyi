@@ -6,6 +6,8 @@ import numpy.typing as npt
 
 def set_num_threads(num_threads: int) -> None: ...
 def get_num_threads() -> int: ...
+def set_simd(level: str) -> None: ...
+def get_simd() -> str: ...
 
 # --- hashing (cpp/bindings/bind_hashing.cpp) ---
 
@@ -63,18 +65,42 @@ def hash_sklearn(
 
 # --- embedding (cpp/bindings/bind_embedding.cpp) ---
 
+class TableType:
+    float32: TableType
+    float16: TableType
+    int8_rowwise: TableType
+    __members__: dict[str, TableType]
+    def __init__(self, value: int) -> None: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class PoolingMode:
+    sum: PoolingMode
+    mean: PoolingMode
+    max: PoolingMode
+    __members__: dict[str, PoolingMode]
+    def __init__(self, value: int) -> None: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
 class Table:
     def __init__(
         self,
         data: npt.NDArray[np.float32] | npt.NDArray[np.float16] | npt.NDArray[np.uint8],
-        type: int,
+        type: TableType,
     ) -> None: ...
     @property
     def num_rows(self) -> int: ...
     @property
     def dim(self) -> int: ...
     @property
-    def type(self) -> int: ...
+    def type(self) -> TableType: ...
     @property
     def data(self) -> np.ndarray: ...
 
@@ -82,7 +108,7 @@ def embedding_bag(
     table: Table,
     indices: npt.NDArray[np.int32] | npt.NDArray[np.int64],
     offsets: npt.NDArray[np.int32] | npt.NDArray[np.int64],
-    mode: int,
+    mode: PoolingMode,
     per_sample_weights: npt.NDArray[np.float32] | None,
     include_last_offset: bool,
     padding_idx: int,
@@ -90,15 +116,13 @@ def embedding_bag(
 ) -> None: ...
 def embedding_bag_collection(
     tables: list[Table],
-    modes: list[int],
+    modes: list[PoolingMode],
     padding_idx: list[int],
     values: npt.NDArray[np.int32] | npt.NDArray[np.int64],
     lengths: npt.NDArray[np.int64],
     per_sample_weights: npt.NDArray[np.float32] | None,
     out: npt.NDArray[np.float32],
 ) -> None: ...
-def embedding_isa() -> str: ...
-def set_embedding_isa(isa: str) -> None: ...
 
 # --- top-k (cpp/bindings/bind_topk.cpp) ---
 
@@ -120,4 +144,3 @@ def select(
     values_out: npt.NDArray[np.float32] | None,
     indices_out: npt.NDArray[np.int64] | None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
-def topk_simd_level() -> str: ...

@@ -41,8 +41,9 @@ from adrank import _native
 
 __all__ = ["EmbeddingTable", "dequantize_rowwise", "quantize_rowwise"]
 
-TABLE_TYPES = ("float32", "float16", "int8_rowwise")
-_NATIVE_TYPE = {"float32": 0, "float16": 1, "int8_rowwise": 2}
+# The table types are the C++ enum's names (the strings table files store), written once there.
+_NATIVE_TYPE: dict[str, _native.TableType] = dict(_native.TableType.__members__)
+TABLE_TYPES = tuple(_NATIVE_TYPE)
 _STORAGE_DTYPE = {"float32": np.float32, "float16": np.float16, "int8_rowwise": np.uint8}
 _SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "int8_rowwise": "U8"}
 _TRAILER_BYTES = 8  # fp32 scale, fp32 bias after each int8 row's codes

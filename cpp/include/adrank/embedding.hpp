@@ -19,6 +19,8 @@
 // Strict where torch is lenient: offsets[0] == 0, offsets never decrease, no offset exceeds N,
 // and with include_last_offset the last offset equals N. Every id is in [0, R).
 //
+// The pooling loop has a generic and an AVX2 twin; simd.hpp picks one (ADRANK_SIMD, set_simd).
+//
 // All functions validate first and throw (check.hpp) before writing anything; the *_unchecked
 // kernels skip validation so that a caller (the Python binding) can validate while it holds
 // the GIL and compute after releasing it. Tables are only read: one table may serve any number
@@ -27,7 +29,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 #include <vector>
 
 namespace adrank {
@@ -110,12 +111,5 @@ void embedding_bag_collection(const std::vector<PooledField>& fields, const Keye
 
 // Total output columns of a collection: sum of D_f.
 std::size_t collection_width(const std::vector<PooledField>& fields);
-
-// The instruction set the kernels run with: "avx2" where the CPU has AVX2, FMA and F16C, else
-// "generic". The environment variable ADRANK_EMBEDDING_ISA=generic forces the portable path.
-const char* embedding_isa();
-// Selects "avx2", "generic" or "auto" (the best this CPU has) for later calls: tests and
-// benchmarks run both paths in one process. Not to be called while a lookup runs.
-void set_embedding_isa(const std::string& name);
 
 }  // namespace adrank

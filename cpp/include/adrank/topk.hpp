@@ -80,8 +80,4 @@ void select(const ScoreRows& rows, std::size_t k, const SelectConstraints& const
 void select_unchecked(const ScoreRows& rows, std::size_t k, const SelectConstraints& constraints,
                       float* values, std::int64_t* indices);
 
-// The instruction set the scan uses: "avx2" or "scalar". ADRANK_SIMD=scalar in the environment
-// forces the portable path (tests run both).
-const char* topk_simd_level();
-
 }  // namespace adrank

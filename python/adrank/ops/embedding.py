@@ -26,9 +26,13 @@ from adrank.ops._checks import as_int64_array, check_int
 
 __all__ = ["embedding_bag", "embedding_bag_collection"]
 
-_MODES = {"sum": 0, "mean": 1, "max": 2}
+# Pooling modes are the C++ enum's names ("sum", "mean", "max"), written once there.
+_MODES: dict[str, _native.PoolingMode] = dict(_native.PoolingMode.__members__)
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_NATIVE_TYPE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+_NATIVE_TYPE = {
+    np.dtype(np.float32): _native.TableType.float32,
+    np.dtype(np.float16): _native.TableType.float16,
+}
 
 
 def _index_array(name: str, values: Any) -> np.ndarray:
@@ -62,7 +66,7 @@ def _native_table(table: Any) -> _native.Table:
     return _native.Table(np.ascontiguousarray(array), _NATIVE_TYPE[array.dtype])
 
 
-def _mode(name: str, mode: Any) -> int:
+def _mode(name: str, mode: Any) -> _native.PoolingMode:
     try:
         return _MODES[mode]
     except (KeyError, TypeError):
