@@ -117,6 +117,11 @@ def test_collection_equals_per_key_calls(case):
     )
     expected = per_key_ref(keys, values, lengths, tables, case["modes"], weights, padding)
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+    prepared = ops.EmbeddingBagCollection(keys, tables, case["modes"], padding or None)
+    again = prepared(values, lengths, per_sample_weights=weights)
+    np.testing.assert_array_equal(again, got)
+    assert prepared.dims == tuple(tables[key].dim for key in keys)
+    assert prepared.output_width == sum(prepared.dims)
     if len({tables[key].dim for key in keys}) == 1:
         assert got.shape == (batch_size, len(keys), tables[keys[0]].dim)
     else:
@@ -143,7 +148,36 @@ def test_serving_shape_with_caller_owned_output_and_threads():
     np.testing.assert_array_equal(out.reshape(1000, -1), expected)
 
 
+def test_a_prepared_collection_serves_batches_of_any_size():
+    tables = {"ad": make_table("float32", 50, 8, 1), "user": make_table("int8_rowwise", 30, 4, 2)}
+    prepared = ops.EmbeddingBagCollection(["ad", "user"], tables, {"user": "mean"}, {"ad": -1})
+    assert (prepared.keys, prepared.dims, prepared.output_width) == (("ad", "user"), (8, 4), 12)
+    assert repr(prepared) == "EmbeddingBagCollection(keys=['ad', 'user'], dims=[8, 4])"
+    rng = np.random.default_rng(4)
+    for batch_size in (0, 1, 7, 3):
+        lengths = rng.integers(0, 4, (2, batch_size))
+        values = np.concatenate(
+            [rng.integers(0, 50, lengths[0].sum()), rng.integers(0, 30, lengths[1].sum())]
+        )
+        expected = ops.embedding_bag_collection(
+            ["ad", "user"], values, lengths, tables, {"user": "mean"}, padding_idx={"ad": -1}
+        )
+        assert expected.shape == (batch_size, 12)
+        np.testing.assert_array_equal(prepared(values, lengths), expected)
+        strided = np.repeat(lengths.reshape(-1), 2)[::2]  # int64, 1-D, not contiguous
+        np.testing.assert_array_equal(prepared(values, strided), expected)
+        out = np.empty((batch_size, 12), np.float32)
+        assert prepared(values, lengths.reshape(-1), out=out) is out
+        np.testing.assert_array_equal(out, expected)
+
+
 TABLE = EmbeddingTable(np.zeros((10, 4), np.float32))
+
+
+def prepared_then_called(keys, values, lengths, tables, modes="sum", **kwargs):
+    """embedding_bag_collection's arguments, through a prepared EmbeddingBagCollection."""
+    collection = ops.EmbeddingBagCollection(keys, tables, modes, kwargs.pop("padding_idx", None))
+    return collection(values, lengths, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +212,8 @@ TABLE = EmbeddingTable(np.zeros((10, 4), np.float32))
         ({"out": np.zeros((2, 8), np.float64)}, TypeError, "out must have dtype float32"),
     ],
 )
-def test_errors(kwargs, error, match):
+@pytest.mark.parametrize("pool", [ops.embedding_bag_collection, prepared_then_called])
+def test_errors(kwargs, error, match, pool):
     arguments = {
         "keys": ["a", "b"],
         "values": [1, 2, 3, 4],
@@ -187,7 +222,7 @@ def test_errors(kwargs, error, match):
         **kwargs,
     }
     with pytest.raises(error, match=match):
-        ops.embedding_bag_collection(**arguments)
+        pool(**arguments)
 
 
 def test_native_collection_checks_its_lists():

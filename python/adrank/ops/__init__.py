@@ -2,9 +2,11 @@
 
 Like ``torch.nn.functional``: no state, no classes to learn first. Every function validates
 its arguments and raises ``TypeError``/``ValueError``/``IndexError`` naming the argument.
+One class, :class:`EmbeddingBagCollection`, is :func:`embedding_bag_collection` with its
+tables and modes prepared once, for callers that pool the same tables on every request.
 """
 
-from adrank.ops.embedding import embedding_bag, embedding_bag_collection
+from adrank.ops.embedding import EmbeddingBagCollection, embedding_bag, embedding_bag_collection
 from adrank.ops.hashing import (
     bucketize,
     hash_cross,
@@ -17,6 +19,7 @@ from adrank.ops.hashing import (
 from adrank.ops.topk import select, topk
 
 __all__ = [
+    "EmbeddingBagCollection",
     "bucketize",
     "embedding_bag",
     "embedding_bag_collection",

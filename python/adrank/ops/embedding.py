@@ -24,7 +24,7 @@ from adrank import _native
 from adrank.embedding_table import EmbeddingTable
 from adrank.ops._checks import as_int64_array, check_int
 
-__all__ = ["embedding_bag", "embedding_bag_collection"]
+__all__ = ["EmbeddingBagCollection", "embedding_bag", "embedding_bag_collection"]
 
 # Pooling modes are the C++ enum's names ("sum", "mean", "max"), written once there.
 _MODES: dict[str, _native.PoolingMode] = dict(_native.PoolingMode.__members__)
@@ -169,6 +169,122 @@ def embedding_bag(
     return out
 
 
+class EmbeddingBagCollection:
+    """A keyed jagged batch's fields pooled in one call, with tables and modes prepared once.
+
+    A serving process builds one per schema and table set and calls it per request: the keys,
+    tables, modes and padding ids are checked and converted here, once, and each call passes
+    them to the kernel as they are. Calling it is exactly :func:`embedding_bag_collection`.
+
+    Parameters
+    ----------
+    keys : sequence [F] of str
+    tables : mapping from key to EmbeddingTable (or float32/float16 ndarray [R, D])
+        Several keys may share a table.
+    modes : "sum" | "mean" | "max", or a mapping from key to one of them (default "sum")
+    padding_idx : mapping from key to int in ``[-R, R)``, optional
+
+    Attributes
+    ----------
+    keys : tuple [F] of str
+    dims : tuple [F] of int
+        ``D_f``, the dim of each key's table.
+    output_width : int
+        ``sum of D_f``: the columns of an output row.
+    """
+
+    __slots__ = ("_modes", "_natives", "_paddings", "_row_shape", "dims", "keys", "output_width")
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        tables: Mapping[str, Any],
+        modes: str | Mapping[str, str] = "sum",
+        padding_idx: Mapping[str, int] | None = None,
+    ) -> None:
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+            raise TypeError(f"keys must be a sequence of str, got {type(keys).__name__}")
+        if not keys:
+            raise ValueError("keys must name at least one field")
+        if not isinstance(tables, Mapping):
+            raise TypeError(
+                f"tables must be a mapping from key to table, got {type(tables).__name__}"
+            )
+        natives = []
+        for key in keys:
+            if key not in tables:
+                raise ValueError(f"tables has no table for key {key!r}")
+            natives.append(_native_table(tables[key]))
+        if isinstance(modes, str):
+            mode_codes = [_mode("modes", modes)] * len(keys)
+        elif isinstance(modes, Mapping):
+            mode_codes = [_mode(f"modes[{key!r}]", modes.get(key, "sum")) for key in keys]
+        else:
+            raise TypeError(f"modes must be a str or a mapping, got {type(modes).__name__}")
+        if padding_idx is None:
+            paddings = [-1] * len(keys)
+        elif isinstance(padding_idx, Mapping):
+            paddings = [
+                _padding(f"padding_idx[{key!r}]", padding_idx.get(key), native.num_rows)
+                for key, native in zip(keys, natives, strict=True)
+            ]
+        else:
+            raise TypeError(f"padding_idx must be a mapping, got {type(padding_idx).__name__}")
+        self.keys = tuple(keys)
+        self.dims = tuple(native.dim for native in natives)
+        self.output_width = sum(self.dims)
+        # [F, D] per sample when every dim is D, else the dims side by side.
+        same_dim = len(set(self.dims)) == 1
+        self._row_shape = (len(keys), self.dims[0]) if same_dim else (self.output_width,)
+        self._natives = natives
+        self._modes = mode_codes
+        self._paddings = paddings
+
+    def __call__(
+        self,
+        values: Any,
+        lengths: Any,
+        *,
+        per_sample_weights: Any = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Pool every field of a batch: see :func:`embedding_bag_collection` for the layout.
+
+        Parameters
+        ----------
+        values : ndarray [N], int32 or int64 ids
+        lengths : ndarray [F * B] or [F, B], integers >= 0 summing to ``N``
+        per_sample_weights : ndarray [N], float, optional (every mode must be "sum")
+        out : ndarray [B, F, D] or [B, sum of D_f], float32, optional
+            Caller-owned, C-contiguous output; returned.
+
+        Returns
+        -------
+        ndarray [B, F, D] when every table has dim ``D``, else [B, sum of D_f]; float32.
+        """
+        ids = _index_array("values", values)
+        if (
+            type(lengths) is np.ndarray
+            and lengths.dtype == np.int64
+            and lengths.ndim == 1
+            and lengths.flags.c_contiguous
+        ):
+            length_array = lengths
+        else:
+            length_array = as_int64_array("lengths", lengths, ndim=None).reshape(-1)
+        weights = _weights(per_sample_weights, None)  # the kernel names a field that is not "sum"
+        if out is None:
+            batch_size = length_array.size // len(self.keys)
+            out = np.empty((batch_size, *self._row_shape), dtype=np.float32)
+        _native.embedding_bag_collection(
+            self._natives, self._modes, self._paddings, ids, length_array, weights, out
+        )
+        return out
+
+    def __repr__(self) -> str:
+        return f"EmbeddingBagCollection(keys={list(self.keys)}, dims={list(self.dims)})"
+
+
 def embedding_bag_collection(
     keys: Sequence[str],
     values: Any,
@@ -186,7 +302,8 @@ def embedding_bag_collection(
     0's ids for the ``B`` samples, then key 1's, ...) and ``lengths[f * B + b]`` is how many ids
     sample ``b`` has for ``keys[f]``. Field ``f`` is pooled over ``tables[keys[f]]`` with
     ``modes[keys[f]]``, exactly as :func:`embedding_bag` would pool it alone; several keys may
-    share a table.
+    share a table. A caller that pools the same tables again and again builds an
+    :class:`EmbeddingBagCollection` once instead: this function is one built and called.
 
     Parameters
     ----------
@@ -212,43 +329,5 @@ def embedding_bag_collection(
     TypeError, ValueError
         Any other bad argument, named in the message.
     """
-    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
-        raise TypeError(f"keys must be a sequence of str, got {type(keys).__name__}")
-    if not keys:
-        raise ValueError("keys must name at least one field")
-    if not isinstance(tables, Mapping):
-        raise TypeError(f"tables must be a mapping from key to table, got {type(tables).__name__}")
-    natives = []
-    for key in keys:
-        if key not in tables:
-            raise ValueError(f"tables has no table for key {key!r}")
-        natives.append(_native_table(tables[key]))
-    if isinstance(modes, str):
-        mode_codes = [_mode("modes", modes)] * len(keys)
-    elif isinstance(modes, Mapping):
-        mode_codes = [_mode(f"modes[{key!r}]", modes.get(key, "sum")) for key in keys]
-    else:
-        raise TypeError(f"modes must be a str or a mapping, got {type(modes).__name__}")
-    if padding_idx is None:
-        paddings = [-1] * len(keys)
-    elif isinstance(padding_idx, Mapping):
-        paddings = [
-            _padding(f"padding_idx[{key!r}]", padding_idx.get(key), native.num_rows)
-            for key, native in zip(keys, natives, strict=True)
-        ]
-    else:
-        raise TypeError(f"padding_idx must be a mapping, got {type(padding_idx).__name__}")
-    ids = _index_array("values", values)
-    length_array = as_int64_array("lengths", lengths, ndim=None).reshape(-1)
-    weights = _weights(per_sample_weights, None)  # the kernel names a field that is not "sum"
-    if out is None:
-        batch_size = length_array.size // len(keys)
-        dims = {native.dim for native in natives}
-        shape = (
-            (batch_size, len(keys), dims.pop())
-            if len(dims) == 1
-            else (batch_size, sum(native.dim for native in natives))
-        )
-        out = np.empty(shape, dtype=np.float32)
-    _native.embedding_bag_collection(natives, mode_codes, paddings, ids, length_array, weights, out)
-    return out
+    collection = EmbeddingBagCollection(keys, tables, modes, padding_idx)
+    return collection(values, lengths, per_sample_weights=per_sample_weights, out=out)
