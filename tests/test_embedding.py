@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import adrank
 from adrank import EmbeddingTable, _native, ops, quantize_rowwise
+from reference import embedding_bag_ref
 
 ISAS = ["avx2", "generic"]
 SUM = _native.PoolingMode.sum
@@ -31,25 +32,6 @@ def _restore_defaults():
     yield
     adrank.set_simd("auto")
     adrank.set_num_threads(1)
-
-
-def embedding_bag_ref(rows, indices, offsets, mode, weights=None, padding_idx=None):
-    """Plain per-bag loops over float64 rows; offsets has one entry per bag."""
-    bounds = [*list(offsets), len(indices)]
-    out = np.zeros((len(offsets), rows.shape[1]))
-    for b in range(len(offsets)):
-        picked = [p for p in range(bounds[b], bounds[b + 1]) if indices[p] != padding_idx]
-        if not picked:
-            continue
-        vectors = rows[indices[picked]].astype(np.float64)
-        if mode == "max":
-            out[b] = vectors.max(axis=0)
-        elif mode == "mean":
-            out[b] = vectors.mean(axis=0)
-        else:
-            scale = 1.0 if weights is None else weights[picked][:, None].astype(np.float64)
-            out[b] = (vectors * scale).sum(axis=0)
-    return out
 
 
 @st.composite

@@ -18,57 +18,13 @@ from sklearn.feature_extraction import FeatureHasher
 
 import adrank
 from adrank import ops
+from reference import bucket_ref, fmix64_ref, hash_ids_ref, hash_strings_ref, slot_seed_ref
 
-MASK64 = 2**64 - 1
 VECTORS = json.loads((Path(__file__).parent / "data" / "hash_vectors.json").read_text())
 
 
-# --- plain references of our own, written from the documented contract ------------------------
-
-
-def slot_seed_ref(seed: int, slot: int) -> int:
-    return (seed + slot * 0x9E3779B97F4A7C15) & MASK64
-
-
-def bucket_ref(h: int, num_buckets: int) -> int:
-    return (h * num_buckets) >> 64
-
-
-def fmix64_ref(k: int) -> int:
-    k ^= k >> 33
-    k = (k * 0xFF51AFD7ED558CCD) & MASK64
-    k ^= k >> 33
-    k = (k * 0xC4CEB9FE1A85EC53) & MASK64
-    return k ^ (k >> 33)
-
-
-def hash_strings_ref(values, slot: int, num_buckets: int, seed: int = 0) -> np.ndarray:
-    s = slot_seed_ref(seed, slot)
-    out = []
-    for v in values:
-        if v is None:
-            h = fmix64_ref(s)
-        else:
-            data = v.encode("utf-8") if isinstance(v, str) else v
-            h = xxhash.xxh3_64_intdigest(data, s)
-        out.append(bucket_ref(h, num_buckets))
-    return np.array(out, dtype=np.int64)
-
-
-def hash_ids_ref(ids, slot: int, num_buckets: int, seed: int = 0) -> np.ndarray:
-    s = slot_seed_ref(seed, slot)
-    return np.array(
-        [
-            bucket_ref(
-                fmix64_ref(s)
-                if i is None
-                else xxhash.xxh3_64_intdigest(int(i).to_bytes(8, "little", signed=True), s),
-                num_buckets,
-            )
-            for i in ids
-        ],
-        dtype=np.int64,
-    )
+# --- references ---------------------------------------------------------------------------
+# Plain references of our own (slot_seed_ref ... hash_ids_ref) live in reference.py.
 
 
 def sklearn_ref(values, n_features: int, alternate_sign: bool = True):

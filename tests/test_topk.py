@@ -1,7 +1,5 @@
-"""adrank.ops.topk against a plain NumPy reference (stable argsort) and torch.topk.
-
-The references (``*_ref``) are shared with test_topk_select.py.
-"""
+"""adrank.ops.topk against a plain NumPy reference (stable argsort, in reference.py) and
+torch.topk."""
 
 from __future__ import annotations
 
@@ -20,68 +18,10 @@ from hypothesis.extra import numpy as hnp
 import adrank
 from adrank import _native
 from adrank.ops import select, topk
-
-
-# --- references ---------------------------------------------------------------------------
-def ranked_ref(scores: np.ndarray) -> np.ndarray:
-    """Candidate positions in rank order (score descending, index ascending), NaN removed."""
-    order = np.argsort(-scores, kind="stable")
-    return order[~np.isnan(scores[order])]
-
-
-def pad_ref(scores: np.ndarray, chosen: list[int] | np.ndarray, k: int) -> tuple:
-    values = np.full(k, -np.inf, dtype=np.float32)
-    indices = np.full(k, -1, dtype=np.int64)
-    chosen = np.asarray(chosen, dtype=np.int64)
-    values[: len(chosen)] = scores[chosen]
-    indices[: len(chosen)] = chosen
-    return values, indices
-
-
-def topk_ref(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return pad_ref(scores, ranked_ref(scores)[:k], k)
-
-
-def select_ref(
-    scores: np.ndarray,
-    k: int,
-    groups: list[tuple[np.ndarray, int]] = (),
-    eligible: np.ndarray | None = None,
-    min_score: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    counts: list[dict[int, int]] = [{} for _ in groups]
-    chosen: list[int] = []
-    for i in ranked_ref(scores):
-        if len(chosen) == k:
-            break
-        if eligible is not None and not eligible[i]:
-            continue
-        if min_score is not None and not float(scores[i]) >= min_score:
-            continue
-        labels = [int(ids[i]) for ids, _ in groups]
-        if any(
-            c.get(label, 0) >= cap
-            for c, label, (_, cap) in zip(counts, labels, groups, strict=True)
-        ):
-            continue
-        for c, label in zip(counts, labels, strict=True):
-            c[label] = c.get(label, 0) + 1
-        chosen.append(int(i))
-    return pad_ref(scores, chosen, k)
-
-
-def rows_ref(scores: np.ndarray, offsets: np.ndarray | None) -> list[slice]:
-    """The slice of each request in a dense [B, N] (flattened) or jagged layout."""
-    if offsets is None:
-        b, n = scores.shape
-        return [slice(r * n, (r + 1) * n) for r in range(b)]
-    return [slice(int(offsets[r]), int(offsets[r + 1])) for r in range(len(offsets) - 1)]
-
+from reference import SPECIAL, check_same, rows_ref, select_ref, topk_ref
 
 # --- inputs -------------------------------------------------------------------------------
 
-# Few distinct values (ties everywhere), NaN, infinities and both zeros.
-SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan]
 scores_1d = hnp.arrays(
     np.float32,
     st.integers(0, 80),
@@ -89,13 +29,6 @@ scores_1d = hnp.arrays(
         st.sampled_from(SPECIAL), st.floats(-10, 10, width=32, allow_subnormal=False)
     ),
 )
-
-
-def check_same(got: tuple, want: tuple) -> None:
-    np.testing.assert_array_equal(got[1], want[1])
-    np.testing.assert_array_equal(got[0], want[0])
-    assert got[0].dtype == np.float32
-    assert got[1].dtype == np.int64
 
 
 # --- one request --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""adrank.ops.select against the plain greedy reference (select_ref in test_topk.py)."""
+"""adrank.ops.select against the plain greedy reference (select_ref in reference.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from adrank import _native
 from adrank.ops import select
-from test_topk import SPECIAL, check_same, rows_ref, select_ref, topk_ref
+from reference import SPECIAL, check_same, rows_ref, select_ref, topk_ref
 
 
 @st.composite
