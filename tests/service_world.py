@@ -8,6 +8,7 @@ rank body that must answer 200 with creatives, whatever hostile request came bef
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ def build_world(root: Path) -> World:
     version_dir = root / "ranker" / "1"
     version_dir.mkdir(parents=True)
     module = DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=3).eval()
-    torch.jit.script(module).save(str(version_dir / MODEL_FILE))
+    with warnings.catch_warnings():  # TorchScript is what export writes, deprecated or not
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        torch.jit.script(module).save(str(version_dir / MODEL_FILE))
     table = catalog_table(log, paused_share=0.2, seed=1)
     ranker = Ranker(schema, tables, TorchScriptModel(version_dir), Catalog.from_arrow(table))
     user = {k: v for k, v in log.users.slice(0, 1).to_pylist()[0].items() if v is not None}

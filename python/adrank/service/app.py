@@ -162,13 +162,17 @@ def create_app(
     def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Every endpoint, the control router's included (the app's router keeps those behind an
+    # included-router object): what 405 answers list and the metrics label responses by.
+    app.state.endpoints = [route for route in app.router.routes if hasattr(route, "methods")]
     if control is not None:
         app.include_router(control)
+        app.state.endpoints += control.routes
 
     # Added last = runs first: count, then check the Host, then read the body.
     app.add_middleware(BoundedBody, limits=limits, reject=send_error)
     app.add_middleware(HostAllowList, policy=access, on_reject=_misdirected)
-    app.add_middleware(CountResponses, metrics=metrics, routes=app.router.routes)
+    app.add_middleware(CountResponses, metrics=metrics, routes=app.state.endpoints)
     return app
 
 

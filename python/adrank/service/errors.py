@@ -93,7 +93,7 @@ def validation_response(issues: list[dict[str, Any]]) -> Response:
 
 def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in getattr(app.state, "endpoints", app.router.routes):
         match, _ = route.matches(scope)
         if match is not Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())

@@ -113,11 +113,8 @@ class CountResponses:
             raise
 
     def _route(self, scope: dict) -> str:
-        route = scope.get("route")
-        if route is not None:
-            return route.path
-        for candidate in self.routes:  # answered before routing (Host, body limits, 405)
+        for candidate in self.routes:  # also for answers before routing (Host, body, 405)
             match, _ = candidate.matches(scope)  # PARTIAL: the path, not the method
-            if match is not Match.NONE and hasattr(candidate, "path"):
+            if match is not Match.NONE:
                 return candidate.path
         return "unmatched"
