@@ -20,10 +20,10 @@ from adrank.data import SyntheticConfig
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.model import TorchScriptModel
 from adrank.orchestrator.ranker import Ranker
+from adrank.ports import free_port
 from adrank.service.schemas import rank_request_json
 from adrank.service.stack import HttpServer, serving_stack
 from adrank.triton import EmbeddedTriton
-from adrank.triton.server import free_port
 from adrank.workspace import fallback_rates, prepare_workspace, sample_requests
 
 pytestmark = pytest.mark.triton

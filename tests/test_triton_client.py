@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tritonclient.utils import InferenceServerException
 
+from adrank.ports import free_port
 from adrank.triton.client import (
     RankerClient,
     RankerClientError,
@@ -22,7 +23,7 @@ from adrank.triton.client import (
     RankerUnavailableError,
 )
 from adrank.triton.model_config import RankerSignature
-from adrank.triton.server import EmbeddedTriton, TritonError, free_port
+from adrank.triton.server import EmbeddedTriton, TritonError
 from adrank.triton.testing import RejectsNaN, make_model_repository, script
 
 pytestmark = pytest.mark.triton

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy
 import pytest
 
+from adrank.ports import free_port, port_is_free
 from adrank.triton.model_config import write_model_config
 from adrank.triton.server import (
     EmbeddedTriton,
@@ -27,7 +28,6 @@ from adrank.triton.server import (
     TritonNotFoundError,
     TritonStartError,
     check_numpy_for_stub,
-    free_port,
     log_excerpt,
 )
 
@@ -250,6 +250,15 @@ def test_repository_calls_need_a_running_explicit_server(empty_repository):
 def test_free_port_can_be_bound():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", free_port()))
+
+
+def test_a_port_is_free_only_without_a_listener():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert not port_is_free("127.0.0.1", port)
+    assert port_is_free("127.0.0.1", port)
 
 
 def test_log_excerpt_keeps_the_error_lines():

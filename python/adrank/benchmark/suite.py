@@ -187,9 +187,9 @@ def _http_service(workspace: Any, triton_url: str, timeout_s: float = 120.0) -> 
     Its own process, as in production: the load generator's threads do not share its GIL. The
     model deadline is generous: a shared machine's stalls are measured, not answered with 503.
     """
-    from adrank.service.stack import free_loopback_port
+    from adrank.ports import free_port
 
-    port = free_loopback_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--deadline-ms", type=float, default=100.0, help="model call deadline")
     parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="embedding tables to map: fp32, or int8 row-wise quantized (4x smaller)",
+    )
+    parser.add_argument(
         "--fallback",
         action="store_true",
         help="when the model does not answer, score with the log's average rates (degraded) "
@@ -158,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             fallback=fallback,
             limits=limits,
             state_path=state,
+            precision=args.precision,
         ) as stack,
         StopSignals() as stop,
     ):

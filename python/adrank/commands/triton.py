@@ -1,8 +1,14 @@
-"""``adrank triton``: serve a model repository on the embedded Triton until interrupted."""
+"""``adrank triton``: serve a model repository on the embedded Triton until interrupted.
+
+The server runs under a :class:`~adrank.triton.supervisor.TritonSupervisor`: if it dies it is
+restarted on the same ports (``--max-restarts`` tries per 5 minutes); once those are used up
+the command exits with status 1, so that a service manager restarts it. Events go to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -42,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send one request of random inputs to each ranker model, print the answer, stop",
     )
     parser.add_argument("--check-rows", type=int, default=1000, help="candidates per check")
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        help="restarts of a dead server allowed per 5 minutes before giving up (0: never)",
+    )
 
 
 def _check(server: object, models: list[str], rows: int) -> None:
@@ -75,6 +87,9 @@ def _loaded_models(repository: Path, requested: list[str] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # SIGTERM (a service manager, `kill`) stops the server as Ctrl-C (KeyboardInterrupt) does.
     with StopSignals(signal.SIGTERM) as stop:
         return _serve(args, stop)
@@ -83,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, stop: StopSignals) -> int:
     """Starts the server, then blocks until ``stop`` fires or the server ends."""
     from adrank.triton.server import EmbeddedTriton, TritonError
+    from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
 
     try:
+        policy = RestartPolicy(max_restarts=args.max_restarts)
         server = EmbeddedTriton(
             args.model_repository,
             models=args.models,
@@ -94,7 +111,7 @@ def _serve(args: argparse.Namespace, stop: StopSignals) -> int:
             log_path=args.log,
             model_config_name=args.model_config_name,
         )
-        with server:
+        with TritonSupervisor(server, policy) as supervisor:
             print(
                 f"serving {server.model_repository} on grpc {server.grpc_url}, "
                 f"http {server.http_url}; log: {server.log_path}",
@@ -106,8 +123,9 @@ def _serve(args: argparse.Namespace, stop: StopSignals) -> int:
                 )
                 return 0
             print("Ctrl-C or SIGTERM stops it", flush=True)
-            if not stop.wait(server.is_running):
-                print(f"tritonserver exited; see {server.log_path}", file=sys.stderr)
+            if not stop.wait(supervisor.alive, poll_s=0.2):
+                reason = supervisor.liveness()[1]
+                print(f"adrank triton: {reason}; see {server.log_path}", file=sys.stderr)
                 return 1
     except (TritonError, FileNotFoundError, ValueError) as error:
         print(f"adrank triton: {error}", file=sys.stderr)

@@ -2,14 +2,16 @@
 
 ``serving_stack`` starts what is missing (an embedded Triton unless ``triton_url`` is given),
 builds the ranker over an exported model and a catalog, and the app over the ranker; it stops
-everything it started on exit. ``HttpServer`` runs the app with uvicorn on a loopback port in a
-background thread, for the demo and the tests.
+everything it started on exit. The embedded Triton runs under a
+:class:`~adrank.triton.supervisor.TritonSupervisor`: when it dies it is cleaned up, restarted on
+the same ports and warmed up, and ``/healthz`` fails once the supervisor gives up.
+``HttpServer`` runs the app with uvicorn on a loopback port in a background thread, for the
+demo and the tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +22,11 @@ from typing import Any
 from adrank.orchestrator.model import TritonModel
 from adrank.orchestrator.ranker import FallbackRates, Ranker
 from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
+from adrank.ports import free_port
 from adrank.service.app import ServiceLimits, create_app
 from adrank.service.control import make_control_router
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
+from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
 
 
 @dataclass
@@ -31,6 +35,7 @@ class ServingStack:
     ranker: Ranker
     model: TritonModel
     triton: Any  # the EmbeddedTriton started here, or None
+    supervisor: TritonSupervisor | None  # keeps the embedded Triton up
     pacing: PacingService
     traffic: TrafficControl
 
@@ -48,6 +53,7 @@ def serving_stack(
     limits: ServiceLimits | None = None,
     state_path: str | Path = ":memory:",
     pacing_config: PacingConfig | None = None,
+    restart_policy: RestartPolicy | None = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
     """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
@@ -61,8 +67,11 @@ def serving_stack(
     ``state_path`` (in memory by default: gone when the stack stops). Scoring reads the pacing
     multipliers and selection the kill switches on every request; the control endpoints
     (``/v1/events``, budgets, kill switches, ad-load caps) are mounted on the app.
+
+    ``restart_policy``: how the embedded Triton is brought back when it dies (an
+    :class:`~adrank.triton.supervisor.RestartPolicy`; its defaults if None).
     """
-    from adrank.export import load_manifest
+    from adrank.artifacts import load_manifest
     from adrank.triton import EmbeddedTriton
 
     if not deadline_ms > 0:
@@ -70,9 +79,10 @@ def serving_stack(
     manifest = load_manifest(artifacts_dir)
     model_name = model_name or manifest["model"]
     with contextlib.ExitStack() as stack:
-        triton = None
+        triton = supervisor = None
         if triton_url is None:
-            triton = stack.enter_context(EmbeddedTriton(repository, models=[model_name]))
+            triton = EmbeddedTriton(repository, models=[model_name])
+            supervisor = stack.enter_context(TritonSupervisor(triton, restart_policy))
             triton_url = triton.grpc_url
         model = TritonModel(
             triton_url,
@@ -92,17 +102,21 @@ def serving_stack(
             killed=traffic.blocked,
             **ranker_settings,
         )
-        model.warm_up(
-            min(len(ranker.catalog), 1000), manifest["embedding_dim"], manifest["dense_dim"]
+
+        def warm_up(*_: object) -> None:
+            candidates = min(len(ranker.catalog), 1000)
+            model.warm_up(candidates, manifest["embedding_dim"], manifest["dense_dim"])
+
+        warm_up()
+        if supervisor is not None:
+            supervisor.on_restart = warm_up  # a restarted model instance compiles again
+        app = create_app(
+            ranker,
+            limits,
+            control=make_control_router(pacing, traffic),
+            liveness=None if supervisor is None else supervisor.liveness,
         )
-        app = create_app(ranker, limits, control=make_control_router(pacing, traffic))
-        yield ServingStack(app, ranker, model, triton, pacing, traffic)
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield ServingStack(app, ranker, model, triton, supervisor, pacing, traffic)
 
 
 class HttpServer:
@@ -111,7 +125,7 @@ class HttpServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         import uvicorn
 
-        self.host, self.port = host, port or free_loopback_port()
+        self.host, self.port = host, port or free_port(host)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="adrank-http", daemon=True)

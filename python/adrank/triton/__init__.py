@@ -5,6 +5,9 @@
 - :mod:`adrank.triton.python_backend`: the ``TritonPythonModel`` that runs the TorchScript file;
 - :mod:`adrank.triton.server`: :class:`EmbeddedTriton`, the real ``tritonserver`` from the
   ``nvidia-pytriton`` wheel, started on loopback ports;
+- :mod:`adrank.triton.supervisor`: :class:`TritonSupervisor`, which restarts a server that dies
+  (reaped, its stubs and shared memory cleaned up, the same ports), by a :class:`RestartPolicy`;
+- :mod:`adrank.triton.kill_drill`: kill the server under HTTP load, count answers, time recovery;
 - :mod:`adrank.triton.client`: :class:`RankerClient`, the gRPC client (deadlines, retries,
   system shared memory);
 - :mod:`adrank.triton.testing`: a model repository and a server from a torch module in one call.
@@ -23,6 +26,8 @@ _EXPORTS = {
     "TritonNotFoundError": "server",
     "TritonStartError": "server",
     "PortInUseError": "server",
+    "RestartPolicy": "supervisor",
+    "TritonSupervisor": "supervisor",
     "RankerClient": "client",
     "RankerClientError": "client",
     "RankerOutputs": "client",

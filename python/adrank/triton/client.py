@@ -5,6 +5,11 @@ shared-memory pool takes a lock). A call has a deadline, is retried on ``UNAVAIL
 starting, connection reset) with exponential backoff, and sends its inputs through Triton's
 system shared memory instead of the gRPC message when they are large and the server is on the
 same host.
+
+After the server restarts (a supervisor brought it back on the same port), the channel
+reconnects within a second of the server listening again, and the first shared-memory call
+that finds its region unknown to the new server fails once and retires the pool, so the next
+calls register fresh regions.
 """
 
 from __future__ import annotations
@@ -36,6 +41,24 @@ _LOOPBACK_HOSTS = ("localhost", "127.", "[::1]")
 DEFAULT_SHM_THRESHOLD_BYTES = 64 << 10
 _SHM_ALIGNMENT = 64
 _region_ids = itertools.count()
+# gRPC waits 1 s, then 1.6x longer each time (up to 120 s), before it reconnects to a server
+# that went away: after a 5 s outage the channel could stay down seconds after the server is
+# back. A loopback reconnect costs microseconds, so try every 100 ms up to 1 s apart.
+_RECONNECT_BACKOFF_MS = {"initial": 100, "min": 100, "max": 1000}
+
+
+def _channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default channel options, with gRPC's reconnect backoff shortened."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_receive_message_length", 2**31 - 1),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        *((f"grpc.{kind}_reconnect_backoff_ms", ms) for kind, ms in _RECONNECT_BACKOFF_MS.items()),
+    ]
 
 
 class RankerClientError(RuntimeError):
@@ -210,7 +233,7 @@ class RankerClient:
         self.retries = retries
         self.backoff_s = float(backoff_s)
         self.shm_threshold_bytes = shm_threshold_bytes
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=_channel_args())
         self._pool_lock = threading.Lock()
         # A list so that the finalizer (which must not hold self) sees the pool made later.
         self._pool_holder: list[_SharedMemoryPool | None] = [None]

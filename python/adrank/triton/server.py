@@ -25,10 +25,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +36,8 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from adrank.ports import free_port, port_is_free
 
 ModelControl = Literal["explicit", "poll", "none"]
 
@@ -134,25 +136,6 @@ def check_numpy_for_stub() -> None:
         )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free on ``host`` a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the server binds: connections of a stopped server lingering in TIME_WAIT do not
-        # keep a restart off its port; a live listener still does.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def log_excerpt(text: str, about: str | None = None, max_lines: int = _LOG_EXCERPT_LINES) -> str:
     """The lines of a server log that explain a failure: its error lines (those that mention
     ``about``, if any do), else the log's tail."""
@@ -175,6 +158,30 @@ def _die_with_parent(parent_pid: int) -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _group_members(group: int) -> list[int]:
+    """Live (not zombie) processes of process group ``group``, from ``/proc``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After "pid (comm) ": state, ppid, pgrp, ...; comm may hold ") ": split at the last.
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(stat.parent.name))
+    return members
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What :meth:`EmbeddedTriton.clean_up` found and removed after a server ended."""
+
+    pid: int | None  # the server reaped (None: nothing was running)
+    exit_status: int | None  # -N: killed by signal N
+    stubs: tuple[int, ...]  # pids of its Python-backend stubs, killed
+    shm_regions: tuple[str, ...]  # /dev/shm names unlinked
 
 
 _running: weakref.WeakSet[EmbeddedTriton] = weakref.WeakSet()
@@ -262,6 +269,8 @@ class EmbeddedTriton:
         self._install = install
         self.extra_args = tuple(extra_args)
         self._process: subprocess.Popen | None = None
+        self._cancel = threading.Event()
+        self._log_offset = 0  # where the current run's lines start in the log
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -279,7 +288,15 @@ class EmbeddedTriton:
         return None if self._process is None else self._process.pid
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        """Whether the server process is alive; reaps it if it has exited (never a zombie)."""
+        process = self._process  # read once: a supervisor thread may replace it
+        return process is not None and process.poll() is None
+
+    def exit_status(self) -> int | None:
+        """The exit status of the server that ran last (``-N``: killed by signal N), or None
+        while it runs or before any start."""
+        process = self._process
+        return None if process is None else process.poll()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -294,35 +311,68 @@ class EmbeddedTriton:
         """Start the server and wait until it and its models are ready; returns ``self``."""
         if self.is_running():
             raise TritonError(f"the server is already running (pid {self.pid})")
+        self._cancel.clear()
         install = self._install or TritonInstall.find()
         check_numpy_for_stub()
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="adrank-triton-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self._log_path_arg or self.workdir / "tritonserver.log"
+        self._log_offset = 0
         try:
-            self._start_with_retries(install, self.workdir / "backends")
+            self._start_with_retries(install, self.workdir / "backends", self._requested_ports)
         except BaseException:
             self._discard_workdir(keep_log=True)  # the error message points at the log
             raise
         _running.add(self)
         return self
 
-    def _start_with_retries(self, install: TritonInstall, backends: Path) -> None:
+    def restart(self) -> Cleanup:
+        """Start again, on the ports of the last start, after the server exited.
+
+        First cleans up what the old server left (see :meth:`clean_up`; returned), so its ports
+        and shared-memory names are free; the log is appended to. A client of ``grpc_url``
+        reconnects by itself. Raises :class:`TritonStartError` as :meth:`start` does (the work
+        directory stays for the next try), or :class:`TritonError` if the server is running,
+        never started, or :meth:`cancel_start` was called.
+        """
+        if self.is_running():
+            raise TritonError(f"the server is already running (pid {self.pid})")
+        if self.workdir is None:
+            raise TritonError("restart needs a server that was started and not stopped")
+        cleanup = self.clean_up()
+        if self._cancel.is_set():
+            raise TritonError("the restart was cancelled: the server is stopping")
+        install = self._install or TritonInstall.find()
+        self._log_offset = self.log_path.stat().st_size if self.log_path.is_file() else 0
+        self._start_with_retries(
+            install, self.workdir / "backends", (self.grpc_port, self.http_port)
+        )
+        _running.add(self)
+        return cleanup
+
+    def cancel_start(self) -> None:
+        """Make a start or restart under way in another thread fail within 0.1 s (and any
+        later :meth:`restart`); :meth:`start` clears it."""
+        self._cancel.set()
+
+    def _start_with_retries(
+        self, install: TritonInstall, backends: Path, ports: tuple[int, int]
+    ) -> None:
         install.prepare_backends(backends)
         # Ports picked here can be taken before the server binds them: retry with new ones.
-        auto_ports = 0 in self._requested_ports
+        auto_ports = 0 in ports
         for attempt in range(3):
-            self._choose_ports()
+            self._choose_ports(ports)
             try:
                 self._launch(install, backends)
                 self._wait_ready()
             except PortInUseError:
-                self._kill()
+                self.clean_up()
                 if not auto_ports or attempt == 2:
                     raise
             except BaseException:
-                self._kill()
+                self.clean_up()
                 raise
             else:
                 return
@@ -331,14 +381,12 @@ class EmbeddedTriton:
         """Stop the server (SIGINT, then SIGKILL after the exit timeout). Safe to call twice."""
         _running.discard(self)
         process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
+        if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=self.exit_timeout_s + 10)
-        self._kill()
+        self.clean_up()
         self._discard_workdir(keep_log=False)
 
     def _discard_workdir(self, keep_log: bool) -> None:
@@ -352,21 +400,32 @@ class EmbeddedTriton:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
 
-    def _kill(self) -> None:
-        """Kill the server's whole process group (the server and its Python stubs)."""
+    def clean_up(self) -> Cleanup:
+        """Kill the server's whole process group, reap the server, wait (up to 10 s) until its
+        Python-backend stubs are gone and unlink the shared-memory regions it left.
+
+        A server that dies by SIGKILL takes neither its stubs (they hold its ports and keep
+        running) nor their ``/dev/shm`` pools with it. Safe to call when nothing runs.
+        """
         process = self._process
         if process is None:
-            return
+            return Cleanup(None, None, (), ())
+        group = process.pid  # the server leads its own process group (start_new_session)
+        stubs = tuple(pid for pid in _group_members(group) if pid != group)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            os.killpg(group, signal.SIGKILL)
+        status = process.wait()
         self._process = None
-        # A killed server leaves its Python backend's shared-memory pools behind.
-        for region in Path("/dev/shm").glob(self._shm_prefix() + "*"):
+        deadline = time.monotonic() + 10
+        while _group_members(group) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        regions = tuple(sorted(Path("/dev/shm").glob(self._shm_prefix() + "*")))
+        for region in regions:
             region.unlink(missing_ok=True)
+        return Cleanup(group, status, stubs, tuple(r.name for r in regions))
 
-    def _choose_ports(self) -> None:
-        grpc_port, http_port = self._requested_ports
+    def _choose_ports(self, ports: tuple[int, int]) -> None:
+        grpc_port, http_port = ports
         for name, port in [("gRPC", grpc_port), ("HTTP", http_port)]:
             if port and not port_is_free(self.host, port):
                 raise PortInUseError(f"{name} port {port} on {self.host} is already in use")
@@ -419,7 +478,7 @@ class EmbeddedTriton:
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         parent = os.getpid()
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab" if self._log_offset else "wb") as log:
             self._process = subprocess.Popen(
                 self._command(install, backends),
                 stdin=subprocess.DEVNULL,
@@ -435,6 +494,8 @@ class EmbeddedTriton:
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
+            if self._cancel.is_set():
+                raise TritonError("the start was cancelled: the server is stopping")
             code = self._process.poll()
             if code is not None:
                 raise self._start_error(f"tritonserver exited with status {code} while starting")
@@ -447,7 +508,7 @@ class EmbeddedTriton:
             time.sleep(0.05)
 
     def _start_error(self, message: str) -> TritonStartError:
-        text = self.log_text()
+        text = self._run_log_text()
         excerpt = log_excerpt(text)
         error_type = PortInUseError if "already in use" in text else TritonStartError
         return error_type(message, self.log_path, excerpt)
@@ -470,6 +531,14 @@ class EmbeddedTriton:
         if self.log_path is None or not self.log_path.is_file():
             return ""
         return self.log_path.read_text(errors="replace")
+
+    def _run_log_text(self) -> str:
+        """The log lines of the current (or last) run only: a restart appends to the log."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
 
     def load_model(self, name: str) -> None:
         """(Re)load a model, picking up new versions, without restarting the server.
