@@ -29,6 +29,8 @@ ScoreRows score_rows(const py::array& scores, const py::object& offsets) {
   ScoreRows rows;
   rows.size = static_cast<std::size_t>(scores.size());
   if (!offsets.is_none()) {
+    ADRANK_CHECK_VALUE(scores.ndim() == 1, "scores must be 1-D with offsets, got ", scores.ndim(),
+                       "-D");
     rows.scores = checked_data<float>(scores, "scores", 1);
     const auto array = array_argument(offsets, "offsets");
     rows.offsets = checked_data<std::int64_t>(array, "offsets", 1);
@@ -80,6 +82,12 @@ bool same_shape(const py::array& a, const py::array& scores) {
     if (a.shape(d) != scores.shape(d)) return false;
   }
   return true;
+}
+
+// A shape as Python prints it: (3,) or (2, 5).
+std::string shape_text(const py::array& a) {
+  return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))))
+      .cast<std::string>();
 }
 
 // Runs a kernel over `scores` scores with the GIL released, except for requests so small that
@@ -138,8 +146,8 @@ void bind_topk(py::module_& m) {
           const std::string name = "groups[" + std::to_string(g) + "] ids";
           groups[g].ids = checked_data<std::int64_t>(group_ids[g], name.c_str(), scores.ndim());
           ADRANK_CHECK_VALUE(same_shape(group_ids[g], scores), name,
-                             " must hold one id per score (", rows.size, "), got ",
-                             group_ids[g].size());
+                             " must have the shape of scores ", shape_text(scores),
+                             ": one id per score, got ", shape_text(group_ids[g]));
           groups[g].cap = caps[g];
         }
         SelectConstraints constraints;
@@ -152,8 +160,8 @@ void bind_topk(py::module_& m) {
                             dtype_name(mask));
           ADRANK_CHECK_VALUE(mask.ndim() == scores.ndim() && mask.flags() & py::array::c_style,
                              "eligible must be a C-contiguous ", scores.ndim(), "-D array");
-          ADRANK_CHECK_VALUE(same_shape(mask, scores), "eligible must hold one flag per score (",
-                             rows.size, "), got ", mask.size());
+          ADRANK_CHECK_VALUE(same_shape(mask, scores), "eligible must have the shape of scores ",
+                             shape_text(scores), ": one flag per score, got ", shape_text(mask));
           constraints.eligible = static_cast<const std::uint8_t*>(mask.data());
         }
         validate_select(rows, slots, constraints);

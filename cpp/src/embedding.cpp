@@ -94,7 +94,8 @@ std::size_t TableView::row_bytes() const {
 
 void validate_table(const TableView& table) {
   const int type = static_cast<int>(table.type);
-  ADRANK_CHECK_VALUE(type >= 0 && type <= 2, "table type must be float32, float16 or int8 rowwise");
+  ADRANK_CHECK_VALUE(type >= 0 && type <= 2,
+                     "table type must be 0 (float32), 1 (float16) or 2 (int8), got ", type);
   ADRANK_CHECK_VALUE(table.num_rows >= 0, "table must have >= 0 rows, got ", table.num_rows);
   ADRANK_CHECK_VALUE(table.dim >= 1, "table dim must be >= 1, got ", table.dim);
   ADRANK_CHECK_VALUE(table.data != nullptr || table.num_rows == 0, "table has no data");

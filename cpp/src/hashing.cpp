@@ -212,7 +212,8 @@ template <class Float>
 void bucketize(const Float* values, std::size_t n, const double* boundaries,
                std::size_t num_boundaries, std::int64_t* out) {
   for (std::size_t j = 0; j < num_boundaries; ++j) {
-    ADRANK_CHECK_VALUE(!std::isnan(boundaries[j]), "boundaries[", j, "] is NaN");
+    ADRANK_CHECK_VALUE(!std::isnan(boundaries[j]), "boundaries must not contain NaN (boundaries[",
+                       j, "] is NaN)");
     ADRANK_CHECK_VALUE(j == 0 || boundaries[j] > boundaries[j - 1],
                        "boundaries must be strictly increasing (boundaries[", j, "] <= boundaries[",
                        j - 1, "])");

@@ -1,8 +1,13 @@
 """Argument checks shared by the ``adrank.ops`` wrappers.
 
 Each check names the argument and says what was expected and what came, so a user reading the
-exception knows which argument to fix. The C++ edge checks again; these give the friendlier
-message and convert on purpose (never implicitly) where a conversion is part of the contract.
+exception knows which argument to fix. A check lives in one place, at the edge that can make it:
+
+- here, in Python: what only Python sees: an argument's Python type, a Python int's range
+  (beyond int64 it cannot cross into C++), strings to codes; and the conversions the contract
+  makes on purpose (never implicitly), e.g. integer arrays of any dtype to int64;
+- ``cpp/bindings/``: arrays as they cross: dtype, dimensions, C-contiguity, writability, sizes;
+- the kernels' ``validate_*`` (``cpp/src``): values: ranges, offsets, ids, modes, pairings.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def as_int64_array(name: str, values: Any, *, ndim: int | None = 1) -> np.ndarra
         raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    # order="C", not ascontiguousarray, which would make a 0-D array 1-D behind the C++ checks.
     if array.dtype == np.uint64:
-        return np.ascontiguousarray(array).view(np.int64)  # same 64 bits, hashed as such
-    return np.ascontiguousarray(array, dtype=np.int64)
+        return np.asarray(array, order="C").view(np.int64)  # same 64 bits, hashed as such
+    return np.asarray(array, dtype=np.int64, order="C")

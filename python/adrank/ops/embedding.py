@@ -46,10 +46,8 @@ def _index_array(name: str, values: Any) -> np.ndarray:
         return values
     array = np.asarray(values)
     if array.dtype in _INDEX_DTYPES:
-        if array.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
-        return np.ascontiguousarray(array)
-    return as_int64_array(name, array)
+        return np.asarray(array, order="C")  # the kernel's edge checks the layout
+    return as_int64_array(name, array, ndim=None)
 
 
 def _native_table(table: Any) -> _native.Table:
@@ -82,17 +80,14 @@ def _padding(name: str, padding_idx: Any, num_rows: int) -> int:
     return padding + num_rows if padding < 0 else padding
 
 
-def _weights(per_sample_weights: Any, mode: str | None) -> np.ndarray | None:
+def _weights(per_sample_weights: Any) -> np.ndarray | None:
+    """Float weights as float32; the kernel checks their layout, count and mode."""
     if per_sample_weights is None:
         return None
-    if mode is not None and mode != "sum":
-        raise ValueError(f"per_sample_weights is only supported with mode='sum', got mode={mode!r}")
     weights = np.asarray(per_sample_weights)
     if weights.dtype.kind != "f":
         raise TypeError(f"per_sample_weights must hold floats, got dtype {weights.dtype}")
-    if weights.ndim != 1:
-        raise ValueError(f"per_sample_weights must be 1-D, got shape {weights.shape}")
-    return np.ascontiguousarray(weights, dtype=np.float32)
+    return np.asarray(weights, dtype=np.float32, order="C")
 
 
 def embedding_bag(
@@ -158,7 +153,7 @@ def embedding_bag(
         raise TypeError(
             f"include_last_offset must be a bool, got {type(include_last_offset).__name__}"
         )
-    weights = _weights(per_sample_weights, mode)
+    weights = _weights(per_sample_weights)
     padding = _padding("padding_idx", padding_idx, native.num_rows)
     if out is None:
         num_bags = len(starts) - 1 if include_last_offset else len(starts)
@@ -272,7 +267,7 @@ class EmbeddingBagCollection:
             length_array = lengths
         else:
             length_array = as_int64_array("lengths", lengths, ndim=None).reshape(-1)
-        weights = _weights(per_sample_weights, None)  # the kernel names a field that is not "sum"
+        weights = _weights(per_sample_weights)
         if out is None:
             batch_size = length_array.size // len(self.keys)
             out = np.empty((batch_size, *self._row_shape), dtype=np.float32)

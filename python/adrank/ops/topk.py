@@ -85,7 +85,7 @@ def topk(
             pass
     k = check_int("k", k, minimum=0, maximum=_INT64_MAX)
     array, offset_array = _score_layout(scores, offsets)
-    values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
+    values_out, indices_out = _outputs(out, array, offset_array, k)
     return _native.topk(array, offset_array, k, values_out, indices_out)
 
 
@@ -158,12 +158,12 @@ def select(
     k = check_int("k", k, minimum=0, maximum=_INT64_MAX)
     array, offset_array = _score_layout(scores, offsets)
     pairs = _group_pairs(groups)
-    ids = [_aligned_ids(f"groups[{j}] ids", group_ids, array) for j, (group_ids, _) in pairs]
+    ids = [as_int64_array(f"groups[{j}] ids", group_ids, ndim=None) for j, (group_ids, _) in pairs]
     # A cap past int64 never binds, as any cap >= k: the kernel sees the largest int64.
     caps = [min(check_int(f"groups[{j}] cap", cap, minimum=0), _INT64_MAX) for j, (_, cap) in pairs]
-    mask = None if eligible is None else _eligible_mask(eligible, array)
+    mask = None if eligible is None else np.asarray(eligible, order="C")
     floor = _float32_floor(min_score)
-    values_out, indices_out = _outputs(out, _answer_shape(array, offset_array, k))
+    values_out, indices_out = _outputs(out, array, offset_array, k)
     return _native.select(array, offset_array, k, ids, caps, mask, floor, values_out, indices_out)
 
 
@@ -171,31 +171,26 @@ def select(
 
 
 def _score_layout(scores: Any, offsets: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """scores as float32 and offsets as int64, converted; the kernel's edge checks layouts."""
     array = np.asarray(scores)
     if array.dtype.kind not in "iuf":
         raise TypeError(f"scores must hold real numbers, got dtype {array.dtype}")
-    if offsets is not None:
-        if array.ndim != 1:
-            raise ValueError(f"scores must be 1-D with offsets, got shape {array.shape}")
-        offset_array = as_int64_array("offsets", offsets)
-        if offset_array.size == 0:
-            raise ValueError("offsets must hold at least one entry (B + 1 for B requests)")
-    else:
-        if array.ndim not in (1, 2):
-            raise ValueError(f"scores must be 1-D or 2-D, got shape {array.shape}")
-        offset_array = None
-    return np.ascontiguousarray(array, dtype=np.float32), offset_array
+    offset_array = None if offsets is None else as_int64_array("offsets", offsets, ndim=None)
+    return np.asarray(array, dtype=np.float32, order="C"), offset_array
 
 
 def _answer_shape(scores: np.ndarray, offsets: np.ndarray | None, k: int) -> tuple[int, ...]:
     if offsets is not None:
         return (offsets.size - 1, k)
-    return (k,) if scores.ndim == 1 else (scores.shape[0], k)
+    return (scores.shape[0], k) if scores.ndim == 2 else (k,)
 
 
-def _outputs(out: Any, shape: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _outputs(
+    out: Any, scores: np.ndarray, offsets: np.ndarray | None, k: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     if out is None:
         return None, None
+    shape = _answer_shape(scores, offsets, k)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError("out must be a pair (values, indices) of arrays")
     for name, array, dtype in (("values", out[0], np.float32), ("indices", out[1], np.int64)):
@@ -254,22 +249,6 @@ def _looks_like_pair(item: Any) -> bool:
     )
 
 
-def _aligned_ids(name: str, ids: Any, scores: np.ndarray) -> np.ndarray:
-    array = as_int64_array(name, ids, ndim=None)
-    if array.shape != scores.shape:
-        raise ValueError(f"{name} must have the shape of scores {scores.shape}, got {array.shape}")
-    return array
-
-
-def _eligible_mask(eligible: Any, scores: np.ndarray) -> np.ndarray:
-    mask = np.asarray(eligible)
-    if mask.dtype != np.bool_:
-        raise TypeError(f"eligible must have dtype bool, got {mask.dtype}")
-    if mask.shape != scores.shape:
-        raise ValueError(f"eligible must have the shape of scores {scores.shape}, got {mask.shape}")
-    return np.ascontiguousarray(mask)
-
-
 # The last (min_score, floor) pair: a server passes the same reserve on every request.
 _last_floor = (-math.inf, -math.inf)
 
@@ -280,7 +259,7 @@ def _memo_floor(min_score: float | None) -> float:
     if min_score is None:
         return -math.inf
     last = _last_floor  # one read: another thread may replace the pair meanwhile
-    if min_score == last[0]:  # never true for NaN, which _float32_floor refuses
+    if min_score == last[0]:  # never true for NaN, which the kernel refuses
         return last[1]
     floor = _float32_floor(min_score)
     _last_floor = (min_score, floor)
@@ -288,7 +267,8 @@ def _memo_floor(min_score: float | None) -> float:
 
 
 def _float32_floor(min_score: Any) -> float:
-    """The least float32 >= min_score: then ``score >= floor`` iff ``score >= min_score``."""
+    """The least float32 >= min_score: then ``score >= floor`` iff ``score >= min_score``.
+    NaN stays NaN, for the kernel to refuse."""
     if min_score is None:
         return -math.inf
     if isinstance(min_score, (bool, np.bool_)) or not isinstance(min_score, numbers.Real):
@@ -298,7 +278,7 @@ def _float32_floor(min_score: Any) -> float:
     except OverflowError:  # an int beyond float range
         value = math.inf if min_score > 0 else -math.inf
     if math.isnan(value):
-        raise ValueError("min_score must not be NaN")
+        return value
     largest = float(np.finfo(np.float32).max)
     if value > largest:
         return math.inf  # only +inf scores reach it
