@@ -129,11 +129,16 @@ def _edit(old: str, new: str) -> str:
         (_edit('transform = "log1p"', 'fill = "zero"'), "fill must be a number"),
         (_edit('side = "user"\nnum_buckets', 'side = "user"\ncolour = 1\nnum_buckets'), "'colour'"),
         (
-            _edit(
-                'kind = "numeric_dense"\nside = "creative"\ntransform = "log1p"',
-                'kind = "categorical"\nside = "creative"\nnum_buckets = 2\ndim = 1',
-            ),
-            "at least one numeric_dense",
+            _edit('side = "creative"', 'side = "creative"\nvalue_type = 1'),
+            "field 'item': value_type must be one of \\['int', 'string'\\], got 1",
+        ),
+        (
+            _edit('side = "creative"', 'side = "creative"\nseparator = "^"'),
+            "field 'item': unknown key 'separator'",
+        ),
+        (
+            _edit('kind = "multi_valued"', 'kind = "multi_valued"\nseparator = "^^"'),
+            "field 'history': separator must be one character, got '\\^\\^'",
         ),
         (
             MINIMAL + "[tables.lonely]\nnum_buckets = 3\ndim = 1\n",

@@ -164,8 +164,17 @@ def test_batch_take_keeps_rows_together():
     [
         (lambda c: c.pop("item"), KeyError, "column 'item' \\(field 'item'\\) is missing"),
         (lambda c: c.pop("click"), KeyError, "label column 'click'"),
-        (lambda c: c.update(item=np.array([1.0, 2, 3, 4])), TypeError, "integers or strings"),
-        (lambda c: c.update(item=pa.array([1.0, 2, 3, 4])), TypeError, "integers or strings"),
+        (
+            lambda c: c.update(item=np.array([1.0, 2.5, 3, 4])),
+            TypeError,
+            "column 'item' \\(field 'item'\\): expected integer ids, found 2.5 at row 1 of a float "
+            "column: ids must be whole numbers",
+        ),
+        (
+            lambda c: c.update(item=pa.array([1.0, 2, 3, 1e30])),
+            TypeError,
+            "column 'item' \\(field 'item'\\): expected integer ids, found 1e\\+30 at row 3",
+        ),
         (lambda c: c.update(item=np.array([1, 2, 3])), ValueError, "equal lengths"),
         (lambda c: c.update(history=[[1], [], [], []]), TypeError, "pyarrow list array"),
         (lambda c: c.update(history=pa.array([1, 2, 3, 4])), TypeError, "must be a list array"),
@@ -204,3 +213,13 @@ def test_pyarrow_table_input():
     np.testing.assert_array_equal(
         batch.sparse["item"].values, FeaturePipeline(SCHEMA)(columns).sparse["item"].values
     )
+
+
+def test_whole_floats_with_nan_are_ids_with_missing_values():
+    """pandas stores int ids with a missing value as floats: they hash as the ids they are."""
+    ids = _columns()
+    floats = _columns()
+    ids["item"] = pa.array([1, None, 3, 4], type=pa.int64())
+    floats["item"] = np.array([1.0, np.nan, 3.0, 4.0])
+    expected = FeaturePipeline(SCHEMA)(ids).sparse["item"].values
+    np.testing.assert_array_equal(FeaturePipeline(SCHEMA)(floats).sparse["item"].values, expected)

@@ -7,9 +7,12 @@ Every sparse field becomes a bag per row: ``values [nnz]`` (row ids of its table
 ``torch.nn.functional.embedding_bag(..., include_last_offset=True)``. Ids come from adrank's
 hashing kernels only, so training and serving cannot disagree:
 
-* ``categorical``: ``hash_ids`` (integer columns) or ``hash_strings`` (anything else) with the
-  table's slot; a missing value lands in the slot's missing bucket.
+* ``categorical``: ``hash_ids`` (integer columns, and float columns of whole numbers: ids that
+  pandas stored as floats because some are missing) or ``hash_strings`` (text) with the
+  table's slot, unless the field's ``value_type`` says which; a missing value lands in the
+  slot's missing bucket.
 * ``multi_valued``: the list's values hashed the same way; an empty or null list is an empty bag.
+  A text column with the field's ``separator`` is split first (empty pieces are dropped).
 * ``numeric_bucketized``: ``bucketize`` (NaN and nulls get the last bucket).
 * ``cross``: ``hash_cross`` of the sources' bucket ids; with a multi-valued source, of each
   of its values and the other sources' ids of the same row (a bag).
@@ -29,7 +32,7 @@ from adrank import ops
 from adrank.features.schema import FeatureSchema, FieldSpec
 from adrank.ops._checks import is_arrow
 
-__all__ = ["FeatureBatch", "FeaturePipeline", "SparseFeature"]
+__all__ = ["FeatureBatch", "FeaturePipeline", "SparseFeature", "concat_batches"]
 
 
 @dataclasses.dataclass
@@ -121,7 +124,7 @@ class FeaturePipeline:
         if spec.kind == "multi_valued":
             values, offsets = _jagged(column, spec)
             column = values
-        values = _hash(column, slot, buckets, seed)
+        values = _hash(column, spec, slot, buckets, seed)
         if len(values) != offsets[-1]:
             raise ValueError(
                 f"column {spec.column!r} has {len(values)} values, expected {offsets[-1]}"
@@ -177,21 +180,79 @@ def _column(table: Mapping[str, Any], spec: FieldSpec) -> Any:
     return table[spec.column]
 
 
-def _hash(column: Any, slot: int, buckets: int, seed: int) -> np.ndarray:
-    if is_arrow(column):
-        import pyarrow as pa
+def _hash(column: Any, spec: FieldSpec, slot: int, buckets: int, seed: int) -> np.ndarray:
+    column, value_type = _hashable(column, spec)
+    if value_type == "int":
+        return ops.hash_ids(column, slot, buckets, seed)
+    if not is_arrow(column):
+        array = np.asarray(column) if not isinstance(column, list) else None
+        if array is not None and array.dtype.kind != "O":
+            return ops.hash_strings(array, slot, buckets, seed)
+        column = list(column)
+    return ops.hash_strings(column, slot, buckets, seed)
 
-        if pa.types.is_integer(column.type):
-            return ops.hash_ids(column, slot, buckets, seed)
-        if pa.types.is_floating(column.type):
-            raise TypeError("a categorical column must hold integers or strings, got floats")
-        return ops.hash_strings(column, slot, buckets, seed)
-    array = np.asarray(column)
-    if array.dtype.kind in "iu":
-        return ops.hash_ids(array, slot, buckets, seed)
-    if array.dtype.kind == "f":
-        raise TypeError("a categorical column must hold integers or strings, got floats")
-    return ops.hash_strings(array if array.dtype.kind != "O" else list(column), slot, buckets, seed)
+
+def _hashable(column: Any, spec: FieldSpec) -> tuple[Any, str]:
+    """(column, "int" | "string"): the values as the field hashes them (its ``value_type``, or
+    the column's own type, whole floats being ids)."""
+    import pyarrow as pa
+
+    if not is_arrow(column):
+        array = np.asarray(column) if not isinstance(column, list) else None
+        if array is not None and array.dtype.kind in "iu" and spec.value_type != "string":
+            return array, "int"
+        if array is not None and array.dtype.kind in "iuf":
+            column = pa.array(array)
+        elif spec.value_type != "int":
+            return column, "string"
+        else:
+            column = pa.array(list(column) if array is None else array.tolist())
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        if spec.value_type != "int":
+            return column, "string"
+        column = column.dictionary_decode()
+    if pa.types.is_null(column.type):
+        column = column.cast(pa.string())
+    wants = spec.value_type
+    if wants is None:
+        wants = "int" if _is_number(column.type) else "string"
+    if wants == "int" and pa.types.is_integer(column.type):
+        return column, "int"
+    if wants == "string" and (pa.types.is_string(column.type) or pa.types.is_binary(column.type)):
+        return column, "string"
+    if wants == "string" and pa.types.is_floating(column.type):
+        column, _ = _to_ids(column, spec)  # 3.0 and "3" are one id in text
+    if wants == "string":
+        return column.cast(pa.string()), "string"
+    return _to_ids(column, spec)
+
+
+def _is_number(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+    )
+
+
+def _to_ids(column: Any, spec: FieldSpec) -> tuple[Any, str]:
+    from adrank.data.column_types import convert_column
+
+    ids, bad = convert_column(column, "int")
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        found = column[row].as_py()
+        what = "a float column" if _is_number(column.type) else "a text column"
+        raise TypeError(
+            f"column {spec.column!r} (field {spec.name!r}): expected integer ids, found {found!r} "
+            f'at row {row} of {what}: ids must be whole numbers (use value_type = "string" '
+            "or a numeric kind)"
+        )
+    return ids, "int"
 
 
 def _jagged(column: Any, spec: FieldSpec) -> tuple[Any, np.ndarray]:
@@ -201,6 +262,10 @@ def _jagged(column: Any, spec: FieldSpec) -> tuple[Any, np.ndarray]:
         if offsets.ndim != 1 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
             raise ValueError(f"offsets of column {spec.column!r} must start at 0 and not decrease")
         return values, offsets
+    if not is_arrow(column) and spec.separator is not None:
+        import pyarrow as pa
+
+        column = pa.array(list(column), type=pa.string())
     if not is_arrow(column):
         raise TypeError(
             f"multi-valued column {spec.column!r} must be a pyarrow list array or a "
@@ -211,14 +276,54 @@ def _jagged(column: Any, spec: FieldSpec) -> tuple[Any, np.ndarray]:
 
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if spec.separator is not None and (
+        pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    ):
+        return _split(column, spec.separator)
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        hint = "" if spec.separator else ' (or text with a separator = "..." in the schema)'
         raise TypeError(
-            f"multi-valued column {spec.column!r} must be a list array, got {column.type}"
+            f"multi-valued column {spec.column!r} must be a list array{hint}, got {column.type}"
         )
     lengths = np.asarray(pc.list_value_length(column).fill_null(0), dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return column.flatten(), offsets
+
+
+def _split(column: Any, separator: str) -> tuple[Any, np.ndarray]:
+    """(values, offsets) of a text column split on ``separator``; empty pieces dropped."""
+    import pyarrow.compute as pc
+
+    lists = pc.split_pattern(column, separator)
+    pieces = lists.flatten()
+    parents = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
+    keep = np.asarray(pc.not_equal(pieces, "").fill_null(False), dtype=bool)
+    lengths = np.bincount(parents[keep], minlength=len(column))
+    offsets = np.zeros(len(column) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pieces.filter(keep), offsets
+
+
+def concat_batches(batches: list[FeatureBatch]) -> FeatureBatch:
+    """One batch of the rows of ``batches``, in order (all from one schema)."""
+    if not batches:
+        raise ValueError("batches must not be empty")
+    if len(batches) == 1:
+        return batches[0]
+    sparse = {}
+    for name in batches[0].sparse:
+        parts = [b.sparse[name] for b in batches]
+        starts = np.cumsum([0] + [p.offsets[-1] for p in parts[:-1]])
+        offsets = [parts[0].offsets[:1]] + [
+            p.offsets[1:] + start for p, start in zip(parts, starts, strict=True)
+        ]
+        sparse[name] = SparseFeature(
+            np.concatenate([p.values for p in parts]), np.concatenate(offsets)
+        )
+    dense = np.concatenate([b.dense for b in batches])
+    labels = {task: np.concatenate([b.labels[task] for b in batches]) for task in batches[0].labels}
+    return FeatureBatch(sparse, dense, labels)
 
 
 def _float_column(column: Any) -> np.ndarray:

@@ -26,13 +26,19 @@ A schema is a TOML file::
     table = "creative"             # ... or a shared one (then no num_buckets / dim here)
 
 Kinds: ``categorical`` (one id or string per row, hashed), ``multi_valued`` (a list per row,
-hashed and pooled with ``pooling = "mean" | "sum"``), ``numeric_bucketized`` (a number,
+hashed and pooled with ``pooling = "mean" | "sum"``; a list column, or a string column split on
+``separator = "^"``), ``numeric_bucketized`` (a number,
 ``boundaries`` cut it into ``len(boundaries) + 2`` rows: one per interval plus one for NaN),
 ``numeric_dense`` (a number fed to the model as it is after ``transform = "identity" | "log1p" |
 "signed_log1p"``, missing as ``fill``), ``cross`` (the hash of two or more other sparse fields'
 ids, ``sources = [...]``; its side is the latest of its sources'). A cross with one
 multi-valued source is a bag: each of its values crossed with the other sources' ids (a
 sequence crossed with the candidate), pooled with ``pooling`` (default ``"sum"``).
+
+``value_type = "int" | "string"`` (categorical and multi-valued fields) says how values are
+hashed: ``"int"`` hashes 64-bit ids (text such as ``"170301"`` and whole floats such as ``3.0``
+are read as ids; NaN is missing), ``"string"`` hashes UTF-8 text. Without it a value is hashed
+as its column holds it. Ids and strings hash differently, so fields on one table must agree.
 
 Fields sharing a table share its hash slot, so one value maps to one row whichever field it
 comes from. Slots are the tables' positions in the file unless a table sets ``slot``.
@@ -76,6 +82,7 @@ SIDES = ("user", "context", "creative")
 TASKS = ("click", "conversion", "negative")
 SPARSE_KINDS = ("categorical", "multi_valued", "numeric_bucketized", "cross")
 POOLINGS = ("mean", "sum")
+VALUE_TYPES = ("int", "string")
 TRANSFORMS = ("identity", "log1p", "signed_log1p")
 _MAX_BUCKETS = 2**40
 
@@ -108,6 +115,8 @@ class FieldSpec:
     sources: tuple[str, ...] = ()
     transform: str = "identity"
     fill: float = 0.0
+    value_type: str | None = None
+    separator: str | None = None
 
     @property
     def is_sparse(self) -> bool:
@@ -305,8 +314,8 @@ class _Parser:
             )
         table_keys = {"table", "num_buckets", "dim"}
         extra = {
-            "categorical": set(),
-            "multi_valued": {"pooling"},
+            "categorical": {"value_type"},
+            "multi_valued": {"pooling", "value_type", "separator"},
             "numeric_bucketized": {"boundaries"},
             "cross": {"sources", "pooling"},
         }[kind]
@@ -333,8 +342,23 @@ class _Parser:
             )
         elif "pooling" in entry:
             raise self.fail(where, "pooling applies to multi-valued fields and their crosses only")
+        value_type = entry.get("value_type")
+        if value_type is not None:
+            value_type = self.choice(where, entry, "value_type", VALUE_TYPES)
+        separator = entry.get("separator")
+        if separator is not None and (not isinstance(separator, str) or len(separator) != 1):
+            raise self.fail(where, f"separator must be one character, got {separator!r}")
         return FieldSpec(
-            name, kind, side, column, table, pooling, boundaries=boundaries, sources=sources
+            name,
+            kind,
+            side,
+            column,
+            table,
+            pooling,
+            boundaries=boundaries,
+            sources=sources,
+            value_type=value_type,
+            separator=separator,
         )
 
     def boundaries(self, where: str, entry: Mapping[str, Any]) -> tuple[float, ...]:
@@ -402,8 +426,6 @@ class _Parser:
     def check_whole(self, fields: list[FieldSpec], tables: dict[str, dict[str, int]]) -> None:
         if not any(f.is_sparse for f in fields):
             raise self.fail("fields", "the schema needs at least one sparse field")
-        if not any(not f.is_sparse for f in fields):
-            raise self.fail("fields", "the schema needs at least one numeric_dense field")
         columns = {f.column for f in fields if f.kind != "cross"}
         clash = sorted(set(self.raw["labels"].values()) & columns)
         if clash:

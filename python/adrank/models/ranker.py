@@ -8,25 +8,36 @@ The module is built in two parts so that export can split it without rewriting a
 * :class:`SparseArch` holds the embedding tables and pools each field's bag
   (``embedding_bag``), concatenating the fields in the schema's model order: ``[B, E]``.
 * :class:`DenseArch` is everything after the lookup, ``forward(embeddings [B, E], dense [B, N])
-  -> (p_ctr, p_cvr, p_neg)``, each ``[B, 1]``; it is what TorchScript serves in Triton.
+  -> [p_task for task in tasks]``, each ``[B, 1]``; it is what Triton serves.
 
-Tasks: click (pCTR), conversion given a click (pCVR) and negative feedback (pNEG). Conversion
-is trained the ESMM way, on ``pCTCVR = pCTR * pCVR`` against the conversion label over all
-impressions, so pCVR is never fitted on the click-biased sample alone.
+Tasks: click (pCTR), conversion given a click (pCVR) and negative feedback (pNEG). A model has a
+tower for each task its log has labels for (``schema.tasks``, in the order of
+:data:`~adrank.features.schema.TASKS`; click always): a head that never saw a label is never
+built, so it can never be served. Conversion is trained the ESMM way, on
+``pCTCVR = pCTR * pCVR`` against the conversion label over all impressions, so pCVR is never
+fitted on the click-biased sample alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adrank.features.schema import FeatureSchema
+from adrank.features.schema import TASKS, FeatureSchema
 
-__all__ = ["DenseArch", "MultiTaskRanker", "RankerConfig", "SparseArch", "esmm_loss"]
+__all__ = [
+    "DenseArch",
+    "MultiTaskRanker",
+    "RankerConfig",
+    "SparseArch",
+    "check_tasks",
+    "esmm_loss",
+]
 
 _EPS = 1e-7
 
@@ -106,14 +117,42 @@ class CrossLayer(nn.Module):
         return x0 * self.project(x) + x
 
 
-class DenseArch(nn.Module):
-    """Everything after the lookup; TorchScript-able, the model Triton serves."""
+def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    """``tasks`` as a tuple, checked: known names, click first, no repeats, ``TASKS`` order."""
+    if isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks):
+        raise TypeError(f"tasks must be a sequence of task names, got {tasks!r}")
+    tasks = tuple(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"tasks: unknown task {unknown[0]!r} (known: {list(TASKS)})")
+    if "click" not in tasks:
+        raise ValueError(f"tasks must include 'click' (the base task), got {list(tasks)}")
+    ordered = tuple(t for t in TASKS if t in tasks)
+    if tasks != ordered:
+        raise ValueError(
+            f"tasks must be distinct and in the order {list(TASKS)}, got {list(tasks)}"
+        )
+    return tasks
 
-    def __init__(self, embedding_dim: int, dense_dim: int, config: RankerConfig) -> None:
+
+class DenseArch(nn.Module):
+    """Everything after the lookup; TorchScript-able, the model Triton serves.
+
+    One tower per task of ``tasks``; ``forward`` returns their probabilities in that order.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        dense_dim: int,
+        config: RankerConfig,
+        tasks: Sequence[str] = TASKS,
+    ) -> None:
         super().__init__()
         width = embedding_dim + dense_dim
         self.embedding_dim = embedding_dim
         self.dense_dim = dense_dim
+        self.tasks: list[str] = list(check_tasks(tasks))
         # Dense inputs are standardized with training-set statistics kept in the module,
         # so serving feeds the raw transformed numbers.
         self.register_buffer("dense_mean", torch.zeros(dense_dim))
@@ -129,17 +168,20 @@ class DenseArch(nn.Module):
                     _mlp([joined, *config.tower_layers]),
                     nn.Linear(config.tower_layers[-1] if config.tower_layers else joined, 1),
                 )
-                for _ in range(3)
+                for _ in self.tasks
             ]
         )
 
     def set_dense_statistics(self, dense: Tensor) -> None:
         """Standardize dense inputs with the mean and deviation of ``dense [rows, N]``."""
+        if dense.shape[1] == 0:  # a schema without dense fields: nothing to standardize
+            return
         with torch.no_grad():
             self.dense_mean.copy_(dense.mean(dim=0))
             self.dense_scale.copy_(1.0 / dense.std(dim=0).clamp_min(1e-6))
 
-    def logits(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
         x0 = torch.cat([embeddings, (dense - self.dense_mean) * self.dense_scale], dim=1)
         x = x0
         for layer in self.cross:
@@ -149,51 +191,59 @@ class DenseArch(nn.Module):
         outputs: list[Tensor] = []
         for tower in self.towers:
             outputs.append(tower(joined))
-        return outputs[0], outputs[1], outputs[2]
+        return outputs
 
-    def forward(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(p_ctr, p_cvr, p_neg), each ``[B, 1]``; p_cvr is the rate given a click."""
-        ctr, cvr, neg = self.logits(embeddings, dense)
-        return torch.sigmoid(ctr), torch.sigmoid(cvr), torch.sigmoid(neg)
+    def forward(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """The trained rates, each ``[B, 1]``, in ``tasks`` order (p_cvr is given a click)."""
+        return [torch.sigmoid(logit) for logit in self.logits(embeddings, dense)]
 
 
 class MultiTaskRanker(nn.Module):
-    """The unsplit module: ``SparseArch`` then ``DenseArch``."""
+    """The unsplit module: ``SparseArch`` then ``DenseArch``, with a tower per ``schema.tasks``.
+
+    ``logits`` and ``forward`` return ``{task: [B, 1]}`` for the trained tasks only.
+    """
 
     def __init__(self, schema: FeatureSchema, config: RankerConfig | None = None) -> None:
         super().__init__()
         self.config = config or RankerConfig()
         self.schema = schema
+        self.tasks = check_tasks(schema.tasks)
         self.sparse = SparseArch(schema, self.config.embedding_init_std)
-        self.dense = DenseArch(schema.embedding_dim, schema.dense_dim, self.config)
+        self.dense = DenseArch(schema.embedding_dim, schema.dense_dim, self.config, self.tasks)
 
-    def logits(
-        self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return self.dense.logits(self.sparse(sparse), dense)
+    def logits(self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor) -> dict[str, Tensor]:
+        return dict(zip(self.tasks, self.dense.logits(self.sparse(sparse), dense), strict=True))
 
-    def forward(
-        self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return self.dense(self.sparse(sparse), dense)
+    def forward(self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor) -> dict[str, Tensor]:
+        return dict(zip(self.tasks, self.dense(self.sparse(sparse), dense), strict=True))
 
 
 def esmm_loss(
-    logits: tuple[Tensor, Tensor, Tensor], labels: dict[str, Tensor]
+    logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]
 ) -> tuple[Tensor, dict[str, float]]:
     """The summed loss of the tasks that have labels, and each task's part.
 
-    click: BCE(pCTR, click); conversion: BCE(pCTR * pCVR, conversion) over all impressions
-    (ESMM); negative: BCE(pNEG, negative).
+    ``logits`` is ``{task: [B, 1]}`` (what :meth:`MultiTaskRanker.logits` returns); every task
+    of ``labels`` needs its logit. click: BCE(pCTR, click); conversion: BCE(pCTR * pCVR,
+    conversion) over all impressions (ESMM); negative: BCE(pNEG, negative).
     """
-    ctr, cvr, neg = (t.reshape(-1) for t in logits)
+    if not isinstance(logits, Mapping):
+        raise TypeError(f"logits must be a mapping task -> tensor, got {type(logits).__name__}")
+    if "click" not in labels:
+        raise ValueError(f"labels must hold the 'click' task, got {list(labels)}")
+    for task in labels:
+        if task not in logits:
+            raise ValueError(f"logits has no {task!r} task: the model has {list(logits)}")
+    flat = {task: logit.reshape(-1) for task, logit in logits.items()}
+    ctr = flat["click"]
     parts: dict[str, Tensor] = {"click": F.binary_cross_entropy_with_logits(ctr, labels["click"])}
     if "conversion" in labels:
-        log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)
+        log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(flat["conversion"])
         p_ctcvr = log_ctcvr.exp().clamp(max=1.0 - _EPS)
         target = labels["conversion"]
         parts["conversion"] = -(target * log_ctcvr + (1.0 - target) * torch.log1p(-p_ctcvr)).mean()
     if "negative" in labels:
-        parts["negative"] = F.binary_cross_entropy_with_logits(neg, labels["negative"])
+        parts["negative"] = F.binary_cross_entropy_with_logits(flat["negative"], labels["negative"])
     total = torch.stack(list(parts.values())).sum()
     return total, {task: float(value.detach()) for task, value in parts.items()}
