@@ -4,9 +4,9 @@ Glossary: a *kind* is what a column must become: ``"int"`` (int64 ids; whole flo
 ``260.0`` and floats with NaN, as pandas writes ids with missing values, are read as ids),
 ``"float"`` (float64), ``"string"`` (UTF-8), ``"label"`` (float64, 0 or 1 on every row) or
 ``"auto"`` (text columns: the first kind of int, float, string that fits the first batch, then
-kept for the rest of the log; typed columns: as they are) or ``"id"`` (``"auto"``, except that
-floats become int ids: a categorical column without a ``value_type``). A *bad row* is one whose value does
-not convert: :func:`convert_column` returns a mask of them, never raises for a value.
+kept for the rest of the log; typed columns: as they are) or ``"id"`` (``"auto"``, except
+that floats become int ids: a categorical column without a ``value_type``). A *bad row* is one
+whose value does not convert: :func:`convert_column` returns a mask of them, never raises.
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ def _is_text(array: Any) -> bool:
 
     t = array.type
     return pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is_string(array)
+
+
+def _is_number(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+    )
 
 
 def _is_string(array: Any) -> bool:
@@ -151,9 +161,7 @@ def convert_column(array: Any, kind: str) -> tuple[Any, np.ndarray]:
             ids, bad = _text_to_int(array)
             return ids, bad | text_bad
     if kind in ("float", "label"):
-        if pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
-            floats, bad = array.cast(pa.float64()), no_bad
-        elif pa.types.is_floating(array.type):
+        if _is_number(array.type):
             floats, bad = array.cast(pa.float64()), no_bad
         elif _is_string(array):
             floats, bad = _text_to_float(array)
