@@ -123,3 +123,10 @@ def test_bad_max_restarts_is_a_clear_error(tmp_path, capsys):
     code = main(["triton", "--model-repository", str(tmp_path / "models"), "--max-restarts", "-1"])
     assert code == 1
     assert "adrank triton: max_restarts must be an int >= 0, got -1" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_unknown_precision(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--precision", "int4"])
+    assert exit_info.value.code == 2
+    assert "argument --precision: invalid choice: 'int4'" in capsys.readouterr().err

@@ -351,6 +351,11 @@ class EmbeddedTriton:
         _running.add(self)
         return cleanup
 
+    @property
+    def stop_requested(self) -> bool:
+        """True after :meth:`stop` or :meth:`cancel_start`, until the next :meth:`start`."""
+        return self._cancel.is_set()
+
     def cancel_start(self) -> None:
         """Make a start or restart under way in another thread fail within 0.1 s (and any
         later :meth:`restart`); :meth:`start` clears it."""
@@ -380,6 +385,7 @@ class EmbeddedTriton:
     def stop(self) -> None:
         """Stop the server (SIGINT, then SIGKILL after the exit timeout). Safe to call twice."""
         _running.discard(self)
+        self._cancel.set()  # a supervisor must not bring it back (see stop_requested)
         process = self._process
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -508,7 +514,7 @@ class EmbeddedTriton:
             time.sleep(0.05)
 
     def _start_error(self, message: str) -> TritonStartError:
-        text = self._run_log_text()
+        text = self.run_log_text()
         excerpt = log_excerpt(text)
         error_type = PortInUseError if "already in use" in text else TritonStartError
         return error_type(message, self.log_path, excerpt)
@@ -532,8 +538,8 @@ class EmbeddedTriton:
             return ""
         return self.log_path.read_text(errors="replace")
 
-    def _run_log_text(self) -> str:
-        """The log lines of the current (or last) run only: a restart appends to the log."""
+    def run_log_text(self) -> str:
+        """The log of the current (or last) run only: a restart appends to the log."""
         if self.log_path is None or not self.log_path.is_file():
             return ""
         with open(self.log_path, "rb") as log:

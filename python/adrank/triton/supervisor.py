@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from adrank.triton.server import EmbeddedTriton, TritonError
+from adrank.triton.server import EmbeddedTriton, TritonError, log_excerpt
 
 log = logging.getLogger("adrank.triton")
 
@@ -188,8 +188,8 @@ class TritonSupervisor:
         while not self._stopping.wait(POLL_S):
             if self.server.is_running():  # also reaps a server that has just exited
                 continue
-            if self._stopping.is_set():
-                return
+            if self._stopping.is_set() or self.server.stop_requested:
+                return  # stopped on purpose (stop(), or at interpreter exit), not a death
             if not self._recover():
                 return
 
@@ -198,7 +198,8 @@ class TritonSupervisor:
         died_at = time.monotonic()
         status, pid = self.server.exit_status(), self.server.pid
         death = f"tritonserver (pid {pid}) {describe_exit(status)}"
-        log.warning("%s; log: %s", death, self.server.log_path)
+        excerpt = log_excerpt(self.server.run_log_text(), max_lines=5)
+        log.warning("%s; log: %s\n%s", death, self.server.log_path, excerpt)
         self._set("restarting", f"{death}; restarting")
         cleanup = self.server.clean_up()
         log.info(
