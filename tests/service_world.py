@@ -65,8 +65,17 @@ class World:
         }
 
 
-def build_world(root: Path) -> World:
-    log = generate_log(500, seed=7, config=WORLD)
+def build_world(
+    root: Path,
+    config: SyntheticConfig = WORLD,
+    *,
+    seed: int = 7,
+    catalog_seed: int = 1,
+    paused_share: float = 0.2,
+) -> World:
+    """The world of ``config``; the demo's catalog is ``(DEMO_WORLD, seed=0, catalog_seed=0,
+    paused_share=0.05)`` (catalogs are drawn before impressions: the row count is irrelevant)."""
+    log = generate_log(500, seed=seed, config=config)
     schema = load_schema()
     rng = np.random.default_rng(0)
     tables = {
@@ -79,7 +88,7 @@ def build_world(root: Path) -> World:
     with warnings.catch_warnings():  # TorchScript is what export writes, deprecated or not
         warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
         torch.jit.script(module).save(str(version_dir / MODEL_FILE))
-    table = catalog_table(log, paused_share=0.2, seed=1)
+    table = catalog_table(log, paused_share=paused_share, seed=catalog_seed)
     ranker = Ranker(schema, tables, TorchScriptModel(version_dir), Catalog.from_arrow(table))
     user = {k: v for k, v in log.users.slice(0, 1).to_pylist()[0].items() if v is not None}
     return World(schema, ranker, table, user)
