@@ -22,6 +22,7 @@ def _command_names() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="adrank", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
     # Only the chosen command's module is imported; the others are listed by name.
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -34,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             subparsers.add_parser(name, add_help=False)
     args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    if args.debug:
+        return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, TypeError, KeyError, IndexError, OSError) as error:
+        # One line a person can act on (the messages name file, line, column); --debug
+        # shows the traceback.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"adrank {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,26 +1,33 @@
-"""``adrank train``: train the multi-task ranker on a log and report held-out metrics."""
+"""``adrank train``: train the multi-task ranker on a log and report held-out metrics.
+
+Beside the checkpoint it writes ``<checkpoint>.heldout.json`` (the log, the seed, the held-out
+fraction, the row count) and ``<checkpoint>.heldout.npy`` (the held-out rows), which
+``adrank evaluate`` uses to score exactly those rows; and, when the schema was inferred,
+``<checkpoint>.schema.toml``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-HELP = "train the multi-task ranker on a synthetic or Criteo log; report held-out metrics"
+HELP = "train the multi-task ranker on a log (CSV, TSV, JSON lines, Parquet, Criteo) or a drawn one"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--data", type=Path, help="a log: Parquet file or directory, or Criteo file"
+        "--data", type=Path, help="a log: CSV/TSV/JSON-lines file, Parquet file or directory"
     )
     source.add_argument(
         "--generate", type=int, metavar="ROWS", help="draw a synthetic log of ROWS rows (default)"
     )
+    add_log_arguments(parser)
     parser.add_argument(
-        "--format", choices=("parquet", "criteo"), default="parquet", help="format of --data"
+        "--schema", type=Path, help="feature schema (default: the format's own, or inferred)"
     )
-    parser.add_argument("--schema", type=Path, help="feature schema (default: the format's own)")
     parser.add_argument("--out", type=Path, default=Path("artifacts/ranker.pt"), help="checkpoint")
     parser.add_argument("--metrics-json", type=Path, help="also write the metrics here as JSON")
     parser.add_argument("--epochs", type=int, default=1)
@@ -33,25 +40,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _load(args: argparse.Namespace):
-    from adrank.data import generate_log, read_criteo, read_log
-    from adrank.features import criteo_schema_path, load_schema
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that reads a log shares."""
+    from adrank.data.readers import FORMATS
 
-    if args.data is not None and args.format == "criteo":
-        return read_criteo(args.data), load_schema(args.schema or criteo_schema_path())
-    if args.data is not None:
-        return read_log(args.data), load_schema(args.schema)
-    rows = args.generate or 200_000
-    print(f"drawing a synthetic log of {rows:,} rows (seed {args.seed})")
-    return generate_log(rows, seed=args.seed).impressions, load_schema(args.schema)
+    parser.add_argument(
+        "--format", choices=FORMATS, default="auto", help="format of the log (default: from it)"
+    )
+    parser.add_argument("--delimiter", help="field delimiter of a text log (default: found)")
+    parser.add_argument(
+        "--no-header", action="store_true", help="the text log's first line is a row"
+    )
+    parser.add_argument(
+        "--skip-bad-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="skip up to N bad rows, reporting each (default: stop at the first)",
+    )
+
+
+def open_log_from(args: argparse.Namespace, path: Path):
+    """The reader ``args`` describe for ``path``; a synthetic log directory reads its
+    impressions file."""
+    from adrank.data.readers import open_log
+    from adrank.data.synthetic import IMPRESSION_FILE
+
+    if path.is_dir() and (path / IMPRESSION_FILE).exists():
+        path = path / IMPRESSION_FILE
+    header = False if args.no_header else None
+    return open_log(path, args.format, delimiter=args.delimiter, header=header)
+
+
+def _schema_for(args: argparse.Namespace, reader):
+    from adrank.features import criteo_schema_path, default_schema_path, load_schema, parse_schema
+    from adrank.features.infer import infer_schema
+
+    if args.schema is not None:
+        return load_schema(args.schema)
+    if reader.format == "criteo":
+        return load_schema(criteo_schema_path())
+    if "p_click" in reader.column_names:  # a synthetic log, as adrank writes it
+        return load_schema(default_schema_path())
+    text = infer_schema(reader)
+    path = Path(f"{args.out}.schema.toml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"no --schema: inferred one from the log, written to {path} (edit it, pass --schema)")
+    return parse_schema(text, source=str(path))
 
 
 def run(args: argparse.Namespace) -> int:
+    from adrank.data import generate_log
+    from adrank.data.log_errors import BadRowBudget
+    from adrank.features import load_schema
     from adrank.models import save_checkpoint
+    from adrank.training.heldout import save_heldout
+    from adrank.training.log_data import encode_log
     from adrank.training.loop import TrainConfig, train
     from adrank.training.report import format_report, oracle_for
 
-    table, schema = _load(args)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -62,11 +110,28 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
     )
-    result = train(table, schema, config=config)
-    oracle = oracle_for(table, result.heldout_rows)
+    if args.data is not None:
+        reader = open_log_from(args, args.data)
+        schema = _schema_for(args, reader)
+        encoded = encode_log(reader, schema, budget=BadRowBudget(args.skip_bad_rows))
+        print(f"{reader.path}: {len(encoded):,} rows ({len(encoded.skipped)} bad rows skipped)")
+        result = train(encoded.batch, schema, config=config)
+        oracle = None
+        data_path, num_rows = reader.path, len(encoded)
+    else:
+        rows = args.generate or 200_000
+        print(f"drawing a synthetic log of {rows:,} rows (seed {args.seed})")
+        table = generate_log(rows, seed=args.seed).impressions
+        schema = load_schema(args.schema)
+        result = train(table, schema, config=config)
+        oracle = oracle_for(table, result.heldout_rows)
+        data_path, num_rows = None, table.num_rows
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(format_report(result.metrics, oracle))
     save_checkpoint(args.out, result.model, metrics=result.metrics)
-    print(f"checkpoint: {args.out}")
+    save_heldout(args.out, result.heldout_rows, data=data_path, num_rows=num_rows, config=config)
+    print(f"checkpoint: {args.out} (held-out rows: {args.out}.heldout.npy)")
     if args.metrics_json:
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"heldout": result.metrics, "oracle_auc": oracle, "history": result.history}

@@ -18,6 +18,7 @@ from adrank.models.ranker import MultiTaskRanker, RankerConfig, esmm_loss
 from adrank.training.metrics import task_metrics
 
 __all__ = [
+    "MIN_STEPS",
     "TrainConfig",
     "TrainResult",
     "evaluate",
@@ -26,6 +27,7 @@ __all__ = [
     "split_holdout",
     "to_torch",
     "train",
+    "training_warnings",
 ]
 
 
@@ -56,14 +58,41 @@ class TrainConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
+# Fewer optimizer steps than this rarely move a ranker far from its initial weights.
+MIN_STEPS = 300
+
+
 @dataclasses.dataclass
 class TrainResult:
-    """The trained model, held-out metrics per task, mean losses per epoch, held-out rows."""
+    """The trained model, held-out metrics per task, mean losses per epoch, held-out rows, and
+    warnings a person should read (too few steps, a held-out set without both classes)."""
 
     model: MultiTaskRanker
     metrics: dict[str, Any]
     history: list[dict[str, float]]
     heldout_rows: np.ndarray
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def training_warnings(train_rows: int, heldout: FeatureBatch, config: TrainConfig) -> list[str]:
+    """What makes held-out figures meaningless: too few steps, a class missing from a task."""
+    found = []
+    steps = config.epochs * -(-train_rows // config.batch_size)
+    if steps < MIN_STEPS:
+        found.append(
+            f"only {steps} optimizer steps ({train_rows:,} training rows, batch size "
+            f"{config.batch_size}, {config.epochs} epoch(s)); fewer than {MIN_STEPS} rarely "
+            "train a ranker: lower --batch-size or raise --epochs"
+        )
+    for task, labels in heldout.labels.items():
+        positives = int(labels.sum())
+        if positives == 0 or positives == len(labels):
+            missing = "positive" if positives == 0 else "negative"
+            found.append(
+                f"the held-out set ({len(labels):,} rows) has no {missing} {task} label: its "
+                f"AUC is undefined (nan); use a larger log or --holdout"
+            )
+    return found
 
 
 def split_holdout(num_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,15 +183,17 @@ def _progress(steps: range, description: str, enabled: bool):
 
 @torch.no_grad()
 def predict(model: MultiTaskRanker, batch: FeatureBatch, batch_size: int = 8192) -> dict:
-    """``{"ctr", "cvr", "neg", "ctcvr"}`` probabilities ``[B]`` (float64) for every row."""
+    """``{"ctr", "cvr", "neg", "ctcvr"}`` probabilities ``[B]`` (float64) for every row; only
+    the model's trained tasks (``ctcvr`` with conversion)."""
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {"ctr": [], "cvr": [], "neg": []}
+    key_of = {"click": "ctr", "conversion": "cvr", "negative": "neg"}
+    parts: dict[str, list[np.ndarray]] = {key_of[task]: [] for task in model.tasks}
     for part in _minibatches(batch, batch_size):
-        outputs = model(*to_torch(part))
-        for key, value in zip(parts, outputs, strict=True):
-            parts[key].append(value.reshape(-1).double().numpy())
+        for task, value in model(*to_torch(part)).items():  # the trained tasks only
+            parts[key_of[task]].append(value.reshape(-1).double().numpy())
     result = {key: np.concatenate(values) for key, values in parts.items()}
-    result["ctcvr"] = result["ctr"] * result["cvr"]
+    if "cvr" in result:
+        result["ctcvr"] = result["ctr"] * result["cvr"]
     return result
 
 
@@ -185,12 +216,17 @@ def train(
     model_config: RankerConfig | None = None,
     config: TrainConfig | None = None,
 ) -> TrainResult:
-    """Hash ``columns`` with ``schema``, hold out a split, train a ranker, evaluate it."""
+    """Hash ``columns`` with ``schema``, hold out a split, train a ranker, evaluate it.
+
+    ``columns`` may also be a :class:`FeatureBatch` already hashed with ``schema``.
+    """
     config = config or TrainConfig()
-    batch = FeaturePipeline(schema)(columns)
+    batch = columns if isinstance(columns, FeatureBatch) else FeaturePipeline(schema)(columns)
     train_rows, heldout_rows = split_holdout(len(batch), config.holdout, config.seed)
+    heldout = batch.take(heldout_rows)
+    warnings = training_warnings(len(train_rows), heldout, config)
     torch.manual_seed(config.seed)
     model = MultiTaskRanker(schema, model_config)
     history = fit(model, batch.take(train_rows), config)
-    metrics = evaluate(model, batch.take(heldout_rows))
-    return TrainResult(model, metrics, history, heldout_rows)
+    metrics = evaluate(model, heldout)
+    return TrainResult(model, metrics, history, heldout_rows, warnings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auc", "calibration", "log_loss", "task_metrics"]
+__all__ = ["auc", "bootstrap_intervals", "calibration", "log_loss", "task_metrics"]
 
 _EPS = 1e-7
 
@@ -92,3 +92,39 @@ def task_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
         "predicted_rate": float(np.mean(scores)),
         "count": int(np.asarray(labels).size),
     }
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    resamples: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, list[float]]:
+    """``{"auc": [low, high], "log_loss": [...], "calibration": [...]}``: percentile intervals
+    over ``resamples`` draws of the rows with replacement (draws without both classes are left
+    out of the AUC's; NaN bounds when none is left)."""
+    labels, scores = _check(labels, scores)
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"auc": [], "log_loss": [], "calibration": []}
+    for _ in range(resamples):
+        rows = rng.integers(0, labels.size, labels.size)
+        y, p = labels[rows], scores[rows]
+        draws["auc"].append(auc(y, p))
+        draws["log_loss"].append(log_loss(y, p))
+        observed = y.mean()
+        draws["calibration"].append(p.mean() / observed if observed > 0 else float("nan"))
+    tail = (1.0 - level) / 2.0 * 100.0
+    intervals = {}
+    for name, values in draws.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size == 0:
+            intervals[name] = [float("nan"), float("nan")]
+        else:
+            low, high = np.percentile(finite, [tail, 100.0 - tail])
+            intervals[name] = [float(low), float(high)]
+    return intervals
