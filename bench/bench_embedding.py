@@ -8,7 +8,8 @@ Groups (items = ids looked up):
   rows (role "ceiling": shown, not a baseline).
 - ``serving 1000x26``: 1,000 candidates x 26 fields of 1 to 3 ids; one
   ``embedding_bag_collection`` call against a loop of 26 torch calls and a stack.
-- ``fixed cost``: one bag of one id.
+- ``fixed cost``: one bag of one id; one request's 26 fields of one id each (a prepared
+  ``EmbeddingBagCollection``, the ``embedding_bag_collection`` function, a loop of torch calls).
 
 Run: ``.venv/bin/python -m pytest bench/bench_embedding.py --benchmark-only``.
 ``ADRANK_BENCH_ROWS=100000`` restricts the table sizes (the 1e7-row tables need ~6 GB).
@@ -117,6 +118,35 @@ def test_embedding_bag(benchmark, case, side, threads):
         result = benchmark(F.embedding_bag, idx, weight, off, mode=mode).float().numpy()
     expected = ops.embedding_bag(table, indices, offsets, mode)
     np.testing.assert_allclose(result, expected, rtol=1e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("side", ["adrank prepared", "adrank function", "torch"])
+def test_request_fields(benchmark, side):
+    """One request's own fields: 26 fields of one id each, the fixed cost of a many-field call.
+    A serving process prepares an EmbeddingBagCollection once; the function converts per call."""
+    keys, tables, _, _ = serving_batch(rows=1000)
+    values = np.random.default_rng(4).integers(0, 1000, len(keys))
+    lengths = np.ones(len(keys), np.int64)
+    out = np.empty((1, len(keys), 16), np.float32)
+    benchmark.group = "fixed cost: 1 request x 26 fields of 1 id"
+    benchmark.extra_info.update(role="baseline" if side == "torch" else "adrank", items=len(keys))
+    expected = ops.embedding_bag_collection(keys, values, lengths, tables)
+    if side == "adrank prepared":
+        prepared = ops.EmbeddingBagCollection(keys, tables)
+        benchmark(prepared, values, lengths, out=out)
+    elif side == "adrank function":
+        benchmark(ops.embedding_bag_collection, keys, values, lengths, tables, out=out)
+    else:
+        weights = [as_tensor(tables[key].data) for key in keys]
+        ids = [torch.from_numpy(values[f : f + 1]) for f in range(len(keys))]
+        start = torch.zeros(1, dtype=torch.int64)
+
+        def torch_loop():
+            pooled = [F.embedding_bag(i, w, start) for i, w in zip(ids, weights, strict=True)]
+            return torch.stack(pooled, dim=1)
+
+        out = benchmark(torch_loop).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dim", DIMS)

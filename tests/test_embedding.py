@@ -280,6 +280,24 @@ def test_errors(kwargs, error, match):
         ops.embedding_bag(**arguments)
 
 
+def test_numpy_inputs_of_any_integer_layout_take_or_leave_the_fast_path():
+    """numpy ids and offsets try the kernel first; what it refuses is converted or refused."""
+    table = EmbeddingTable(np.arange(40, dtype=np.float32).reshape(10, 4))
+    ids = np.array([1, 2, 3, 9])
+    want = embedding_bag_ref(table.data, ids, [0, 1], "sum")
+    for indices in (ids, ids.astype(np.int32), ids.astype(np.uint8), np.repeat(ids, 2)[::2]):
+        for offsets in (np.array([0, 1]), np.array([0, 1], np.int32), np.array([0, 1, 4])):
+            last = len(offsets) == 3
+            got = ops.embedding_bag(table, indices, offsets, include_last_offset=last)
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="at least one entry with include_last_offset"):
+        ops.embedding_bag(table, ids, np.array([], np.int64), include_last_offset=True)
+    with pytest.raises(IndexError, match=r"indices\[3\] = 10 is out of range"):
+        ops.embedding_bag(table, ids + 1, np.array([0]))
+    with pytest.raises(ValueError, match="mode must be 'sum', 'mean' or 'max'"):
+        ops.embedding_bag(table, ids, np.array([0]), mode="median")
+
+
 def test_read_only_output_is_refused():
     out = np.zeros((1, 4), np.float32)
     out.flags.writeable = False

@@ -171,6 +171,50 @@ def test_a_prepared_collection_serves_batches_of_any_size():
         np.testing.assert_array_equal(out, expected)
 
 
+def test_a_prepared_collection_takes_numpy_inputs_of_any_integer_layout():
+    """numpy inputs try the kernel first; what it refuses is converted, or refused by name."""
+    table = make_table("float16", 20, 4, 3)
+    prepared = ops.EmbeddingBagCollection(["a", "b"], {"a": table, "b": table})
+    values = np.array([1, 2, 3, 19, 5], np.int64)
+    lengths = np.array([[1, 2], [0, 2]], np.int64)
+    expected = per_key_ref(
+        ["a", "b"], values, lengths.reshape(-1), {"a": table, "b": table}, {}, None, {}
+    )
+    for ids in (
+        values,
+        values.astype(np.int32),
+        values.astype(np.uint16),
+        np.repeat(values, 2)[::2],
+    ):
+        for counts in (lengths, lengths.astype(np.int32), np.repeat(lengths.reshape(-1), 2)[::2]):
+            np.testing.assert_array_equal(prepared(ids, counts).reshape(2, -1), expected)
+    with pytest.raises(TypeError, match="values must hold integers"):
+        prepared(values.astype(np.float32), lengths)
+    with pytest.raises(IndexError, match=r"values\[3\] = 20 is out of range \[0, 20\) \(field 1\)"):
+        prepared(values + 1, lengths)
+    with pytest.raises(ValueError, match="lengths sum to 3 but values has 5"):
+        prepared(values, lengths - np.eye(2, dtype=np.int64))
+
+
+def test_native_collection_keeps_its_tables_and_checks_its_lists():
+    sum_mode = _native.PoolingMode.sum
+    table = EmbeddingTable(np.arange(12, dtype=np.float32).reshape(3, 4))
+    native = _native.Collection([table._native], [sum_mode], [-1])
+    assert native.width == 4
+    del table  # the collection owns what it reads
+    out = np.empty((1, 4), np.float32)
+    native(np.array([2]), np.array([1]), None, out)
+    np.testing.assert_array_equal(out, [[8, 9, 10, 11]])
+    with pytest.raises(ValueError, match="at least one field"):
+        _native.Collection([], [], [])
+    with pytest.raises(ValueError, match="one entry per table"):
+        _native.Collection([TABLE._native], [sum_mode, sum_mode], [-1])
+    with pytest.raises(TypeError, match=r"tables\[0\] must be a Table, got str"):
+        _native.Collection(["table"], [sum_mode], [-1])
+    with pytest.raises(TypeError, match="incompatible constructor arguments"):
+        _native.Collection([TABLE._native], [0], [-1])  # a code, not a PoolingMode
+
+
 TABLE = EmbeddingTable(np.zeros((10, 4), np.float32))
 
 

@@ -82,6 +82,50 @@ float* checked_rows(py::array& out, std::size_t rows, std::size_t width) {
   return checked_output<float>(out, "out", rows * width);
 }
 
+// A collection's fields prepared once: each call then converts no Python list (26 fields cost
+// about 2 us to convert, more than the lookup of a request's few rows).
+struct PyCollection {
+  std::vector<PooledField> fields;
+  std::vector<py::object> tables;  // the Table objects, which own the fields' rows
+  std::size_t width = 0;
+
+  PyCollection(const std::vector<py::object>& table_objects, const std::vector<PoolingMode>& modes,
+               const std::vector<std::int64_t>& padding_idx)
+      : fields(table_objects.size()), tables(table_objects) {
+    const std::size_t num_fields = tables.size();
+    ADRANK_CHECK_VALUE(num_fields >= 1, "tables must name at least one field");
+    ADRANK_CHECK_VALUE(modes.size() == num_fields && padding_idx.size() == num_fields,
+                       "modes and padding_idx must have one entry per table (", num_fields,
+                       "), got ", modes.size(), " and ", padding_idx.size());
+    for (std::size_t f = 0; f < num_fields; ++f) {
+      ADRANK_CHECK_TYPE(py::isinstance<PyTable>(tables[f]), "tables[", f, "] must be a Table, got ",
+                        Py_TYPE(tables[f].ptr())->tp_name);
+      fields[f].table = tables[f].cast<const PyTable&>().view;
+      fields[f].pooling = {modes[f], padding_idx[f]};
+    }
+    width = collection_width(fields);
+  }
+
+  void pool(const py::array& values, const py::array& lengths, const py::object& weights,
+            py::array& out) const {
+    const std::size_t num_fields = fields.size();
+    KeyedBatch batch;
+    batch.index_type = index_type_of(values, "values");
+    batch.values = values.data();
+    batch.num_values = static_cast<std::size_t>(values.size());
+    batch.lengths = checked_data<std::int64_t>(lengths, "lengths");
+    const auto num_lengths = static_cast<std::size_t>(lengths.size());
+    ADRANK_CHECK_VALUE(num_lengths % num_fields == 0, "lengths must hold a multiple of ",
+                       num_fields, " entries (one per field and sample), got ", num_lengths);
+    batch.batch_size = num_lengths / num_fields;
+    batch.per_sample_weights = optional_weights(weights, batch.num_values);
+    const PooledOutput pooled{checked_rows(out, batch.batch_size, width), width};
+    const std::vector<std::int64_t> offsets = validate_collection(fields, batch, pooled);
+    py::gil_scoped_release release;
+    embedding_bag_collection_unchecked(fields, batch, offsets, pooled);
+  }
+};
+
 }  // namespace
 
 void bind_embedding(py::module_& m) {
@@ -134,37 +178,21 @@ void bind_embedding(py::module_& m) {
       py::arg("mode"), py::arg("per_sample_weights").none(true), py::arg("include_last_offset"),
       py::arg("padding_idx"), py::arg("out").noconvert());
 
+  py::class_<PyCollection>(m, "Collection")
+      .def(py::init<const std::vector<py::object>&, const std::vector<PoolingMode>&,
+                    const std::vector<std::int64_t>&>(),
+           py::arg("tables"), py::arg("modes"), py::arg("padding_idx"))
+      .def_property_readonly("width", [](const PyCollection& c) { return c.width; })
+      .def("__call__", &PyCollection::pool, py::arg("values").noconvert(),
+           py::arg("lengths").noconvert(), py::arg("per_sample_weights").none(true),
+           py::arg("out").noconvert());
+
   m.def(
       "embedding_bag_collection",
-      [](const std::vector<const PyTable*>& tables, const std::vector<PoolingMode>& modes,
+      [](const std::vector<py::object>& tables, const std::vector<PoolingMode>& modes,
          const std::vector<std::int64_t>& padding_idx, const py::array& values,
          const py::array& lengths, const py::object& per_sample_weights, py::array& out) {
-        const std::size_t num_fields = tables.size();
-        ADRANK_CHECK_VALUE(num_fields >= 1, "tables must name at least one field");
-        ADRANK_CHECK_VALUE(modes.size() == num_fields && padding_idx.size() == num_fields,
-                           "modes and padding_idx must have one entry per table (", num_fields,
-                           "), got ", modes.size(), " and ", padding_idx.size());
-        std::vector<PooledField> fields(num_fields);
-        for (std::size_t f = 0; f < num_fields; ++f) {
-          ADRANK_CHECK_TYPE(tables[f] != nullptr, "tables[", f, "] must be a Table, got None");
-          fields[f].table = tables[f]->view;
-          fields[f].pooling = {modes[f], padding_idx[f]};
-        }
-        KeyedBatch batch;
-        batch.index_type = index_type_of(values, "values");
-        batch.values = values.data();
-        batch.num_values = static_cast<std::size_t>(values.size());
-        batch.lengths = checked_data<std::int64_t>(lengths, "lengths");
-        const auto num_lengths = static_cast<std::size_t>(lengths.size());
-        ADRANK_CHECK_VALUE(num_lengths % num_fields == 0, "lengths must hold a multiple of ",
-                           num_fields, " entries (one per field and sample), got ", num_lengths);
-        batch.batch_size = num_lengths / num_fields;
-        batch.per_sample_weights = optional_weights(per_sample_weights, batch.num_values);
-        const std::size_t width = collection_width(fields);
-        const PooledOutput pooled{checked_rows(out, batch.batch_size, width), width};
-        const std::vector<std::int64_t> offsets = validate_collection(fields, batch, pooled);
-        py::gil_scoped_release release;
-        embedding_bag_collection_unchecked(fields, batch, offsets, pooled);
+        PyCollection(tables, modes, padding_idx).pool(values, lengths, per_sample_weights, out);
       },
       py::arg("tables"), py::arg("modes"), py::arg("padding_idx"), py::arg("values").noconvert(),
       py::arg("lengths").noconvert(), py::arg("per_sample_weights").none(true),

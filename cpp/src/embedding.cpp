@@ -1,7 +1,8 @@
 #include "adrank/embedding.hpp"
 
 #include <algorithm>
-#include <string>
+#include <cstddef>
+#include <ostream>
 
 #include "adrank/check.hpp"
 #include "adrank/parallel.hpp"
@@ -35,9 +36,20 @@ std::int64_t index_at(IndexType type, const void* values, std::size_t i) {
 
 // Throws IndexError for the first id in values[begin, end) outside [0, num_rows). The scan is
 // branch-free so that the common, valid case vectorizes.
+// " (field f)" at the end of a message about one field of a collection, nothing for a single
+// table. Streamed only when a check fails: a call builds no string while its checks pass.
+struct FieldNote {
+  std::ptrdiff_t field = -1;
+};
+
+std::ostream& operator<<(std::ostream& os, FieldNote note) {
+  if (note.field >= 0) os << " (field " << note.field << ")";
+  return os;
+}
+
 template <class Index>
 void check_ids_typed(const Index* values, std::size_t begin, std::size_t end, std::int64_t num_rows,
-                     const char* name, const char* where) {
+                     const char* name, FieldNote where) {
   const auto limit = static_cast<std::uint64_t>(num_rows);
   bool bad = false;
   for (std::size_t p = begin; p < end; ++p) {
@@ -52,7 +64,7 @@ void check_ids_typed(const Index* values, std::size_t begin, std::size_t end, st
 }
 
 void check_ids(IndexType type, const void* values, std::size_t begin, std::size_t end,
-               std::int64_t num_rows, const char* name, const char* where = "") {
+               std::int64_t num_rows, const char* name, FieldNote where = {}) {
   if (type == IndexType::kInt32) {
     check_ids_typed(static_cast<const std::int32_t*>(values), begin, end, num_rows, name, where);
   } else {
@@ -60,8 +72,7 @@ void check_ids(IndexType type, const void* values, std::size_t begin, std::size_
   }
 }
 
-void check_pooling(const TableView& table, const Pooling& pooling, bool weighted,
-                   const char* where) {
+void check_pooling(const TableView& table, const Pooling& pooling, bool weighted, FieldNote where) {
   const int mode = static_cast<int>(pooling.mode);
   ADRANK_CHECK_VALUE(mode >= 0 && mode <= 2, "mode must be sum, mean or max, got ", mode, where);
   ADRANK_CHECK_VALUE(pooling.padding_idx >= -1 && pooling.padding_idx < table.num_rows,
@@ -104,7 +115,7 @@ void validate_table(const TableView& table) {
 void validate_embedding_bag(const TableView& table, const BagBatch& bags, const Pooling& pooling,
                             const PooledOutput& out) {
   validate_table(table);
-  check_pooling(table, pooling, bags.per_sample_weights != nullptr, "");
+  check_pooling(table, pooling, bags.per_sample_weights != nullptr, FieldNote{});
   const std::size_t n = bags.num_indices;
   const std::size_t num_offsets = bags.num_bags + (bags.include_last_offset ? 1 : 0);
   ADRANK_CHECK_VALUE(num_offsets > 0 || n == 0, "offsets is empty but indices holds ", n,
@@ -173,10 +184,9 @@ std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fi
   const std::size_t num_fields = fields.size();
   const std::size_t batch_size = batch.batch_size;
   for (std::size_t f = 0; f < num_fields; ++f) {
-    const std::string where = " (field " + std::to_string(f) + ")";
+    const FieldNote where{static_cast<std::ptrdiff_t>(f)};
     validate_table(fields[f].table);
-    check_pooling(fields[f].table, fields[f].pooling, batch.per_sample_weights != nullptr,
-                  where.c_str());
+    check_pooling(fields[f].table, fields[f].pooling, batch.per_sample_weights != nullptr, where);
   }
   std::vector<std::int64_t> offsets(num_fields * batch_size + 1);
   offsets[0] = 0;
@@ -191,10 +201,10 @@ std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fi
                      "lengths sum to ", offsets.back(), " but values has ", batch.num_values,
                      " entries");
   for (std::size_t f = 0; f < num_fields; ++f) {
-    const std::string where = " (field " + std::to_string(f) + ")";
+    const FieldNote where{static_cast<std::ptrdiff_t>(f)};
     check_ids(batch.index_type, batch.values, static_cast<std::size_t>(offsets[f * batch_size]),
               static_cast<std::size_t>(offsets[(f + 1) * batch_size]), fields[f].table.num_rows,
-              "values", where.c_str());
+              "values", where);
   }
   const std::size_t width = collection_width(fields);
   ADRANK_CHECK_VALUE(out.data != nullptr || width * batch_size == 0, "out has no data");

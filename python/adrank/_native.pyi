@@ -114,6 +114,21 @@ def embedding_bag(
     padding_idx: int,
     out: npt.NDArray[np.float32],
 ) -> None: ...
+
+class Collection:
+    def __init__(
+        self, tables: list[Table], modes: list[PoolingMode], padding_idx: list[int]
+    ) -> None: ...
+    @property
+    def width(self) -> int: ...
+    def __call__(
+        self,
+        values: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+        lengths: npt.NDArray[np.int64],
+        per_sample_weights: npt.NDArray[np.float32] | None,
+        out: npt.NDArray[np.float32],
+    ) -> None: ...
+
 def embedding_bag_collection(
     tables: list[Table],
     modes: list[PoolingMode],

@@ -134,6 +134,30 @@ def embedding_bag(
     TypeError, ValueError
         Any other bad argument, named in the message.
     """
+    # The serving path (a table, numpy ids and offsets, a mode name, no weights or padding) goes
+    # straight to the kernel; anything it refuses before it writes is converted and checked
+    # below, where a genuinely bad argument gets its error.
+    if (
+        type(table) is EmbeddingTable
+        and type(indices) is np.ndarray
+        and type(offsets) is np.ndarray
+        and per_sample_weights is None
+        and padding_idx is None
+        and type(include_last_offset) is bool
+        and type(mode) is str
+        and mode in _MODES
+    ):
+        try:
+            ready = out
+            if ready is None:
+                num_bags = len(offsets) - include_last_offset
+                ready = np.empty((num_bags, table._native.dim), dtype=np.float32)
+            _native.embedding_bag(
+                table._native, indices, offsets, _MODES[mode], None, include_last_offset, -1, ready
+            )
+            return ready
+        except (TypeError, ValueError):
+            pass
     native = _native_table(table)
     mode_code = _mode("mode", mode)
     ids = np.asarray(indices) if offsets is None else _index_array("indices", indices)
@@ -188,7 +212,7 @@ class EmbeddingBagCollection:
         ``sum of D_f``: the columns of an output row.
     """
 
-    __slots__ = ("_modes", "_natives", "_paddings", "_row_shape", "dims", "keys", "output_width")
+    __slots__ = ("_native", "_row_shape", "dims", "keys", "output_width")
 
     def __init__(
         self,
@@ -231,9 +255,8 @@ class EmbeddingBagCollection:
         # [F, D] per sample when every dim is D, else the dims side by side.
         same_dim = len(set(self.dims)) == 1
         self._row_shape = (len(keys), self.dims[0]) if same_dim else (self.output_width,)
-        self._natives = natives
-        self._modes = mode_codes
-        self._paddings = paddings
+        # The kernel's own prepared fields: a call converts no list of tables or modes.
+        self._native = _native.Collection(natives, mode_codes, paddings)
 
     def __call__(
         self,
@@ -257,6 +280,22 @@ class EmbeddingBagCollection:
         -------
         ndarray [B, F, D] when every table has dim ``D``, else [B, sum of D_f]; float32.
         """
+        # The serving path (numpy ids and lengths as the kernel takes them) goes straight in;
+        # anything the kernel refuses before it writes is converted and checked below, where a
+        # genuinely bad argument gets its error.
+        if (
+            type(values) is np.ndarray
+            and type(lengths) is np.ndarray
+            and per_sample_weights is None
+        ):
+            ready = out
+            if ready is None:
+                ready = np.empty((lengths.size // len(self.keys), *self._row_shape), np.float32)
+            try:
+                self._native(values, lengths, None, ready)
+                return ready
+            except (TypeError, ValueError):
+                pass
         ids = _index_array("values", values)
         if (
             type(lengths) is np.ndarray
@@ -271,9 +310,7 @@ class EmbeddingBagCollection:
         if out is None:
             batch_size = length_array.size // len(self.keys)
             out = np.empty((batch_size, *self._row_shape), dtype=np.float32)
-        _native.embedding_bag_collection(
-            self._natives, self._modes, self._paddings, ids, length_array, weights, out
-        )
+        self._native(ids, length_array, weights, out)
         return out
 
     def __repr__(self) -> str:
