@@ -107,7 +107,7 @@ def make_service(
     """The app as ``adrank serve`` builds it, over ``world`` and fresh in-memory state."""
     pacing = PacingService(SQLitePacingStore(":memory:"))
     traffic = TrafficControl(SQLiteTrafficStore(":memory:"))
-    control = make_control_router(pacing, traffic, clock=lambda: NOW, limits=limits, access=access)
+    control = make_control_router(pacing, traffic, clock=lambda: NOW)
     app = create_app(world.ranker, limits, control, access=access, schema=world.schema)
     return Service(app, pacing, traffic)
 

@@ -123,10 +123,6 @@ def access_policy(args: argparse.Namespace) -> tuple[object, list[str]]:
 def run(args: argparse.Namespace) -> int:
     # Refuse an unguarded public bind before building or loading anything.
     policy, warnings = access_policy(args)
-    from adrank.artifacts import SCHEMA_FILE
-    from adrank.features.schema import load_schema
-    from adrank.service.app import create_app
-    from adrank.service.control import make_control_router
     from adrank.service.limits import ServiceLimits
     from adrank.service.stack import HttpServer, serving_stack
     from adrank.stop_signals import StopSignals
@@ -165,18 +161,14 @@ def run(args: argparse.Namespace) -> int:
             limits=limits,
             state_path=state,
             precision=args.precision,
+            access=policy,
         ) as stack,
         StopSignals() as stop,
+        HttpServer(stack.app, host=args.host, port=args.port) as http,
     ):
-        # The stack's own app is open (tests, the demo); this one applies the access policy
-        # and checks each feature value against the model's schema.
-        control = make_control_router(stack.pacing, stack.traffic, limits=limits, access=policy)
-        schema = load_schema(Path(artifacts) / SCHEMA_FILE)
-        app = create_app(stack.ranker, limits, control, access=policy, schema=schema)
-        with HttpServer(app, host=args.host, port=args.port) as http:
-            for line in warnings:
-                print(line, file=sys.stderr, flush=True)
-            print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
-            if not stop.wait(lambda: http.running):
-                raise SystemExit("adrank serve: the HTTP server stopped")
+        for line in warnings:
+            print(line, file=sys.stderr, flush=True)
+        print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
+        if not stop.wait(lambda: http.running):
+            raise SystemExit("adrank serve: the HTTP server stopped")
     return 0

@@ -15,10 +15,10 @@ when the model does not answer).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRouter
@@ -28,6 +28,7 @@ from adrank.features.schema import FeatureSchema
 from adrank.orchestrator.request import RankRequest, RankResponse
 from adrank.service.body_limits import BoundedBody
 from adrank.service.errors import (
+    GUARDED,
     declared,
     error_response,
     install_error_handlers,
@@ -162,18 +163,35 @@ def create_app(
     def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Every endpoint, the control router's included (the app's router keeps those behind an
-    # included-router object): what 405 answers list and the metrics label responses by.
-    app.state.endpoints = [route for route in app.router.routes if hasattr(route, "methods")]
     if control is not None:
-        app.include_router(control)
-        app.state.endpoints += control.routes
+        # Every route under ``control`` (routers it includes too): writes need the token, reads
+        # when the policy guards them.
+        guarded = access.token is not None
+        app.include_router(
+            control,
+            dependencies=[Depends(access.authorize_control)] if guarded else [],
+            responses=GUARDED if guarded else {},
+        )
+    # What 405 answers list and the metrics label responses by.
+    app.state.endpoints = list(endpoints(app.router.routes))
 
     # Added last = runs first: count, then check the Host, then read the body.
     app.add_middleware(BoundedBody, limits=limits, reject=send_error)
     app.add_middleware(HostAllowList, policy=access, on_reject=_misdirected)
     app.add_middleware(CountResponses, metrics=metrics, routes=app.state.endpoints)
     return app
+
+
+def endpoints(routes: list, prefix: str = "") -> Iterator[Any]:
+    """The leaf routes of ``routes``, looking inside included routers (FastAPI keeps those
+    behind an included-router object whose original router holds them)."""
+    for route in routes:
+        if hasattr(route, "methods") and hasattr(route, "path_regex"):
+            yield route
+        elif hasattr(route, "original_router"):
+            context = getattr(route, "include_context", None)
+            if not getattr(context, "prefix", ""):  # adrank includes without prefixes
+                yield from endpoints(route.original_router.routes)
 
 
 async def _misdirected(scope: dict, receive: Any, send: Any) -> None:

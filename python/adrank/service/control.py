@@ -17,7 +17,7 @@ stored: one bad event in a batch rejects the batch and changes nothing. An event
 be at most ``ServiceLimits.max_event_cost`` and its timestamp within ``max_event_age_s`` before
 and ``max_event_lead_s`` after the service's clock.
 
-Writes (POST, PUT, DELETE) need the bearer token of the :class:`AccessPolicy` when it has one;
+Writes (POST, PUT, DELETE) need the bearer token of the app's AccessPolicy when it has one;
 reads (GET) need it when ``guard_reads`` is set. An ad-load cap applies to a region, a
 placement or both: a body with neither is a 422 (the schema says so: ``anyOf``).
 """
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,7 +39,6 @@ from adrank.service.errors import declared, error_response
 from adrank.service.json_body import StrictJsonRoute
 from adrank.service.limits import ServiceLimits
 from adrank.service.schemas import STRICT, ErrorBody, Finite, Text
-from adrank.service.security import AccessPolicy
 from adrank.traffic import TrafficControl
 
 MAX_EVENTS_PER_BATCH = 10_000
@@ -124,36 +123,24 @@ EntityId = Annotated[int, Path(**INT64)]
 
 
 def make_control_router(
-    pacing: PacingService,
-    traffic: TrafficControl,
-    clock: Callable[[], float] = time.time,
-    *,
-    limits: ServiceLimits | None = None,
-    access: AccessPolicy | None = None,
+    pacing: PacingService, traffic: TrafficControl, clock: Callable[[], float] = time.time
 ) -> APIRouter:
     """The control endpoints over ``pacing`` and ``traffic``; ``clock`` gives unix seconds.
 
-    ``limits``: the bounds on spend events; ``access``: who may write and read (give the app
-    the same policy, for its Host check).
+    The app that includes the router (:func:`adrank.service.app.create_app`) guards it with its
+    :class:`~adrank.service.security.AccessPolicy` and bounds spend events by its
+    :class:`~adrank.service.limits.ServiceLimits`.
     """
-    limits = limits or ServiceLimits()
-    access = access or AccessPolicy()
-    bounds = EventBounds(limits.max_event_cost, limits.max_event_age_s, limits.max_event_lead_s)
     router = APIRouter(tags=["control"], route_class=StrictJsonRoute)
-    has_token = access.token is not None
-    write = {
-        "dependencies": access.dependency(True),
-        "responses": declared(inputs=True, guarded=has_token),
-    }
-    read = {
-        "dependencies": access.dependency(access.guard_reads),
-        "responses": declared(inputs=True, guarded=has_token and access.guard_reads),
-    }
-    read_all = {**read, "responses": declared(inputs=False, guarded=read["dependencies"] != [])}
+    write = {"responses": declared(inputs=True, guarded=False)}
+    read = {"responses": declared(inputs=True, guarded=False)}
+    read_all = {"responses": declared(inputs=False, guarded=False)}
 
     @router.post("/v1/events", response_model=EventsResult, **write)
-    def record_events(body: EventsBody) -> Any:
+    def record_events(body: EventsBody, request: Request) -> Any:
         events = [SpendEvent(**event.model_dump()) for event in body.events]
+        limits = getattr(request.app.state, "limits", None) or ServiceLimits()
+        bounds = EventBounds(limits.max_event_cost, limits.max_event_age_s, limits.max_event_lead_s)
         outside = bounds.violations(events, clock())
         if outside:
             raise RequestValidationError(
@@ -210,7 +197,6 @@ def make_control_router(
     @router.delete(
         "/v1/ad-load-caps",
         response_model=list[AdLoadCapBody],
-        dependencies=write["dependencies"],
         responses={
             **write["responses"],
             404: {"model": ErrorBody, "description": "no ad-load cap for that scope"},

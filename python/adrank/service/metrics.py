@@ -113,6 +113,9 @@ class CountResponses:
             raise
 
     def _route(self, scope: dict) -> str:
+        route = scope.get("route")  # set by the router on a match
+        if route is not None and hasattr(route, "path"):
+            return route.path
         for candidate in self.routes:  # also for answers before routing (Host, body, 405)
             match, _ = candidate.matches(scope)  # PARTIAL: the path, not the method
             if match is not Match.NONE:

@@ -27,6 +27,7 @@ from fastapi import Depends, HTTPException, Request
 TOKEN_ENV = "ADRANK_TOKEN"
 MIN_TOKEN_LENGTH = 16
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 OPEN_PATHS = ("/healthz", "/readyz")  # probes are sent by IP by orchestrators; they reveal nothing
 
 
@@ -80,6 +81,11 @@ class AccessPolicy:
         if not guarded or self.token is None:
             return []
         return [Depends(self.authorize)]
+
+    def authorize_control(self, request: Request) -> None:
+        """The control plane's rule: a write always needs the token, a read when guarded."""
+        if request.method not in READ_METHODS or self.guard_reads:
+            self.authorize(request)
 
 
 def check_token(token: str, where: str) -> str:

@@ -25,6 +25,7 @@ from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
 from adrank.ports import free_port
 from adrank.service.app import ServiceLimits, create_app
 from adrank.service.control import make_control_router
+from adrank.service.security import AccessPolicy
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
 from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
 
@@ -54,6 +55,7 @@ def serving_stack(
     state_path: str | Path = ":memory:",
     pacing_config: PacingConfig | None = None,
     restart_policy: RestartPolicy | None = None,
+    access: AccessPolicy | None = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
     """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
@@ -68,10 +70,12 @@ def serving_stack(
     multipliers and selection the kill switches on every request; the control endpoints
     (``/v1/events``, budgets, kill switches, ad-load caps) are mounted on the app.
 
-    ``restart_policy``: how the embedded Triton is brought back when it dies (an
+    ``access``: the token and Host rules of the app (:class:`AccessPolicy`; open on loopback
+    if None). ``restart_policy``: how the embedded Triton is brought back when it dies (an
     :class:`~adrank.triton.supervisor.RestartPolicy`; its defaults if None).
     """
-    from adrank.artifacts import load_manifest
+    from adrank.artifacts import SCHEMA_FILE, load_manifest
+    from adrank.features.schema import load_schema
     from adrank.triton import EmbeddedTriton
 
     if not deadline_ms > 0:
@@ -115,6 +119,8 @@ def serving_stack(
             limits,
             control=make_control_router(pacing, traffic),
             liveness=None if supervisor is None else supervisor.liveness,
+            access=access,
+            schema=load_schema(Path(artifacts_dir) / SCHEMA_FILE),
         )
         yield ServingStack(app, ranker, model, triton, supervisor, pacing, traffic)
 
