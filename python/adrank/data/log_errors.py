@@ -15,7 +15,10 @@ __all__ = ["BadRowBudget", "LogError", "shorten"]
 
 
 def shorten(value: Any, limit: int = 60) -> str:
-    """``repr`` of a found value, cut to ``limit`` characters so one line stays one line."""
+    """``repr`` of a found value (bytes shown as text), cut to ``limit`` characters so one
+    line stays one line."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -36,6 +39,7 @@ class LogError(ValueError):
         column: str | None = None,
         expected: str | None = None,
         found: Any = None,
+        found_text: str | None = None,
     ) -> None:
         self.path, self.line, self.row, self.column = str(path), line, row, column
         parts = [self.path]
@@ -46,7 +50,8 @@ class LogError(ValueError):
         if column is not None:
             parts.append(f"column {column!r}")
         if expected is not None:
-            detail = f"expected {expected}, found {shorten(found)}"
+            shown = shorten(found) if found_text is None else found_text
+            detail = f"expected {expected}, found {shown}"
             parts.append(detail if message is None else f"{message}: {detail}")
         elif message is not None:
             parts.append(message)

@@ -9,7 +9,8 @@ the 0-based row of a Parquet file.
 Formats: ``csv`` and ``tsv`` (with a header line or without one, then named ``column_1`` ...;
 quoted fields; CRLF; ``.gz``/``.bz2``), ``jsonl`` (one JSON object per line; lists become list
 columns), ``parquet`` and ``criteo`` (``label, I1..I13, C1..C26``, TSV or CSV, with or without
-the header). ``auto`` picks one from the path's suffix and first bytes.
+the header). ``auto`` picks one from the path's suffix and first line (40 fields starting
+with 0, 1 or ``label`` are the Criteo layout).
 
 Every value that does not convert, every row with the wrong number of fields and every line
 that is not JSON is a :class:`~adrank.data.log_errors.LogError` naming the file, the line or
@@ -44,7 +45,6 @@ _SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_BLOCK_BYTES = 1 << 20
 
 
 @dataclasses.dataclass
@@ -111,12 +111,18 @@ def _detect_format(path: Path) -> str:
     if start == b"PAR1":
         return "parquet"
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2")]
-    if suffixes and suffixes[-1] in _SUFFIXES:
+    if suffixes and _SUFFIXES.get(suffixes[-1]) in ("parquet", "jsonl"):
         return _SUFFIXES[suffixes[-1]]
     first = _first_line(path)
     if first.lstrip().startswith("{"):
         return "jsonl"
-    return "tsv" if "\t" in first else "csv"
+    delimiter = "\t" if "\t" in first else ","
+    fields = _split_first_line(first, delimiter)
+    if len(fields) == len(CRITEO_COLUMNS) and fields[0].strip() in ("0", "1", "label"):
+        return "criteo"  # label, I1..I13, C1..C26: Criteo's own layout
+    if suffixes and suffixes[-1] in _SUFFIXES:
+        return _SUFFIXES[suffixes[-1]]
+    return "tsv" if delimiter == "\t" else "csv"
 
 
 def _first_line(path: Path) -> str:
@@ -247,6 +253,8 @@ class _TextReader(LogReader):
             delimiter = {"tsv": "\t", "csv": ","}.get(format, "\t" if "\t" in first else ",")
         self.delimiter = delimiter
         fields = _split_first_line(first, delimiter)
+        # Arrow cuts text in blocks of bytes: about batch_rows lines of the first one's length.
+        self.block_bytes = min(64 << 20, max(1 << 14, rows * (len(first.encode()) + 1)))
         if format == "criteo":
             if len(fields) != len(CRITEO_COLUMNS):
                 raise LogError(
@@ -302,7 +310,7 @@ class _TextReader(LogReader):
             column_names=self._names,
             skip_rows=1 if self.header else 0,
             use_threads=False,
-            block_size=_BLOCK_BYTES,
+            block_size=self.block_bytes,
         )
         parse_options = pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=on_invalid)
         convert_options = pacsv.ConvertOptions(
@@ -327,13 +335,13 @@ class _TextReader(LogReader):
                 except StopIteration:
                     break
                 for row in invalid:
-                    found = f"{row.actual_columns} fields: {shorten(row.text, 40)}"
+                    found = f"{row.actual_columns}: {shorten(row.text, 40)}"
                     budget.skip(
                         LogError(
                             self.path,
                             line=row.number,
                             expected=f"{row.expected_columns} fields",
-                            found=found,
+                            found_text=found,
                         )
                     )
                     skipped_lines.add(row.number)
@@ -385,11 +393,36 @@ class _JsonLinesReader(LogReader):
 
     def __init__(self, path: Path, rows: int) -> None:
         self.path, self.batch_rows = path, rows
-        self._schema = None
-        for batch in self._chunks(BadRowBudget(0), limit=1):
-            self._schema = batch.table.schema
-        if self._schema is None:
-            raise LogError(path, "has no rows")
+        self._schema = self._first_schema()
+
+    def _first_schema(self) -> Any:
+        """The columns and types of the first lines that are JSON objects: the first type
+        seen (other than null) is a column's type."""
+        import pyarrow as pa
+        import pyarrow.json as pajson
+
+        objects: list[bytes] = []
+        with pa.input_stream(str(self.path), compression="detect") as stream:
+            for line in io.BufferedReader(stream):
+                try:
+                    if isinstance(json.loads(line), dict):
+                        objects.append(line)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if len(objects) >= self.batch_rows:
+                    break
+        if not objects:
+            raise LogError(self.path, "has no line holding a JSON object")
+        try:
+            return pajson.read_json(io.BytesIO(b"".join(objects))).schema
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        fields: dict[str, Any] = {}
+        for line in objects:
+            for field in pajson.read_json(io.BytesIO(line)).schema:
+                if field.name not in fields or pa.types.is_null(fields[field.name].type):
+                    fields[field.name] = field
+        return pa.schema(list(fields.values()))
 
     @property
     def column_names(self) -> list[str]:
@@ -405,12 +438,11 @@ class _JsonLinesReader(LogReader):
                     table = table.append_column(name, pa.nulls(table.num_rows))
             yield LogBatch(table.select(columns), batch.path, lines=batch.lines)
 
-    def _chunks(self, budget: BadRowBudget, limit: int | None = None) -> Iterator[LogBatch]:
+    def _chunks(self, budget: BadRowBudget) -> Iterator[LogBatch]:
         import pyarrow as pa
 
         lines: list[bytes] = []
         numbers: list[int] = []
-        done = 0
         with pa.input_stream(str(self.path), compression="detect") as stream:
             handle = io.BufferedReader(stream)
             for number, line in enumerate(handle, start=1):
@@ -421,9 +453,6 @@ class _JsonLinesReader(LogReader):
                 if len(lines) >= self.batch_rows:
                     yield self._parse(lines, numbers, budget)
                     lines, numbers = [], []
-                    done += 1
-                    if limit is not None and done >= limit:
-                        return
             if lines:
                 yield self._parse(lines, numbers, budget)
 
@@ -432,8 +461,7 @@ class _JsonLinesReader(LogReader):
         import pyarrow.json as pajson
 
         options = pajson.ParseOptions(
-            explicit_schema=self._schema,
-            unexpected_field_behavior="ignore" if self._schema is not None else "infer",
+            explicit_schema=self._schema, unexpected_field_behavior="ignore"
         )
         try:
             table = pajson.read_json(io.BytesIO(b"".join(lines)), parse_options=options)
@@ -458,7 +486,8 @@ class _JsonLinesReader(LogReader):
         try:
             value = json.loads(line)
         except (ValueError, UnicodeDecodeError):
-            return LogError(self.path, line=number, expected="a JSON object", found=line[:40])
+            found = line.rstrip()[:40]
+            return LogError(self.path, line=number, expected="a JSON object", found=found)
         if not isinstance(value, dict):
             return LogError(self.path, line=number, expected="a JSON object", found=value)
         try:
@@ -467,7 +496,7 @@ class _JsonLinesReader(LogReader):
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
         for name, found in value.items():
-            if self._schema is None or name not in self._schema.names:
+            if name not in self._schema.names:
                 continue
             expected_type = self._schema.field(name).type
             try:
@@ -480,7 +509,7 @@ class _JsonLinesReader(LogReader):
                     expected=f"{expected_type} (as in the first lines)",
                     found=found,
                 )
-        return LogError(self.path, line=number, expected="a JSON object", found=line[:40])
+        return LogError(self.path, line=number, expected="a JSON object", found=line.rstrip()[:40])
 
 
 class _ParquetReader(LogReader):

@@ -12,8 +12,8 @@ Rules, in order, for each column that is not a label:
   unless every value is whole and the name says id (pandas' ints with missing values);
 * two id columns whose values overlap (half of the smaller set or more, both with 20+ values)
   share one table, with one ``value_type`` so that an id hashes to one row from either;
-* ``num_buckets`` is a power of two >= 2 d (4 d when d grows with n), ``dim`` is about
-  ``6 d^(1/4)`` rounded to a multiple of 4 in [4, 32]; numbers above 100 get
+* ``num_buckets`` is a power of two >= 2 d (4 d when d grows with n; at most 2^20), ``dim``
+  is about ``3 d^(1/4)`` rounded to a multiple of 4 in [4, 16]; numbers above 100 get
   ``transform = "signed_log1p"``.
 
 Labels: found by name (``click``/``clk``/``label``, ``conversion``/``purchase``,
@@ -264,12 +264,12 @@ def _share_tables(fields: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _buckets(distinct: int, grows: bool) -> int:
-    wanted = max(16, 2 * distinct * (4 if grows else 1))
-    return min(1 << 22, 1 << math.ceil(math.log2(wanted)))
+    wanted = max(16, 2 * distinct * (2 if grows else 1))
+    return min(1 << 20, 1 << math.ceil(math.log2(wanted)))
 
 
 def _dim(distinct: int) -> int:
-    return int(min(32, max(4, 4 * round(6 * max(distinct, 1) ** 0.25 / 4))))
+    return int(min(16, max(4, 4 * round(3 * max(distinct, 1) ** 0.25 / 4))))
 
 
 def _key(name: str) -> str:
