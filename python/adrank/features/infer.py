@@ -164,7 +164,8 @@ def _field(column: str, values: Any, rows: int) -> dict[str, Any] | str:
         return "unique on every sampled row (a row id, not a feature)"
     if pa.types.is_floating(kind):
         numbers = present.to_numpy(zero_copy_only=False)
-        whole = bool(np.all(numbers == np.floor(numbers)))
+        known = numbers[~np.isnan(numbers)]  # NaN: a missing id, as pandas writes one
+        whole = bool(np.all(known == np.floor(known)))
         if not (whole and _ID_NAME.search(column)):
             return _numeric(column, numbers, distinct)
         values_type = "int"
