@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 
 from adrank.data import SyntheticConfig
 from adrank.orchestrator.catalog import Catalog
-from adrank.orchestrator.model import TorchScriptModel
+from adrank.orchestrator.model import TorchScriptModel, TritonModel
 from adrank.orchestrator.ranker import Ranker
 from adrank.ports import free_port
 from adrank.service.schemas import rank_request_json
@@ -233,13 +234,30 @@ def test_triton_down_under_load_then_back(workspace, requests, fallback) -> None
         triton.stop()
 
 
-def test_adrank_serve_answers_and_stops_cleanly_on_sigterm(workspace, requests, tmp_path) -> None:
+def _triton_url_of(parent: int) -> str:
+    """The gRPC address of the tritonserver that process ``parent`` started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and command[0].endswith(b"/tritonserver"):
+            args = dict(a.decode().split("=", 1) for a in command[1:] if b"=" in a)
+            return f"{args['--grpc-address']}:{args['--grpc-port']}"
+    raise AssertionError(f"process {parent} runs no tritonserver")
+
+
+def test_adrank_serve_int8_answers_and_stops_cleanly_on_sigterm(
+    workspace, requests, tmp_path
+) -> None:
     port = free_port()
     command = [
-        *(sys.executable, "-m", "adrank.cli", "serve"),
+        *(sys.executable, "-m", "adrank.cli", "serve", "--precision=int8"),
         *(f"--workspace={workspace.root}", f"--repository={workspace.repository}"),
         *(f"--port={port}", f"--state={tmp_path / 'state.sqlite'}", "--deadline-ms=5000"),
     ]
+
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -253,12 +271,27 @@ def test_adrank_serve_answers_and_stops_cleanly_on_sigterm(workspace, requests, 
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
-        assert (
-            httpx.post(
-                f"{url}/v1/rank", json=rank_request_json(requests[0]), timeout=30
-            ).status_code
-            == 200
+        answer = httpx.post(f"{url}/v1/rank", json=rank_request_json(requests[0]), timeout=30)
+        assert answer.status_code == 200, answer.text
+        creatives = answer.json()["creatives"]
+        # Scored with the int8 tables: as an int8 ranker in this process over the same Triton
+        # model, not as an fp32 one.
+        model = TritonModel(
+            _triton_url_of(process.pid), version=str(workspace.version), timeout_s=30
         )
+        try:
+            local = {
+                precision: Ranker.from_export(
+                    workspace.artifacts_dir, workspace.catalog_path, model, precision=precision
+                ).rank(requests[0])
+                for precision in ("fp32", "int8")
+            }
+        finally:
+            model.close()
+        assert [c["creative_id"] for c in creatives] == local["int8"].creative_id.tolist()
+        ecpm = [c["ecpm"] for c in creatives]
+        np.testing.assert_allclose(ecpm, local["int8"].ecpm, rtol=1e-5)
+        assert ecpm != local["fp32"].ecpm.tolist()
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
