@@ -1,8 +1,11 @@
-"""Export: files on disk, Triton configs, and the split pipeline against the unsplit module."""
+"""Export: files on disk, Triton configs, every served form (TorchScript fp32 and bf16, ONNX
+fp32 and int8) against the unsplit module, in process and through the real server, and a
+click-only model that serves its click head only."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +20,13 @@ from adrank.cli import main
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import export_model, load_dense_model, next_version
 from adrank.features import FeaturePipeline, load_schema
-from adrank.models import load_checkpoint
+from adrank.features.schema import parse_schema
+from adrank.models import MultiTaskRanker, load_checkpoint
 from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, predict, to_torch, train
 from adrank.training.metrics import auc
-from adrank.triton import RankerClient
+from adrank.triton import RankerClient, python_backend
+from adrank.triton.model_config import DEFAULT_DEPLOYMENT, DEPLOYMENTS, ONNX_OPSET
 from adrank.triton.testing import serve_ranker
 
 WORLD = SyntheticConfig(
@@ -76,11 +81,23 @@ def split_outputs(export, batch, precision):
 def test_layout_and_manifest(exported):
     export, _ = exported
     assert export.version == 1
-    assert (export.version_dir / "model.pt").is_file()
+    assert sorted(p.name for p in export.version_dir.iterdir()) == [
+        "model.bf16.pt",
+        "model.int8.onnx",
+        "model.onnx",
+        "model.pt",
+        "model.py",
+        "requirements.txt",
+    ]
     model_py = (export.version_dir / "model.py").read_text()
-    assert "from adrank.triton.python_backend import TritonPythonModel" in model_py
+    assert model_py == Path(python_backend.__file__).read_text()  # self-contained, no adrank
+    assert "adrank" not in [
+        line.split()[1] for line in model_py.splitlines() if line.startswith(("import ", "from "))
+    ]
     manifest = load_manifest(export.artifacts_dir)
     assert manifest == export.manifest
+    assert manifest["tasks"] == ["click", "conversion", "negative"]
+    assert manifest["outputs"] == ["P_CTR", "P_CVR", "P_NEG"]
     schema = load_schema()
     assert manifest["embedding_dim"] == schema.embedding_dim
     assert manifest["dense_dim"] == schema.dense_dim
@@ -103,13 +120,15 @@ def _parse(path):
 def test_triton_configs_parse_and_match_the_contract(exported):
     export, _ = exported
     schema = load_schema()
-    cpu = _parse(export.model_dir / "config.pbtxt")
-    gpu = _parse(export.model_dir / "configs" / "gpu.pbtxt")
-    assert cpu.backend == "python"
-    assert gpu.platform == "pytorch_libtorch"
-    assert cpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
-    assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    for config in (cpu, gpu):
+    default = _parse(export.model_dir / "config.pbtxt")
+    assert default == _parse(export.model_dir / "configs" / f"{DEFAULT_DEPLOYMENT}.pbtxt")
+    assert sorted(p.stem for p in (export.model_dir / "configs").iterdir()) == sorted(DEPLOYMENTS)
+    for name, spec in DEPLOYMENTS.items():
+        config = _parse(export.model_dir / "configs" / f"{name}.pbtxt")
+        kind = model_config_pb2.ModelInstanceGroup.KIND_GPU if spec.device == "gpu" else 2
+        assert config.instance_group[0].kind == kind
+        model_file = config.default_model_filename or config.parameters["MODEL_FILE"].string_value
+        assert (export.version_dir / model_file).is_file()
         assert config.max_batch_size == 16384
         assert config.HasField("dynamic_batching")
         inputs = {i.name: (i.data_type, list(i.dims)) for i in config.input}
@@ -117,17 +136,77 @@ def test_triton_configs_parse_and_match_the_contract(exported):
             "EMBEDDINGS": (model_config_pb2.TYPE_FP32, [schema.embedding_dim]),
             "DENSE": (model_config_pb2.TYPE_FP32, [schema.dense_dim]),
         }
-        outputs = {o.name: (o.data_type, list(o.dims)) for o in config.output}
-        assert outputs == {
-            n: (model_config_pb2.TYPE_FP32, [1]) for n in ("P_CTR", "P_CVR", "P_NEG")
-        }
+        outputs = [(o.name, o.data_type, list(o.dims)) for o in config.output]
+        assert outputs == [
+            (n, model_config_pb2.TYPE_FP32, [1]) for n in ("P_CTR", "P_CVR", "P_NEG")
+        ]
+
+
+def _onnx_outputs(path, embeddings, dense):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"EMBEDDINGS": embeddings, "DENSE": dense})
+
+
+def test_onnx_files_check_and_carry_the_opset(exported):
+    import onnx
+
+    export, _ = exported
+    for name in ("model.onnx", "model.int8.onnx"):
+        model = onnx.load(str(export.version_dir / name))
+        onnx.checker.check_model(model)
+        [default_domain] = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+        assert default_domain.version == ONNX_OPSET
+        assert [i.name for i in model.graph.input] == ["EMBEDDINGS", "DENSE"]
+        assert [o.name for o in model.graph.output] == ["P_CTR", "P_CVR", "P_NEG"]
+
+
+def served_forms(export, embeddings, dense):
+    """{file name: [P_CTR, P_CVR, P_NEG] as numpy [B, 1]} for every model file of a version."""
+    forms = {}
+    for name in ("model.pt", "model.bf16.pt"):
+        with torch.no_grad():
+            outputs = load_dense_model(export.version_dir, name)(
+                torch.from_numpy(embeddings), torch.from_numpy(dense)
+            )
+        forms[name] = [o.numpy() for o in outputs]
+    for name in ("model.onnx", "model.int8.onnx"):
+        forms[name] = _onnx_outputs(export.version_dir / name, embeddings, dense)
+    return forms
+
+
+# Each form's bound against the training-time model: max abs difference of a rate, and the
+# click AUC lost on the held-out rows.
+FORM_BOUNDS = {
+    "model.pt": (1e-5, 1e-6),
+    "model.onnx": (1e-5, 1e-6),
+    "model.bf16.pt": (0.02, 0.001),
+    "model.int8.onnx": (0.02, 0.001),
+}
+
+
+def test_every_served_form_is_within_its_bound_of_the_module(trained, exported):
+    model, heldout = trained
+    export, _ = exported
+    with torch.no_grad():
+        unsplit = [t.numpy() for t in model(*to_torch(heldout)).values()]
+    embeddings = split_embeddings(export, heldout, "fp32")
+    labels = heldout.labels["click"]
+    reference_auc = auc(labels, unsplit[0].ravel())
+    for name, outputs in served_forms(export, embeddings, heldout.dense).items():
+        max_diff, auc_loss = FORM_BOUNDS[name]
+        for task, expected, got in zip(model.tasks, unsplit, outputs, strict=True):
+            assert got.shape == (len(heldout), 1)
+            assert float(np.abs(expected - got).max()) <= max_diff, (name, task)
+        assert reference_auc - auc(labels, outputs[0].ravel()) <= auc_loss, name
 
 
 def test_fp32_split_pipeline_reproduces_the_module(trained, exported):
     model, heldout = trained
     export, _ = exported
     with torch.no_grad():
-        unsplit = model(*to_torch(heldout))
+        unsplit = list(model(*to_torch(heldout)).values())
     split = split_outputs(export, heldout, "fp32")
     for name, a, b in zip(("ctr", "cvr", "neg"), unsplit, split, strict=True):
         assert b.shape == (len(heldout), 1)
@@ -135,18 +214,30 @@ def test_fp32_split_pipeline_reproduces_the_module(trained, exported):
 
 
 @pytest.mark.triton
-def test_split_pipeline_through_the_real_triton_server(trained, exported):
-    """adrank's lookup + the dense model on the embedded Triton = the unsplit module."""
+def test_split_pipeline_through_the_real_triton_server(trained, exported, tmp_path):
+    """adrank's lookup + each Python-backend variant on the embedded Triton = the unsplit
+    module, within the variant's bound; one server holds a copy of the version per variant."""
     model, heldout = trained
-    export, root = exported
+    export, _ = exported
     rows = heldout.take(np.arange(2000))
     with torch.no_grad():
-        unsplit = [t.numpy().ravel() for t in model(*to_torch(rows))]
+        unsplit = [t.numpy().ravel() for t in model(*to_torch(rows)).values()]
     embeddings = split_embeddings(export, rows, "fp32")
-    with serve_ranker(root / "models") as (_, client):
-        served = client.predict(embeddings, rows.dense)
-    for name, expected, got in zip(("ctr", "cvr", "neg"), unsplit, served, strict=True):
-        assert float(np.abs(expected - got).max()) <= 1e-5, name
+    variants = [name for name, spec in DEPLOYMENTS.items() if spec.backend == "python"]
+    for variant in variants:
+        model_dir = tmp_path / variant
+        shutil.copytree(export.version_dir, model_dir / "1")
+        config = (export.model_dir / "configs" / f"{variant}.pbtxt").read_text()
+        (model_dir / "config.pbtxt").write_text(
+            config.replace('name: "ranker"', f'name: "{variant}"')
+        )
+    with serve_ranker(tmp_path) as (server, _):
+        for variant in variants:
+            with RankerClient(server.grpc_url, model=variant, timeout_s=30) as client:
+                served = client.predict(embeddings, rows.dense)
+            max_diff, _ = FORM_BOUNDS[DEPLOYMENTS[variant].model_file]
+            for task, expected, got in zip(model.tasks, unsplit, served, strict=True):
+                assert float(np.abs(expected - got).max()) <= max_diff, (variant, task)
 
 
 @pytest.mark.triton
@@ -275,5 +366,56 @@ def test_committed_triton_configs_are_what_export_writes(exported):
     """triton_models/ranker/ holds the configs of the default schema; export must agree."""
     export, _ = exported
     committed = Path(__file__).resolve().parents[1] / "triton_models" / "ranker"
-    for name in ("config.pbtxt", "configs/gpu.pbtxt"):
+    names = ["config.pbtxt", *(f"configs/{name}.pbtxt" for name in DEPLOYMENTS)]
+    assert sorted(p.name for p in (committed / "configs").iterdir()) == sorted(
+        f"{name}.pbtxt" for name in DEPLOYMENTS
+    )
+    for name in names:
         assert (export.model_dir / name).read_text() == (committed / name).read_text(), name
+
+
+@pytest.fixture(scope="module")
+def click_only(trained, tmp_path_factory):
+    """The trained model's click part under a schema whose log has click labels only."""
+    model, _ = trained
+    text = model.schema.text.replace(
+        'click = "click"\nconversion = "conversion"\nnegative = "negative"\n', 'click = "click"\n'
+    )
+    schema = parse_schema(text, source="click-only")
+    assert schema.tasks == ("click",)
+    click = MultiTaskRanker(schema, model.config)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("dense.towers.")}
+    state |= {k: v for k, v in model.state_dict().items() if k.startswith("dense.towers.0.")}
+    click.load_state_dict(state)
+    root = tmp_path_factory.mktemp("click_only")
+    return click.eval(), export_model(click, repository=root / "models", artifacts=root / "art")
+
+
+def test_a_click_only_model_exports_its_click_head_only(click_only, trained):
+    click, export = click_only
+    _, heldout = trained
+    assert export.manifest["tasks"] == ["click"]
+    assert export.manifest["outputs"] == ["P_CTR"]
+    for path in [export.model_dir / "config.pbtxt", *(export.model_dir / "configs").iterdir()]:
+        assert [o.name for o in _parse(path).output] == ["P_CTR"], path.name
+    embeddings = split_embeddings(export, heldout, "fp32")
+    with torch.no_grad():
+        [expected] = [t.numpy() for t in click(*to_torch(heldout)).values()]
+    for name, outputs in served_forms(export, embeddings, heldout.dense).items():
+        assert len(outputs) == 1, name
+        assert float(np.abs(outputs[0] - expected).max()) <= FORM_BOUNDS[name][0], name
+
+
+@pytest.mark.triton
+def test_a_click_only_model_serves_p_ctr_alone(click_only, trained):
+    click, export = click_only
+    _, heldout = trained
+    rows = heldout.take(np.arange(500))
+    embeddings = split_embeddings(export, rows, "fp32")
+    with torch.no_grad():
+        expected = click(*to_torch(rows))["click"].numpy().ravel()
+    with serve_ranker(export.model_dir.parent, model_config_name="python_onnx_fp32") as (_, client):
+        served = client.predict(embeddings, rows.dense)
+    assert served.p_cvr is None
+    assert served.p_neg is None
+    assert float(np.abs(served.p_ctr - expected).max()) <= 1e-5

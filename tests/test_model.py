@@ -1,6 +1,9 @@
-"""The multi-task ranker: shapes, the sparse part against a numpy lookup, ESMM, TorchScript."""
+"""The multi-task ranker: shapes, the sparse part against a numpy lookup, ESMM, TorchScript, and
+a tower for each trained task only (through the checkpoint too)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch.nn.functional as F
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import script_dense_model
 from adrank.features import FeaturePipeline, load_schema
+from adrank.features.schema import parse_schema
 from adrank.models import (
     MultiTaskRanker,
     RankerConfig,
@@ -17,6 +21,7 @@ from adrank.models import (
     load_checkpoint,
     save_checkpoint,
 )
+from adrank.models.ranker import DenseArch, check_tasks
 from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import to_torch
 
@@ -26,6 +31,15 @@ CONFIG = RankerConfig(deep_layers=(16,), tower_layers=(8,))
 @pytest.fixture(scope="module")
 def schema():
     return load_schema()
+
+
+def schema_with_labels(schema, labels: str):
+    """``schema`` with its ``[labels]`` section replaced by ``labels`` (TOML lines)."""
+    text = schema.text.replace(
+        'click = "click"\nconversion = "conversion"\nnegative = "negative"\n', labels
+    )
+    assert text != schema.text
+    return parse_schema(text, source="test")
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +57,8 @@ def model(schema):
 def test_outputs_are_probabilities_of_shape_b_by_1(model, batch):
     with torch.no_grad():
         outputs = model(*to_torch(batch))
-    assert len(outputs) == 3
-    for output in outputs:
+    assert list(outputs) == ["click", "conversion", "negative"]
+    for output in outputs.values():
         assert output.shape == (len(batch), 1)
         assert output.dtype == torch.float32
         assert ((output > 0) & (output < 1)).all()
@@ -75,7 +89,7 @@ def esmm_loss_ref(ctr, cvr, neg, labels):
 
 def test_esmm_loss_matches_a_reference():
     torch.manual_seed(1)
-    logits = tuple(torch.randn(64, 1) for _ in range(3))
+    logits = {task: torch.randn(64, 1) for task in ("click", "conversion", "negative")}
     click = (torch.rand(64) < 0.3).float()
     labels = {
         "click": click,
@@ -83,13 +97,33 @@ def test_esmm_loss_matches_a_reference():
         "negative": (torch.rand(64) < 0.1).float(),
     }
     total, parts = esmm_loss(logits, labels)
-    reference = esmm_loss_ref(*(t.reshape(-1) for t in logits), labels)
+    reference = esmm_loss_ref(*(t.reshape(-1) for t in logits.values()), labels)
     for task, value in reference.items():
         assert parts[task] == pytest.approx(float(value), rel=1e-5)
     assert float(total) == pytest.approx(sum(float(v) for v in reference.values()), rel=1e-5)
     only_click, parts = esmm_loss(logits, {"click": click})
     assert set(parts) == {"click"}
     assert float(only_click) == pytest.approx(float(reference["click"]), rel=1e-5)
+    click_head_only, parts = esmm_loss({"click": logits["click"]}, {"click": click})
+    assert float(click_head_only) == pytest.approx(float(reference["click"]), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "error", "match"),
+    [
+        ((torch.zeros(2, 1),), {"click": torch.zeros(2)}, TypeError, "logits must be a mapping"),
+        ({"click": torch.zeros(2, 1)}, {"negative": torch.zeros(2)}, ValueError, "'click' task"),
+        (
+            {"click": torch.zeros(2, 1)},
+            {"click": torch.zeros(2), "negative": torch.zeros(2)},
+            ValueError,
+            r"logits has no 'negative' task: the model has \['click'\]",
+        ),
+    ],
+)
+def test_esmm_loss_errors(logits, labels, error, match):
+    with pytest.raises(error, match=match):
+        esmm_loss(logits, labels)
 
 
 def test_conversion_gradient_reaches_unclicked_rows():
@@ -97,7 +131,7 @@ def test_conversion_gradient_reaches_unclicked_rows():
     ctr = torch.zeros(2, 1, requires_grad=True)
     cvr = torch.zeros(2, 1, requires_grad=True)
     labels = {"click": torch.tensor([1.0, 0.0]), "conversion": torch.tensor([1.0, 0.0])}
-    total, _ = esmm_loss((ctr, cvr, torch.zeros(2, 1)), labels)
+    total, _ = esmm_loss({"click": ctr, "conversion": cvr}, labels)
     total.backward()
     assert cvr.grad[1, 0] > 0  # pushed down on the unclicked row
 
@@ -127,8 +161,81 @@ def test_checkpoint_round_trip(model, batch, tmp_path):
     assert schema.text == model.schema.text
     assert loaded.config == model.config
     with torch.no_grad():
-        for a, b in zip(model(*to_torch(batch)), loaded(*to_torch(batch)), strict=True):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        expected, got = model(*to_torch(batch)), loaded(*to_torch(batch))
+    assert list(got) == list(expected)
+    for task in expected:
+        torch.testing.assert_close(got[task], expected[task], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "tasks"),
+    [
+        ('click = "click"\n', ("click",)),
+        ('click = "click"\nnegative = "negative"\n', ("click", "negative")),
+    ],
+)
+def test_only_the_trained_tasks_have_towers(schema, batch, tmp_path, labels, tasks):
+    reduced = schema_with_labels(schema, labels)
+    model = MultiTaskRanker(reduced, CONFIG).eval()
+    assert model.tasks == tasks
+    assert len(model.dense.towers) == len(tasks)
+    with torch.no_grad():
+        outputs = model(*to_torch(batch))
+    assert tuple(outputs) == tasks
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    assert torch.load(path, weights_only=True)["tasks"] == list(tasks)
+    loaded, _, _ = load_checkpoint(path)
+    assert loaded.tasks == tasks
+    with torch.no_grad():
+        for task, value in loaded(*to_torch(batch)).items():
+            torch.testing.assert_close(value, outputs[task], rtol=0, atol=0)
+
+
+def test_a_checkpoint_from_before_tasks_keeps_only_the_trained_towers(schema, batch, tmp_path):
+    # Written before tasks were recorded: three towers whatever the labels.
+    old = MultiTaskRanker(schema, CONFIG).eval()
+    payload = {
+        "format": "adrank-ranker-1",
+        "schema": schema_with_labels(schema, 'click = "click"\nnegative = "negative"\n').text,
+        "config": dataclasses.asdict(CONFIG),
+        "state_dict": old.state_dict(),
+        "metrics": None,
+    }
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.tasks == ("click", "negative")
+    with torch.no_grad():
+        expected, got = old(*to_torch(batch)), loaded(*to_torch(batch))
+    assert list(got) == ["click", "negative"]
+    for task in got:
+        torch.testing.assert_close(got[task], expected[task], rtol=0, atol=0)
+
+
+def test_a_checkpoint_whose_tasks_differ_from_its_schema_is_refused(schema, tmp_path):
+    model = MultiTaskRanker(schema, CONFIG)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=True)
+    payload["tasks"] = ["click"]
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=r"tasks \['click'\] differ from its schema's labels"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "error", "match"),
+    [
+        ("click", TypeError, "tasks must be a sequence of task names"),
+        (["click", "views"], ValueError, "unknown task 'views'"),
+        (["conversion"], ValueError, "must include 'click'"),
+        (["click", "negative", "conversion"], ValueError, "distinct and in the order"),
+        (["click", "click"], ValueError, "distinct and in the order"),
+    ],
+)
+def test_task_errors(tasks, error, match):
+    with pytest.raises(error, match=match):
+        check_tasks(tasks)
+    with pytest.raises(error, match=match):
+        DenseArch(4, 1, CONFIG, tasks)
 
 
 def test_checkpoint_errors(tmp_path):

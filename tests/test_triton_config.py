@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,17 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import model_config_pb2 as pb
 
+from adrank.triton import python_backend
 from adrank.triton.model_config import (
+    BASELINE_DEPLOYMENT,
+    DEFAULT_DEPLOYMENT,
+    DEPLOYMENTS,
     INPUT_DENSE,
     INPUT_EMBEDDINGS,
     OUTPUT_NAMES,
-    TORCH_THREADS_PARAMETER,
     RankerSignature,
     build_model_config,
     model_config_path,
+    outputs_for_tasks,
     ranker_signature,
     read_model_config,
     write_model_config,
+    write_model_configs,
     write_python_backend_model,
 )
 
@@ -30,10 +37,8 @@ COMMITTED_CONFIGS = sorted((REPO_ROOT / "triton_models").glob("*/config.pbtxt"))
 )
 
 
-def test_cpu_config_serves_through_the_python_backend():
-    config = build_model_config(
-        "ranker", embedding_dim=40, dense_dim=3, instances=2, torch_threads=2
-    )
+def test_default_config_serves_through_the_python_backend():
+    config = build_model_config("ranker", embedding_dim=40, dense_dim=3, instances=2, threads=2)
     assert config.backend == "python"
     assert config.platform == ""
     assert config.max_batch_size == 16384
@@ -41,7 +46,11 @@ def test_cpu_config_serves_through_the_python_backend():
         (pb.ModelInstanceGroup.KIND_CPU, 2)
     ]
     assert config.HasField("dynamic_batching")
-    assert config.parameters[TORCH_THREADS_PARAMETER].string_value == "2"
+    assert {k: v.string_value for k, v in config.parameters.items()} == {
+        "NUM_THREADS": "2",
+        "RUNTIME": "torch",
+        "MODEL_FILE": "model.pt",
+    }
     assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [
         (INPUT_EMBEDDINGS, pb.TYPE_FP32, [40]),
         (INPUT_DENSE, pb.TYPE_FP32, [3]),
@@ -51,32 +60,146 @@ def test_cpu_config_serves_through_the_python_backend():
     ]
 
 
+def test_torch_threads_is_the_older_name_of_threads():
+    config = build_model_config("ranker", embedding_dim=4, dense_dim=1, torch_threads=3)
+    assert config.parameters["NUM_THREADS"].string_value == "3"
+
+
+@pytest.mark.parametrize(
+    ("deployment", "runtime", "filename"),
+    [
+        ("python_onnx_int8", "onnxruntime", "model.int8.onnx"),
+        ("python_onnx_fp32", "onnxruntime", "model.onnx"),
+        ("python_torch_fp32", "torch", "model.pt"),
+        ("python_torch_bf16", "torch", "model.bf16.pt"),
+    ],
+)
+def test_python_backend_variants_name_their_runtime_and_file(deployment, runtime, filename):
+    config = build_model_config("ranker", embedding_dim=8, dense_dim=2, deployment=deployment)
+    assert config.backend == "python"
+    assert config.parameters["RUNTIME"].string_value == runtime
+    assert config.parameters["MODEL_FILE"].string_value == filename
+    assert [g.kind for g in config.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
+
+
+def test_the_default_deployment_is_a_python_backend_variant():
+    assert DEPLOYMENTS[DEFAULT_DEPLOYMENT].backend == "python"
+
+
 def test_gpu_config_serves_the_torchscript_file_through_libtorch():
-    config = build_model_config("ranker", embedding_dim=40, dense_dim=3, kind="gpu")
+    config = build_model_config("ranker", embedding_dim=40, dense_dim=3, deployment="libtorch_gpu")
     assert config.platform == "pytorch_libtorch"
     assert config.backend == "pytorch"
     assert config.default_model_filename == "model.pt"
     assert [g.kind for g in config.instance_group] == [pb.ModelInstanceGroup.KIND_GPU]
-    assert TORCH_THREADS_PARAMETER not in config.parameters
+    assert not config.parameters
     # libtorch maps tensors by config order: it must be forward(embeddings, dense)'s order.
     assert [t.name for t in config.input] == [INPUT_EMBEDDINGS, INPUT_DENSE]
     assert ranker_signature(config) == RankerSignature("ranker", 40, 3, 16384)
 
 
-@pytest.mark.parametrize("kind", ["cpu", "gpu"])
-def test_written_config_parses_back_to_the_same_message(tmp_path, kind):
+@pytest.mark.parametrize(
+    ("deployment", "device"),
+    [
+        ("onnxruntime_cpu", pb.ModelInstanceGroup.KIND_CPU),
+        ("onnxruntime_gpu", pb.ModelInstanceGroup.KIND_GPU),
+    ],
+)
+def test_onnxruntime_configs_serve_the_onnx_file(deployment, device):
+    config = build_model_config(
+        "ranker", embedding_dim=40, dense_dim=3, deployment=deployment, threads=2
+    )
+    assert (config.platform, config.backend) == ("onnxruntime_onnx", "onnxruntime")
+    assert config.default_model_filename == "model.onnx"
+    assert [g.kind for g in config.instance_group] == [device]
+    if device == pb.ModelInstanceGroup.KIND_CPU:
+        assert config.parameters["intra_op_thread_count"].string_value == "2"
+    else:
+        assert not config.parameters
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+
+
+def test_tensorrt_config_accelerates_the_onnx_file():
+    config = build_model_config("ranker", embedding_dim=40, dense_dim=3, deployment="tensorrt_gpu")
+    assert (config.platform, config.default_model_filename) == ("onnxruntime_onnx", "model.onnx")
+    [accelerator] = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt"
+    assert accelerator.parameters["precision_mode"] == "FP32"
+    assert [g.kind for g in config.instance_group] == [pb.ModelInstanceGroup.KIND_GPU]
+
+
+@pytest.mark.parametrize(
+    "outputs", [["P_CTR"], ["P_CTR", "P_CVR"], ["P_CTR", "P_NEG"], list(OUTPUT_NAMES)]
+)
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_configs_declare_the_trained_heads_only(deployment, outputs):
+    config = build_model_config(
+        "m", embedding_dim=4, dense_dim=1, deployment=deployment, outputs=outputs
+    )
+    assert [t.name for t in config.output] == outputs
+    assert ranker_signature(config).outputs == tuple(outputs)
+
+
+def test_outputs_for_tasks():
+    assert outputs_for_tasks(["click"]) == ("P_CTR",)
+    assert outputs_for_tasks(("click", "negative")) == ("P_CTR", "P_NEG")
+    assert outputs_for_tasks(("click", "conversion", "negative")) == OUTPUT_NAMES
+    with pytest.raises(ValueError, match="must include 'click'"):
+        outputs_for_tasks(["conversion"])
+    with pytest.raises(ValueError, match="unknown task 'views'"):
+        outputs_for_tasks(["click", "views"])
+
+
+@pytest.mark.parametrize("deployment", [None, *sorted(DEPLOYMENTS)])
+def test_written_config_parses_back_to_the_same_message(tmp_path, deployment):
     model_dir = tmp_path / "my_ranker"
-    path = write_model_config(model_dir, embedding_dim=7, dense_dim=2, max_batch_size=64, kind=kind)
-    assert path == model_config_path(model_dir, kind)
+    path = write_model_config(
+        model_dir,
+        embedding_dim=7,
+        dense_dim=2,
+        max_batch_size=64,
+        deployment=deployment or BASELINE_DEPLOYMENT,
+        as_default=deployment is None,
+    )
+    assert path == model_config_path(model_dir, deployment)
     assert path == (
-        model_dir / "config.pbtxt" if kind == "cpu" else model_dir / "configs/gpu.pbtxt"
+        model_dir / "config.pbtxt"
+        if deployment is None
+        else model_dir / f"configs/{deployment}.pbtxt"
     )
     parsed = read_model_config(path)
     expected = build_model_config(
-        "my_ranker", embedding_dim=7, dense_dim=2, max_batch_size=64, kind=kind
+        "my_ranker",
+        embedding_dim=7,
+        dense_dim=2,
+        max_batch_size=64,
+        deployment=deployment or BASELINE_DEPLOYMENT,
     )
     assert parsed == expected
     assert ranker_signature(parsed) == RankerSignature("my_ranker", 7, 2, 64)
+
+
+def test_write_model_configs_writes_the_default_and_every_deployment(tmp_path):
+    paths = write_model_configs(
+        tmp_path / "ranker",
+        embedding_dim=7,
+        dense_dim=2,
+        default="python_onnx_fp32",
+        outputs=["P_CTR"],
+        execution_env_path="$$TRITON_MODEL_DIRECTORY/env",
+    )
+    assert paths[0] == tmp_path / "ranker" / "config.pbtxt"
+    assert sorted(p.stem for p in paths[1:]) == sorted(DEPLOYMENTS)
+    default = read_model_config(paths[0])
+    assert default == read_model_config(model_config_path(tmp_path / "ranker", "python_onnx_fp32"))
+    for path in paths:
+        config = read_model_config(path)
+        assert [t.name for t in config.output] == ["P_CTR"]
+        if config.backend == "python":
+            env = config.parameters["EXECUTION_ENV_PATH"].string_value
+            assert env == "$$TRITON_MODEL_DIRECTORY/env"
+        else:
+            assert "EXECUTION_ENV_PATH" not in config.parameters
 
 
 @settings(max_examples=25, deadline=None)
@@ -84,15 +207,15 @@ def test_written_config_parses_back_to_the_same_message(tmp_path, kind):
     embedding_dim=st.integers(1, 4096),
     dense_dim=st.integers(1, 512),
     max_batch_size=st.integers(1, 1 << 20),
-    kind=st.sampled_from(["cpu", "gpu"]),
+    deployment=st.sampled_from(sorted(DEPLOYMENTS)),
 )
-def test_signature_round_trips_through_text(embedding_dim, dense_dim, max_batch_size, kind):
+def test_signature_round_trips_through_text(embedding_dim, dense_dim, max_batch_size, deployment):
     config = build_model_config(
         "m",
         embedding_dim=embedding_dim,
         dense_dim=dense_dim,
         max_batch_size=max_batch_size,
-        kind=kind,
+        deployment=deployment,
     )
     text = text_format.MessageToString(config)
     parsed = text_format.Parse(text, pb.ModelConfig())
@@ -110,10 +233,20 @@ def test_signature_round_trips_through_text(embedding_dim, dense_dim, max_batch_
         ({"dense_dim": True}, TypeError, "dense_dim must be an int, got bool"),
         ({"max_batch_size": 0}, ValueError, "max_batch_size must be >= 1"),
         ({"instances": 0}, ValueError, "instances must be >= 1"),
-        ({"torch_threads": 0}, ValueError, "torch_threads must be >= 1"),
+        ({"threads": 0}, ValueError, "threads must be >= 1"),
+        ({"torch_threads": 0}, ValueError, "threads must be >= 1"),
         ({"max_queue_delay_us": -5}, ValueError, "max_queue_delay_us must be >= 0"),
         ({"max_queue_delay_us": 1.5}, TypeError, "max_queue_delay_us must be an int"),
-        ({"kind": "tpu"}, ValueError, "kind must be 'cpu' or 'gpu', got 'tpu'"),
+        ({"deployment": "tpu"}, ValueError, "deployment must be one of .*, got 'tpu'"),
+        ({"outputs": ["P_CVR"]}, ValueError, r"outputs must be P_CTR and any of .*got \['P_CVR'\]"),
+        ({"outputs": ["P_CTR", "P_NEG", "P_CVR"]}, ValueError, "distinct and in the order"),
+        ({"outputs": []}, ValueError, "outputs must be P_CTR"),
+        ({"outputs": "P_CTR"}, TypeError, "outputs must be a sequence of output names"),
+        (
+            {"deployment": "onnxruntime_gpu", "execution_env_path": "/env"},
+            ValueError,
+            "execution_env_path is for the Python backend, not 'onnxruntime_gpu'",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs, error, match):
@@ -127,9 +260,9 @@ def test_empty_name_is_rejected():
         build_model_config("", embedding_dim=8, dense_dim=2)
 
 
-def test_unknown_kind_has_no_config_path(tmp_path):
-    with pytest.raises(ValueError, match="kind must be 'cpu' or 'gpu'"):
-        model_config_path(tmp_path, "tpu")  # type: ignore[arg-type]
+def test_unknown_deployment_has_no_config_path(tmp_path):
+    with pytest.raises(ValueError, match="deployment must be one of"):
+        model_config_path(tmp_path, "tpu")
 
 
 def test_a_field_triton_does_not_know_is_a_parse_error(tmp_path):
@@ -151,8 +284,8 @@ def _swap_inputs(config: pb.ModelConfig) -> None:
     config.input.extend([first, second])
 
 
-def _drop_output(config: pb.ModelConfig) -> None:
-    del config.output[2]
+def _drop_click(config: pb.ModelConfig) -> None:
+    del config.output[0]
 
 
 def _int_dense(config: pb.ModelConfig) -> None:
@@ -175,7 +308,7 @@ def _no_batching(config: pb.ModelConfig) -> None:
     ("mutate", "match"),
     [
         (_swap_inputs, r"inputs must be \['EMBEDDINGS', 'DENSE'\] in this order"),
-        (_drop_output, r"outputs must be \['P_CTR', 'P_CVR', 'P_NEG'\]"),
+        (_drop_click, r"outputs must be P_CTR and any of P_CVR, P_NEG .*got \['P_CVR', 'P_NEG'\]"),
         (_int_dense, "DENSE must be TYPE_FP32, got TYPE_INT64"),
         (_two_dim_embeddings, r"EMBEDDINGS dims must be one positive size .* got \[8, 4\]"),
         (_wide_output, r"P_CTR dims must be \[1\], got \[2\]"),
@@ -189,14 +322,39 @@ def test_signature_names_what_breaks_the_contract(mutate, match):
         ranker_signature(config)
 
 
-def test_python_backend_model_file_imports_the_package_implementation(tmp_path):
+def test_python_backend_model_file_is_the_package_source_copied(tmp_path):
     path = write_python_backend_model(tmp_path / "3")
     assert path == tmp_path / "3" / "model.py"
-    namespace: dict = {}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    from adrank.triton.python_backend import TritonPythonModel
+    assert path.read_text() == Path(python_backend.__file__).read_text()
+    requirements = (tmp_path / "3" / "requirements.txt").read_text()
+    assert "numpy<2" in requirements
+    assert "onnxruntime" in requirements
+    assert "torch" in requirements
 
-    assert namespace["TritonPythonModel"] is TritonPythonModel
+
+def test_python_backend_source_imports_only_numpy_and_its_runtime():
+    # What model.py imports at the top level: the standard library and numpy. The runtime
+    # (torch or onnxruntime) and triton_python_backend_utils are imported inside functions.
+    tree = ast.parse(Path(python_backend.__file__).read_text())
+    imported = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported - set(sys.stdlib_module_names) == {"numpy"}
+    inner = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert inner - set(sys.stdlib_module_names) == {
+        "numpy",
+        "torch",
+        "onnxruntime",
+        "triton_python_backend_utils",
+    }
 
 
 @pytest.mark.skipif(not COMMITTED_CONFIGS, reason="no config committed under triton_models/")
@@ -204,10 +362,14 @@ def test_python_backend_model_file_imports_the_package_implementation(tmp_path):
 def test_committed_configs_follow_the_ranker_contract(path):
     config = read_model_config(path)
     signature = ranker_signature(config)
-    assert signature.name == path.parent.name or path.parent.name == "configs"
+    model_dir = path.parent.parent if path.parent.name == "configs" else path.parent
+    assert signature.name == model_dir.name
     if path.parent.name == "configs":
-        assert config.platform == "pytorch_libtorch"
-        assert [g.kind for g in config.instance_group] == [pb.ModelInstanceGroup.KIND_GPU]
-    else:
-        assert config.backend == "python"
-        assert [g.kind for g in config.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
+        assert config == build_model_config(
+            signature.name,
+            embedding_dim=signature.embedding_dim,
+            dense_dim=signature.dense_dim,
+            deployment=path.stem,
+        )
+    else:  # what `adrank export` writes by default
+        assert config == read_model_config(model_dir / "configs" / f"{DEFAULT_DEPLOYMENT}.pbtxt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -17,8 +18,15 @@ from google.protobuf import json_format
 from torch import nn
 
 from adrank.triton.model_config import OUTPUT_NAMES, build_model_config
-from adrank.triton.python_backend import TritonPythonModel, run_dense, torch_threads_from_config
-from adrank.triton.testing import RejectsNaN, script
+from adrank.triton.python_backend import (
+    OnnxRunner,
+    TorchRunner,
+    TritonPythonModel,
+    run_dense,
+    runtime_from_config,
+    threads_from_config,
+)
+from adrank.triton.testing import DemoDenseRanker, RejectsNaN, script
 
 E, N = 6, 2
 
@@ -60,10 +68,35 @@ def _request(embeddings: np.ndarray, dense: np.ndarray) -> dict:
     return {"EMBEDDINGS": FakeTensor("EMBEDDINGS", embeddings), "DENSE": FakeTensor("DENSE", dense)}
 
 
-def _initialized(tmp_path, module: nn.Module, threads: int = 1) -> TritonPythonModel:
+def _export_onnx(module: nn.Module, path) -> None:
+    inputs = (torch.zeros(2, E), torch.zeros(2, N))
+    batch = {0: "B"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module.eval(),
+            inputs,
+            str(path),
+            input_names=["EMBEDDINGS", "DENSE"],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={n: batch for n in ["EMBEDDINGS", "DENSE", *OUTPUT_NAMES]},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _initialized(
+    tmp_path, module: nn.Module, threads: int = 1, deployment: str = "python_torch_fp32"
+) -> TritonPythonModel:
     (tmp_path / "ranker" / "4").mkdir(parents=True)
-    script(module).save(str(tmp_path / "ranker" / "4" / "model.pt"))
-    config = build_model_config("ranker", embedding_dim=E, dense_dim=N, torch_threads=threads)
+    if deployment.startswith("python_onnx"):
+        _export_onnx(module, tmp_path / "ranker" / "4" / "model.onnx")
+        deployment = "python_onnx_fp32"
+    else:
+        script(module).save(str(tmp_path / "ranker" / "4" / "model.pt"))
+    config = build_model_config(
+        "ranker", embedding_dim=E, dense_dim=N, threads=threads, deployment=deployment
+    )
 
     model = TritonPythonModel()
     model.initialize(
@@ -92,9 +125,10 @@ def _inputs(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def test_one_request_matches_the_torch_module(tmp_path, pb_utils):
-    module = RejectsNaN(E, N)
-    model = _initialized(tmp_path, module)
+@pytest.mark.parametrize("deployment", ["python_torch_fp32", "python_onnx_fp32"])
+def test_one_request_matches_the_torch_module(tmp_path, pb_utils, deployment):
+    module = DemoDenseRanker(E, N)
+    model = _initialized(tmp_path, module, deployment=deployment)
     embeddings, dense = _inputs(5, seed=1)
     [response] = model.execute([_request(embeddings, dense)])
     assert response.error is None
@@ -104,9 +138,38 @@ def test_one_request_matches_the_torch_module(tmp_path, pb_utils):
         np.testing.assert_allclose(response.outputs[name], expected, rtol=0, atol=1e-6)
 
 
-def test_a_dynamic_batch_is_split_back_per_request(tmp_path, pb_utils):
-    module = RejectsNaN(E, N)
-    model = _initialized(tmp_path, module)
+def test_only_the_configs_outputs_are_answered(tmp_path, pb_utils):
+    class ClickOnly(nn.Module):
+        def forward(self, embeddings: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor]:
+            return (torch.sigmoid(embeddings[:, :1] + dense[:, :1]),)
+
+    (tmp_path / "ranker" / "1").mkdir(parents=True)
+    script(ClickOnly()).save(str(tmp_path / "ranker" / "1" / "model.pt"))
+    config = build_model_config("ranker", embedding_dim=E, dense_dim=N, outputs=["P_CTR"])
+    model = TritonPythonModel()
+    model.initialize(_args(config, tmp_path / "ranker", "1"))
+    embeddings, dense = _inputs(4, seed=5)
+    [response] = model.execute([_request(embeddings, dense)])
+    assert response.error is None
+    assert list(response.outputs) == ["P_CTR"]
+    expected = 1 / (1 + np.exp(-(embeddings[:, :1] + dense[:, :1])))
+    np.testing.assert_allclose(response.outputs["P_CTR"], expected, rtol=1e-6)
+
+
+def _args(config, model_dir, version: str) -> dict:
+    return {
+        "model_config": json.dumps(
+            json_format.MessageToDict(config, preserving_proto_field_name=True)
+        ),
+        "model_repository": str(model_dir),
+        "model_version": version,
+    }
+
+
+@pytest.mark.parametrize("deployment", ["python_torch_fp32", "python_onnx_fp32"])
+def test_a_dynamic_batch_is_split_back_per_request(tmp_path, pb_utils, deployment):
+    module = DemoDenseRanker(E, N)
+    model = _initialized(tmp_path, module, deployment=deployment)
     batches = [_inputs(rows, seed=rows) for rows in (1, 7, 3)]
     responses = model.execute([_request(e, d) for e, d in batches])
     assert len(responses) == 3
@@ -136,18 +199,22 @@ def test_a_failing_request_gets_the_error_and_the_others_their_outputs(tmp_path,
         )
 
 
-def test_missing_torchscript_file_fails_initialize(tmp_path):
-    config = build_model_config("ranker", embedding_dim=E, dense_dim=N)
+@pytest.mark.parametrize(
+    ("deployment", "filename"),
+    [("python_torch_fp32", "model.pt"), ("python_onnx_int8", "model.int8.onnx")],
+)
+def test_missing_model_file_fails_initialize(tmp_path, deployment, filename):
+    config = build_model_config("ranker", embedding_dim=E, dense_dim=N, deployment=deployment)
+    with pytest.raises(FileNotFoundError, match=rf"model file not found: .*1/{filename}"):
+        TritonPythonModel().initialize(_args(config, tmp_path, "1"))
 
-    args = {
-        "model_config": json.dumps(
-            json_format.MessageToDict(config, preserving_proto_field_name=True)
-        ),
-        "model_repository": str(tmp_path),
-        "model_version": "1",
-    }
-    with pytest.raises(FileNotFoundError, match=r"TorchScript file not found: .*1/model.pt"):
-        TritonPythonModel().initialize(args)
+
+@pytest.mark.parametrize(("runner", "match"), [(TorchRunner, "TorchScript"), (OnnxRunner, "ONNX")])
+def test_a_file_that_is_not_a_model_fails_initialize(tmp_path, runner, match):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match=f"is not a loadable {match} file"):
+        runner(path, threads=1)
 
 
 def test_initialize_sets_torch_threads(tmp_path, pb_utils):
@@ -184,7 +251,13 @@ class TwoOutputs(nn.Module):
 def test_model_outputs_that_break_the_contract_are_errors(module, match):
     embeddings, dense = _inputs(3, seed=0)
     with pytest.raises(RuntimeError, match=match):
-        run_dense(script(module), embeddings, dense)
+        run_dense(_torch_runner(module), embeddings, dense, list(OUTPUT_NAMES))
+
+
+def _torch_runner(module: nn.Module) -> TorchRunner:
+    runner = TorchRunner.__new__(TorchRunner)
+    runner._torch, runner.module = torch, script(module)
+    return runner
 
 
 def test_contract_breaking_model_fails_only_its_request(tmp_path, pb_utils):
@@ -195,17 +268,52 @@ def test_contract_breaking_model_fails_only_its_request(tmp_path, pb_utils):
 
 @pytest.mark.parametrize(
     ("parameters", "expected"),
-    [({}, 1), ({"TORCH_NUM_THREADS": {"string_value": "3"}}, 3)],
+    [
+        ({}, 1),
+        ({"TORCH_NUM_THREADS": {"string_value": "3"}}, 3),
+        ({"NUM_THREADS": {"string_value": "2"}}, 2),
+    ],
 )
-def test_torch_threads_from_config(parameters, expected):
-    assert torch_threads_from_config({"parameters": parameters}) == expected
+def test_threads_from_config(parameters, expected):
+    assert threads_from_config({"parameters": parameters}) == expected
 
 
+@pytest.mark.parametrize("key", ["NUM_THREADS", "TORCH_NUM_THREADS"])
 @pytest.mark.parametrize(
     ("value", "match"),
     [("two", "must be an integer, got 'two'"), ("0", "must be >= 1, got 0")],
 )
-def test_bad_torch_threads_parameter(value, match):
-    config = {"parameters": {"TORCH_NUM_THREADS": {"string_value": value}}}
+def test_bad_threads_parameter(key, value, match):
+    config = {"parameters": {key: {"string_value": value}}}
+    with pytest.raises(ValueError, match=f"{key} {match}"):
+        threads_from_config(config)
+
+
+def test_runtime_from_config():
+    assert runtime_from_config({}) == ("torch", "model.pt")
+    config = {
+        "parameters": {
+            "RUNTIME": {"string_value": "onnxruntime"},
+            "MODEL_FILE": {"string_value": "model.int8.onnx"},
+        }
+    }
+    assert runtime_from_config(config) == ("onnxruntime", "model.int8.onnx")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("RUNTIME", "tensorflow", r"RUNTIME must be one of \['onnxruntime', 'torch'\]"),
+        ("MODEL_FILE", "../model.pt", "MODEL_FILE must be a file name"),
+    ],
+)
+def test_bad_runtime_parameters(key, value, match):
     with pytest.raises(ValueError, match=match):
-        torch_threads_from_config(config)
+        runtime_from_config({"parameters": {key: {"string_value": value}}})
+
+
+def test_a_config_without_outputs_fails_initialize(tmp_path):
+    config = build_model_config("ranker", embedding_dim=E, dense_dim=N)
+    del config.output[:]
+    with pytest.raises(ValueError, match="declares no outputs"):
+        TritonPythonModel().initialize(_args(config, tmp_path, "1"))

@@ -1,11 +1,18 @@
-"""Export: split a trained ranker into embedding-table files and a TorchScript dense model.
+"""Export: split a trained ranker into embedding-table files and the dense model's served forms.
 
 It writes the layout of :mod:`adrank.artifacts` (the format, named there once) plus the Triton
-side of the version::
+side of the version (:mod:`adrank.triton.model_config` names each file)::
 
-    <repository>/NAME/config.pbtxt          Triton config, Python backend on CPU
-    <repository>/NAME/configs/gpu.pbtxt     the GPU-host variant (--model-config-name=gpu)
-    <repository>/NAME/V/model.py            the thin Python-backend entry point
+    <repository>/NAME/config.pbtxt          the default deployment (Python backend, ONNX int8)
+    <repository>/NAME/configs/*.pbtxt       every deployment (--model-config-name=...)
+    <repository>/NAME/V/model.pt            TorchScript fp32 (Python or libtorch backend)
+    <repository>/NAME/V/model.bf16.pt       TorchScript with bf16 matmuls (Python backend)
+    <repository>/NAME/V/model.onnx          ONNX fp32, opset ONNX_OPSET (ONNX Runtime, TensorRT)
+    <repository>/NAME/V/model.int8.onnx     ONNX with int8 dynamic quantization (ONNX Runtime)
+    <repository>/NAME/V/model.py            the Python-backend model, self-contained
+    <repository>/NAME/V/requirements.txt    what model.py's environment needs
+
+Every form returns the trained heads only (``manifest["tasks"]``, ``manifest["outputs"]``).
 
 Each version directory is written under a temporary name and renamed into place, so a Triton
 polling the repository never loads a half-written version; a new version loads without a
@@ -15,8 +22,10 @@ restart.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from adrank.artifacts import (
     FORMAT,
@@ -35,10 +45,31 @@ from adrank.artifacts import (
     table_path,
 )
 from adrank.models.checkpoint import load_checkpoint
-from adrank.models.ranker import MultiTaskRanker
-from adrank.triton.model_config import write_model_configs, write_python_backend_model
+from adrank.models.ranker import DenseArch, MultiTaskRanker
+from adrank.triton.model_config import (
+    DEFAULT_DEPLOYMENT,
+    DEPLOYMENTS,
+    INPUT_DENSE,
+    INPUT_EMBEDDINGS,
+    ONNX_FILENAME,
+    ONNX_INT8_FILENAME,
+    ONNX_OPSET,
+    TORCHSCRIPT_BF16_FILENAME,
+    outputs_for_tasks,
+    write_model_configs,
+    write_python_backend_model,
+)
 
-__all__ = ["ExportResult", "export_model", "load_dense_model", "next_version", "script_dense_model"]
+__all__ = [
+    "ExportResult",
+    "bf16_dense_model",
+    "export_model",
+    "load_dense_model",
+    "next_version",
+    "onnx_dense_model",
+    "quantize_onnx_int8",
+    "script_dense_model",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +99,8 @@ def export_model(
     version: int | None = None,
     instances: int = 1,
     max_batch_size: int = 16384,
+    default_deployment: str = DEFAULT_DEPLOYMENT,
+    execution_env_path: str | None = None,
 ) -> ExportResult:
     """Split ``model`` (a module or a checkpoint path) into its served parts.
 
@@ -79,6 +112,11 @@ def export_model(
     artifacts : where the tables and the manifest go (memory-mapped by the orchestrator)
     version : int >= 1, or None for the next free version
     instances, max_batch_size : written into the Triton configs
+    default_deployment : the deployment written as ``config.pbtxt`` (one of
+        :data:`adrank.triton.model_config.DEPLOYMENTS`; every one is under ``configs/``)
+    execution_env_path : Triton's ``EXECUTION_ENV_PATH`` for the Python-backend configs: a
+        packed environment (``.tar.gz``) or a directory with ``bin/activate`` that holds
+        ``requirements.txt``'s packages (``$$TRITON_MODEL_DIRECTORY`` = the model's folder)
 
     Returns
     -------
@@ -86,6 +124,10 @@ def export_model(
     """
     if not isinstance(model, MultiTaskRanker):
         model, _, _ = load_checkpoint(model)
+    if default_deployment not in DEPLOYMENTS:
+        raise ValueError(
+            f"default_deployment must be one of {sorted(DEPLOYMENTS)}, got {default_deployment!r}"
+        )
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name must be a plain directory name, got {name!r}")
     model_dir = Path(repository) / name
@@ -118,11 +160,16 @@ def export_model(
         dense_dim=schema.dense_dim,
         max_batch_size=max_batch_size,
         instances=instances,
+        outputs=manifest["outputs"],
+        default=default_deployment,
+        execution_env_path=execution_env_path,
     )
     with _staged(version_dir) as staging:
-        scripted = script_dense_model(model)
         with _torchscript_allowed():
-            torch.jit.save(scripted, str(staging / MODEL_FILE))
+            torch.jit.save(script_dense_model(model), str(staging / MODEL_FILE))
+            torch.jit.save(bf16_dense_model(model), str(staging / TORCHSCRIPT_BF16_FILENAME))
+        onnx_dense_model(model, staging / ONNX_FILENAME)
+        quantize_onnx_int8(staging / ONNX_FILENAME, staging / ONNX_INT8_FILENAME)
         write_python_backend_model(staging)
     return ExportResult(version, model_dir, version_dir, artifacts_dir, manifest)
 
@@ -136,16 +183,104 @@ def _torchscript_allowed():
         yield
 
 
+class _Served(nn.Module):
+    """The dense part with a fixed tuple of outputs (one per trained task), the form every
+    backend reads; ``bf16`` runs the matmuls in bfloat16 between fp32 inputs and outputs."""
+
+    def __init__(self, dense: DenseArch, bf16: bool = False) -> None:
+        super().__init__()
+        self.bf16 = bf16
+        self.dense = copy.deepcopy(dense)
+        if bf16:  # standardize in fp32 (raw dense values can be large), the rest in bf16
+            self.register_buffer("dense_mean", self.dense.dense_mean.clone())
+            self.register_buffer("dense_scale", self.dense.dense_scale.clone())
+            self.dense.dense_mean.zero_()
+            self.dense.dense_scale.fill_(1.0)
+            self.dense.to(torch.bfloat16)
+
+    def forward(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, ...]:
+        if not self.bf16:
+            return tuple(self.dense(embeddings, dense))
+        dense = (dense - self.dense_mean) * self.dense_scale
+        logits = self.dense.logits(embeddings.to(torch.bfloat16), dense.to(torch.bfloat16))
+        return tuple(torch.sigmoid(logit.to(torch.float32)) for logit in logits)
+
+
+def _example_inputs(dense: DenseArch) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(4, dense.embedding_dim, generator=generator),
+        torch.randn(4, dense.dense_dim, generator=generator),
+    )
+
+
+def _traced(module: nn.Module, dense: DenseArch) -> torch.jit.ScriptModule:
+    # Traced, not scripted: the outputs become a tuple of as many tensors as trained tasks,
+    # which the libtorch backend maps to the config's outputs. The graph has no branch.
+    with _torchscript_allowed(), torch.no_grad():
+        return torch.jit.trace(module.eval(), _example_inputs(dense))
+
+
 def script_dense_model(model: MultiTaskRanker) -> torch.jit.ScriptModule:
-    """The dense part as TorchScript, the format Triton's PyTorch (libtorch) backend loads."""
-    with _torchscript_allowed():
-        return torch.jit.script(model.dense)
+    """The dense part as TorchScript fp32 (what the Python and libtorch backends load): returns
+    a tuple ``(p_ctr, ...)`` of the trained tasks, each ``[B, 1]``."""
+    return _traced(_Served(model.dense), model.dense)
 
 
-def load_dense_model(version_dir: str | Path) -> torch.jit.ScriptModule:
-    """The TorchScript dense model of one exported version."""
+def bf16_dense_model(model: MultiTaskRanker) -> torch.jit.ScriptModule:
+    """The dense part as TorchScript with bf16 weights and matmuls, fp32 inputs and outputs."""
+    return _traced(_Served(model.dense, bf16=True), model.dense)
+
+
+def onnx_dense_model(model: MultiTaskRanker, path: str | Path) -> Path:
+    """Write the dense part as ONNX (opset ``ONNX_OPSET``, batch dimension dynamic), inputs
+    ``EMBEDDINGS``, ``DENSE`` and outputs named as in the Triton config; returns ``path``."""
+    path = Path(path)
+    outputs = list(outputs_for_tasks(model.tasks))
+    batch = {0: "B"}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter: the dynamo one needs onnxscript and gives the same
+        # graph for this module. torch 2.13 warns that it is deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(
+            _Served(model.dense).eval(),
+            _example_inputs(model.dense),
+            str(path),
+            input_names=[INPUT_EMBEDDINGS, INPUT_DENSE],
+            output_names=outputs,
+            dynamic_axes={name: batch for name in [INPUT_EMBEDDINGS, INPUT_DENSE, *outputs]},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return path
+
+
+def quantize_onnx_int8(source: str | Path, target: str | Path) -> Path:
+    """Quantize the matmuls of an ONNX model to int8, dynamically (ONNX Runtime: weights int8
+    per output channel, activations quantized per call); returns ``target``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it logs a hint about pre-processing meant for CNNs
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
+    finally:
+        root.setLevel(level)
+    return Path(target)
+
+
+def load_dense_model(version_dir: str | Path, filename: str = MODEL_FILE) -> torch.jit.ScriptModule:
+    """A TorchScript dense model of one exported version (``model.pt`` unless told)."""
     with _torchscript_allowed():
-        return torch.jit.load(str(Path(version_dir) / MODEL_FILE), map_location="cpu")
+        return torch.jit.load(str(Path(version_dir) / filename), map_location="cpu")
 
 
 def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]:
@@ -172,7 +307,10 @@ def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]
             for f in schema.sparse_fields
         ],
         "dense_fields": [f.name for f in schema.dense_fields],
-        "outputs": ["P_CTR", "P_CVR", "P_NEG"],
+        # The tasks the model was trained on and the Triton outputs of their heads (the same
+        # order); a rate of another task is not predicted.
+        "tasks": list(model.tasks),
+        "outputs": list(outputs_for_tasks(model.tasks)),
     }
 
 

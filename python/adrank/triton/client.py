@@ -78,11 +78,12 @@ class RankerUnavailableError(RankerClientError):
 
 
 class RankerOutputs(NamedTuple):
-    """Per-candidate probabilities, fp32 ``[B]`` each; pCTCVR = ``p_ctr * p_cvr``."""
+    """Per-candidate probabilities, fp32 ``[B]`` each; pCTCVR = ``p_ctr * p_cvr``. A rate whose
+    head the model was not trained for (not among its config's outputs) is None."""
 
     p_ctr: np.ndarray
-    p_cvr: np.ndarray
-    p_neg: np.ndarray
+    p_cvr: np.ndarray | None
+    p_neg: np.ndarray | None
 
 
 @dataclass
@@ -308,7 +309,8 @@ class RankerClient:
 
         Returns
         -------
-        RankerOutputs with ``p_ctr``, ``p_cvr``, ``p_neg``, fp32 ``[B]`` each.
+        RankerOutputs with ``p_ctr``, ``p_cvr``, ``p_neg``, fp32 ``[B]`` each (None for a task
+        the model was not trained on).
 
         Raises
         ------
@@ -359,16 +361,17 @@ class RankerClient:
             inputs[0].set_data_from_numpy(embeddings)
             inputs[1].set_data_from_numpy(dense)
             result = self._infer(inputs)
-        return RankerOutputs(*(result.as_numpy(name).reshape(-1) for name in OUTPUT_NAMES))
+        # A model serves its trained heads only: a rate it does not predict comes back None.
+        arrays = (result.as_numpy(name) for name in OUTPUT_NAMES)
+        return RankerOutputs(*(None if a is None else a.reshape(-1) for a in arrays))
 
     def _infer(self, inputs: list[grpcclient.InferInput]) -> Any:
-        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        # No requested outputs: the server returns every output the model declares.
         return self._call(
             lambda: self._client.infer(
                 self.model,
                 inputs,
                 model_version=self.model_version,
-                outputs=outputs,
                 client_timeout=self.timeout_s,
             )
         )
