@@ -95,6 +95,39 @@ def test_hash_ids_matches_xxhash(ids, slot, num_buckets, seed) -> None:
     np.testing.assert_array_equal(got, hash_ids_ref(ids, slot, num_buckets, seed))
 
 
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "generic"])
+def test_hash_ids_is_the_same_at_every_simd_level(simd) -> None:
+    """hash_ids has an AVX-512 twin (ids without nulls, under 2**32 buckets); every level gives
+    the reference's bits, in every length class of its 8-id steps and across keys and chunks."""
+    try:
+        adrank.set_simd(simd)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {simd} kernels")
+    try:
+        rng = np.random.default_rng(11)
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 63]:
+            ids = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+            for num_buckets in [1, 2, 997, 2**32 - 1, 2**32, 2**63 - 1]:
+                got = ops.hash_ids(ids, 6, num_buckets, seed=2**64 - 3)
+                np.testing.assert_array_equal(got, hash_ids_ref(ids, 6, num_buckets, 2**64 - 3))
+        lengths = np.array([5, 60_000, 3, 40_000 - 5, 0, 2, 3], np.int64)  # keys end mid-step
+        ids = rng.integers(-(2**40), 2**40, lengths.sum(), dtype=np.int64)
+        slots, buckets = [1, 2, 3, 4, 5, 6, 7], [10, 2**20, 2**32 - 1, 3, 2**33, 5, 1]
+        adrank.set_num_threads(2)  # chunks start mid-key too
+        got = ops.hash_jagged(ids, lengths, slots, buckets, seed=9)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        for k in range(len(slots)):
+            part = ids[starts[k] : starts[k + 1]][:300]  # the reference is slow: a prefix each
+            np.testing.assert_array_equal(
+                got[starts[k] : starts[k] + len(part)], hash_ids_ref(part, slots[k], buckets[k], 9)
+            )
+        adrank.set_simd("generic")
+        np.testing.assert_array_equal(got, ops.hash_jagged(ids, lengths, slots, buckets, seed=9))
+    finally:
+        adrank.set_simd("auto")
+        adrank.set_num_threads(1)
+
+
 def test_hash_ids_extremes_and_dtypes() -> None:
     extremes = [-(2**63), -1, 0, 1, 2**63 - 1]
     expected = hash_ids_ref(extremes, 7, 10**9)

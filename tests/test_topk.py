@@ -181,7 +181,7 @@ def simd_sweep_ref() -> np.ndarray:
     return np.stack(want)
 
 
-@pytest.mark.parametrize("simd", ["avx2", "generic"])
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "generic"])
 def test_every_simd_level_gives_the_same_answers(simd):
     """adrank.set_simd switches the scan for the next call; both twins match the reference."""
     try:

@@ -18,7 +18,7 @@ using embedding_internal::BagRun;
 constexpr std::size_t kChunkBytes = 256 * 1024;
 
 void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
-  if (simd_level() == SimdLevel::kAvx2) {
+  if (simd_level() >= SimdLevel::kAvx2) {  // the AVX-512 level runs the AVX2 twin
     embedding_internal::avx2::pool_bags(table, pooling, run);
   } else {
     embedding_internal::generic::pool_bags(table, pooling, run);

@@ -9,6 +9,8 @@
 
 #include "adrank/check.hpp"
 #include "adrank/parallel.hpp"
+#include "adrank/simd.hpp"
+#include "hashing_internal.hpp"
 
 namespace adrank {
 namespace {
@@ -173,6 +175,10 @@ void hash_ids(const std::int64_t* ids, const std::uint8_t* validity, std::int64_
     const std::uint64_t seed = slot_seed(spec.seed, spec.slots[key]);
     const auto buckets = static_cast<std::uint64_t>(spec.num_buckets[key]);
     if (validity == nullptr) {
+      if (simd_level() == SimdLevel::kAvx512 && buckets < (std::uint64_t{1} << 32)) {
+        hashing_internal::hash_ids_avx512(ids + begin, end - begin, seed, buckets, out + begin);
+        return;
+      }
       for (std::size_t i = begin; i < end; ++i) {
         out[i] = reduce_to_bucket(xxh3_64_u64(static_cast<std::uint64_t>(ids[i]), seed), buckets);
       }

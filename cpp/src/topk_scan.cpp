@@ -102,8 +102,8 @@ __attribute__((target("avx2"))) std::size_t scan_avx2(const float* x, std::size_
   return i;
 }
 
-// The AVX2 twins run at simd level "avx2" (whose CPUs have AVX2, which is all they need).
-bool use_avx2() { return simd_level() == SimdLevel::kAvx2; }
+// The AVX2 twins run at simd levels "avx2" and "avx512" (whose CPUs have AVX2, all they need).
+bool use_avx2() { return simd_level() >= SimdLevel::kAvx2; }
 #endif
 
 }  // namespace

@@ -177,14 +177,19 @@ inline std::uint64_t Xxh3Len1To3(const std::uint8_t* p, std::size_t len,
   return AvalancheXxh64(static_cast<std::uint64_t>(combined) ^ bitflip);
 }
 
-// Shared by the generic 4..8 path and xxh3_64_u64; `swapped` is (last4) | (first4 << 32).
-inline std::uint64_t Xxh3Len4To8Combined(std::uint64_t swapped, std::size_t len,
-                                         std::uint64_t seed) noexcept {
+// The one per-seed constant of the 4..8 path (SIMD twins that hash many ids with one seed
+// compute it once).
+inline std::uint64_t Len4To8Bitflip(std::uint64_t seed) noexcept {
   // The seed's low half is byte-swapped into the high half so both halves of the key move.
   const std::uint64_t modified_seed =
       seed ^ (static_cast<std::uint64_t>(Bswap32(static_cast<std::uint32_t>(seed))) << 32);
-  const std::uint64_t bitflip = (SecretWord64(8) ^ SecretWord64(16)) - modified_seed;
-  return Rrmxmx(swapped ^ bitflip, len);
+  return (SecretWord64(8) ^ SecretWord64(16)) - modified_seed;
+}
+
+// Shared by the generic 4..8 path and xxh3_64_u64; `swapped` is (last4) | (first4 << 32).
+inline std::uint64_t Xxh3Len4To8Combined(std::uint64_t swapped, std::size_t len,
+                                         std::uint64_t seed) noexcept {
+  return Rrmxmx(swapped ^ Len4To8Bitflip(seed), len);
 }
 
 inline std::uint64_t Xxh3Len4To8(const std::uint8_t* p, std::size_t len,

@@ -75,6 +75,8 @@ struct KeyedHashSpec {
 void hash_strings(const StringColumn& values, const KeyedHashSpec& spec, std::int64_t* out);
 
 // ids[i] is missing where the Arrow-style bitmap `validity` (may be nullptr) has a 0 bit.
+// Without a bitmap and with fewer than 2^32 buckets, the AVX-512 twin runs at simd level
+// "avx512" (simd.hpp); the answers are the same bits.
 void hash_ids(const std::int64_t* ids, const std::uint8_t* validity, std::int64_t validity_offset,
               std::size_t n, const KeyedHashSpec& spec, std::int64_t* out);
 

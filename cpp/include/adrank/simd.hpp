@@ -2,9 +2,10 @@
 // pooling, the top-k scan). Each keeps a portable twin of every SIMD path, as xxHash and
 // Highway do, so that tests cover both and a user can rule a suspect path out.
 //
-// Levels:
+// Levels, each including the ones above it:
 //   "generic"  the build's baseline (what the compiler vectorizes portably; SSE2 on x86-64)
-//   "avx2"     AVX2 + FMA + F16C, where the CPU has all three
+//   "avx2"     AVX2 + FMA + F16C, where the CPU has all three (embedding pooling, top-k scan)
+//   "avx512"   AVX2's, plus AVX-512 F and DQ (int64 id hashing; the others run their AVX2 twin)
 //   "auto"     the best this CPU has (the default)
 //
 // The level is read once, at load, from the environment variable ADRANK_SIMD (unset or an
@@ -16,16 +17,16 @@
 
 namespace adrank {
 
-enum class SimdLevel : int { kGeneric = 0, kAvx2 = 1 };
+enum class SimdLevel : int { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
 
 // The level kernels run with now: one relaxed atomic load, cheap enough for every call.
 SimdLevel simd_level();
 
-// "avx2" or "generic".
+// "avx512", "avx2" or "generic".
 const char* simd_name();
 
-// Selects "auto", "avx2" or "generic" (ValueError for anything else, or for "avx2" on a CPU
-// that lacks AVX2, FMA or F16C).
+// Selects "auto", "avx512", "avx2" or "generic" (ValueError for anything else, or for a level
+// this CPU lacks).
 void set_simd(const std::string& name);
 
 }  // namespace adrank
