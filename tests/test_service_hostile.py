@@ -360,6 +360,30 @@ def test_a_bug_is_a_500_counted_as_internal() -> None:
     assert 'adrank_errors_total{kind="internal"} 1.0' in client.get("/metrics").text
 
 
+class Unencodable:
+    """A backend whose feature encoding fails the way the pipeline does on a value it cannot
+    take: the last line of defence turns that into a 422, not a 500."""
+
+    def rank(self, request):
+        raise TypeError("values[0] must be str, bytes or None, got float")
+
+    def readiness(self):
+        return True, "unencodable"
+
+
+def test_an_encoding_error_the_edge_missed_is_a_422() -> None:
+    from adrank.service.app import create_app
+
+    client = TestClient(create_app(Unencodable()), base_url=LOCAL, raise_server_exceptions=False)
+    response = client.post("/v1/rank", json={"request_id": "r", "candidates": [1], "k": 1})
+    assert response.status_code == 422
+    (issue,) = response.json()["detail"]
+    assert issue["loc"] == ["body"]
+    assert issue["msg"] == (
+        "the request's features cannot be encoded: values[0] must be str, bytes or None, got float"
+    )
+
+
 def test_event_bounds_in_the_python_api() -> None:
     good = {"event_id": "e", "campaign_id": 1, "kind": "click", "cost": 1.0, "timestamp": NOW}
     with pytest.raises(ValueError, match="cost must be <= 1e\\+12"):

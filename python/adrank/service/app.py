@@ -6,7 +6,7 @@ JSON parsing, validation, de-duplication; see :mod:`adrank.service.errors` for e
 
 A request passes, in order: the response counter (:class:`~adrank.service.metrics.
 CountResponses`), the Host allow-list (421), the body reader (413, 408), strict JSON (422),
-the body's schema (422), the bearer token where the policy guards the route (401, 403), then
+the bearer token where the policy guards the route (401, 403), the body's schema (422), then
 the endpoint: too many candidates (413), ``k`` over the limit or a feature value the schema's
 field cannot take (422), repeated candidate ids merged (counted), and the ranker (200, or 503
 when the model does not answer).

@@ -136,7 +136,9 @@ ANY_REQUEST = {
     413: _error("the body is larger than the limit"),
 }
 HOST_CHECKED = {421: _error("the Host header is not one the service answers to")}
-WITH_INPUT = {422: _error("a malformed request: loc names the field", ValidationErrorBody)}
+WITH_INPUT = {
+    422: _error("unparsable JSON or a malformed request: loc names the field", ValidationErrorBody)
+}
 GUARDED = {
     401: _error("no bearer token (Authorization: Bearer <token>)"),
     403: _error("a wrong bearer token"),
