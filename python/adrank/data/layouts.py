@@ -190,13 +190,44 @@ def generate_layout(layout: str, rows: int, seed: int = 0) -> tuple[Any, dict[st
     return pa.table({k: pa.array(v, from_pandas=True) for k, v in ordered.items()}), truth
 
 
-def write_layout(layout: str, path: str | Path, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write a generated log in ``layout``'s own file convention; returns the truth."""
+def write_layout(
+    layout: str,
+    path: str | Path,
+    rows: int,
+    seed: int = 0,
+    *,
+    format: str = "text",
+    partition_by: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Write a generated log; returns the truth.
+
+    ``format``: ``"text"`` (the layout's own convention: Criteo's headerless TSV, CSV for the
+    others), ``"jsonl"``, or ``"parquet"`` (a file, or a directory of hive partitions by
+    ``partition_by``).
+    """
     import pyarrow.csv as pacsv
 
     table, truth = generate_layout(layout, rows, seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "parquet":
+        import pyarrow.parquet as pq
+
+        if partition_by is None:
+            pq.write_table(table, path)
+        else:
+            pq.write_to_dataset(table, path, partition_cols=[partition_by])
+        return truth
+    if format == "jsonl":
+        import json
+
+        names = table.column_names
+        with path.open("w") as handle:
+            for row in zip(*(table.column(n).to_pylist() for n in names), strict=True):
+                handle.write(json.dumps(dict(zip(names, row, strict=True))) + "\n")
+        return truth
+    if format != "text":
+        raise ValueError(f"format must be 'text', 'jsonl' or 'parquet', got {format!r}")
     if layout == "criteo":  # Criteo's TSV: no header, empty fields for missing values
         options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
     else:
