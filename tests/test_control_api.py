@@ -1,13 +1,14 @@
-"""The control router over a tiny app: events, budgets, kill switches and ad-load caps."""
+"""The control router in the service's app (no ranking here): events, budgets, kill switches
+and ad-load caps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from adrank.pacing import PacingService, SQLitePacingStore
+from adrank.service.app import create_app
 from adrank.service.control import make_control_router
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
 
@@ -24,10 +25,17 @@ def traffic() -> TrafficControl:
     return TrafficControl(SQLiteTrafficStore(":memory:"))
 
 
+class NoRanking:
+    def rank(self, request):
+        raise AssertionError("the control tests do not rank")
+
+    def readiness(self):
+        return True, "control only"
+
+
 @pytest.fixture
 def client(pacing: PacingService, traffic: TrafficControl) -> TestClient:
-    app = FastAPI()
-    app.include_router(make_control_router(pacing, traffic, clock=lambda: NOW))
+    app = create_app(NoRanking(), control=make_control_router(pacing, traffic, clock=lambda: NOW))
     return TestClient(app, base_url="http://localhost")
 
 

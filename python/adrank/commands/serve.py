@@ -90,11 +90,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a non-loopback --host without a token (warned about on every start)",
     )
-    limits = parser.add_argument_group("limits per request (adrank.service.ServiceLimits)")
+    limits = parser.add_argument_group(
+        "limits per request (adrank.service.limits.ServiceLimits says what each bounds)"
+    )
     defaults = ServiceLimits()
     for name, kind in LIMIT_FLAGS.items():
         limits.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name)
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=getattr(defaults, name),
+            help="default: %(default)s",
         )
 
 
