@@ -287,6 +287,33 @@ def test_the_reserve_stops_a_campaign_before_its_last_charge_would_overspend() -
     assert participation(off, DAY0 + 6) == 0.0
 
 
+def test_a_cpc_campaign_keeps_a_reserve_for_the_clicks_still_to_come() -> None:
+    service = paced_service(budget=10.0, report_delay_s=0, attribution_window_s=600)
+    served = [SpendEvent(f"i{i}", 1, "impression", 0.0, DAY0 + 1) for i in range(10)]
+    clicked = [SpendEvent(f"c{i}", 1, "click", 1.0, DAY0 + 1) for i in range(5)]
+    service.record_events(served + clicked)
+    # Spend 5 + one charge in flight fits in 10, but half the impressions got clicked, and all
+    # 10 are still inside their attribution window: up to 10 more clicks may come.
+    assert participation(service, DAY0 + 2) == 0.0
+    # Once they are past the window they owe nothing, and the campaign serves again.
+    assert participation(service, DAY0 + 602) > 0.0
+
+
+def test_a_known_largest_charge_guards_a_budget_of_a_few_charges() -> None:
+    service = PacingService(SQLitePacingStore(":memory:"), PacingConfig(report_delay_s=0))
+    service.set_budget(1, 0.5, DAY0, max_charge=0.8)  # one click would overspend by 60 %
+    service.set_budget(2, 0.5, DAY0, max_charge=0.2)  # two fit
+    service.set_budget(3, 0.5, DAY0)  # unknown: the largest charge seen so far stands in
+    assert service.participation(np.array([1, 2, 3]), DAY0 + 1).tolist() == [0.0, 0.1, 0.1]
+    service.record_events([SpendEvent("a", 2, "click", 0.1, DAY0 + 1)])
+    assert participation(service, DAY0 + 2) == 0.0  # campaign 1 stays closed
+    assert service.participation(np.array([2]), DAY0 + 2).tolist() == [0.1]  # 0.1 + 0.2 < 0.5
+    service.record_events([SpendEvent("b", 2, "click", 0.1, DAY0 + 2)])
+    assert service.participation(np.array([2]), DAY0 + 3).tolist() == [0.1]  # 0.2 + 0.2 < 0.5
+    service.record_events([SpendEvent("c", 2, "click", 0.1, DAY0 + 3)])
+    assert service.participation(np.array([2]), DAY0 + 4).tolist() == [0.0]  # 0.3 + 0.2
+
+
 def test_duplicates_and_late_events_count_once_in_their_own_day() -> None:
     service = paced_service(budget=100.0)
     event = SpendEvent("a", 1, "click", 3.0, DAY0 + 100)
@@ -353,7 +380,8 @@ def test_traffic_curve() -> None:
     [("update_interval_s", 0), ("initial_participation", 1.5), ("min_participation", 0),
      ("min_participation", 0.5), ("max_increase", 1.0), ("catch_up_s", 10),
      ("demand_window_s", float("nan")), ("report_delay_s", -1), ("day_offset_s", 86_400),
-     ("lead_s", -1), ("lead_s", 86_400)],
+     ("lead_s", -1), ("lead_s", 86_400), ("attribution_window_s", -1),
+     ("attribution_window_s", 86_401)],
 )  # fmt: skip
 def test_config_rejects_out_of_range_settings(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"pacing setting {name} is out of range"):
@@ -391,4 +419,7 @@ def test_set_budget_checks_its_arguments() -> None:
         service.set_budget(1, -1, DAY0)
     with pytest.raises(ValueError, match="campaign_id must be an integer, got 'x'"):
         service.set_budget("x", 1.0, DAY0)  # type: ignore[arg-type]
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_charge must be a finite number > 0"):
+            service.set_budget(1, 1.0, DAY0, max_charge=bad)
     assert service.status(42, DAY0).daily_budget is None

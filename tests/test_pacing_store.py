@@ -194,8 +194,36 @@ def test_a_version_1_file_is_migrated_without_losing_spend(tmp_path: Path) -> No
     store = SQLitePacingStore(path)
     assert as_dict(store.spend(day)) == {7: 7.0}
     assert as_dict(store.largest_charges(day)) == {7: 5.0}
+    ids, counts = store.charge_counts(day)  # recounted from the stored events
+    assert ids.tolist() == [7]
+    assert counts.tolist() == [[0.0, 2.0, 2.0]]  # no impression, 2 charged clicks, 2 charges
+    assert as_dict(store.max_charges()) == {}
     assert store.load_controller_state(day) is None  # the old controller's state is dropped
     assert store.record([event(3, 7, 1.0, DAY0 + 2)], [day]).accepted == 1
     assert as_dict(store.spend(day)) == {7: 8.0}
     store.close()
     assert as_dict(SQLitePacingStore(path).spend(day)) == {7: 8.0}  # and it opens again
+
+
+def test_charge_counts_and_open_impressions() -> None:
+    store = SQLitePacingStore(":memory:")
+    day = int(DAY0 // 86400)
+    events = [
+        event(1, 7, 0.0, DAY0 + 10),
+        event(2, 7, 0.0, DAY0 + 100),
+        event(3, 7, 0.5, DAY0 + 100, "click"),
+        event(4, 7, 0.0, DAY0 + 100, "conversion"),  # counted, not charged
+        event(5, 8, 0.01, DAY0 + 200),  # a CPM impression: charged
+        event(6, 8, 0.01, DAY0 - 10),  # yesterday's
+    ]
+    recorded = store.record(events, [int(e.timestamp // 86400) for e in events])
+    assert recorded.impressions.tolist() == [2.0, 1.0, 1.0]  # (7, day), (8, day - 1), (8, day)
+    ids, counts = store.charge_counts(day)
+    assert ids.tolist() == [7, 8]
+    assert counts.tolist() == [[2.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    assert as_dict(store.open_impressions(day, since=DAY0 + 50)) == {7: 1.0, 8: 1.0}
+    assert as_dict(store.open_impressions(day, since=DAY0 + 150)) == {8: 1.0}
+    assert as_dict(store.open_impressions(day, since=DAY0 + 300)) == {}
+    store.set_budget(7, 10.0, max_charge=0.6)
+    store.set_budget(8, 10.0)
+    assert as_dict(store.max_charges()) == {7: 0.6, 8: 0.0}

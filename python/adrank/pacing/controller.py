@@ -16,7 +16,8 @@ whatever the auction looks like: the plant is linear, and its one unknown is the
 Every ``update_interval_s`` (at the first request after it is due), for every campaign::
 
     spent     = S(t) - S(t0)                           recorded since the last step
-    exposure  = p * (F(t) - F(t0))                     traffic share it took part in
+    exposure  = p_served * (F(t) - F(t0))              traffic share it took part in (p_served:
+                                                       p, or 0 while the reserve closed it)
     a         = 1 - exp(-(t - t0) / demand_window_s)
     D_spent   = (1 - a) * D_spent + a * spent          smoothed, so one quiet or busy
     D_exposed = (1 - a) * D_exposed + a * exposure     minute does not swing the estimate
@@ -43,11 +44,26 @@ inputs): p is kept. A campaign without enough demand sits at p = 1; nothing wind
 integrator: D is measured, not accumulated).
 
 A spent budget stops the campaign on every batch of events, not only at a step: it gets
-multiplier 0 once ``S + reserve >= B``, where ``reserve`` covers what may already be spent but
-not yet reported, which bounds the overspend::
+multiplier 0 once ``S + reserve >= B``. The reserve covers every charge that may already be
+owed but is not recorded yet, counted in charges and bounded the way a Poisson count is
+(``bound(l) = ceil(l + 3 sqrt(l))``), so that it holds for a budget of a few charges too::
 
-    reserve = largest single charge seen today + spend_rate * report_delay_s
+    c         = max(largest single charge seen today, max_charge)   max_charge: the most one
+                                                        event may cost, when the budget says
+    owed_open = open * (later + 1) / (impressions + 2)  charged clicks and conversions expected
+                                                        from the impressions still inside their
+                                                        attribution window (open), at the rate
+                                                        seen today (a Beta(1, 1) prior)
+    flight    = max(spend_rate, p * D * density(t)) * report_delay_s / mean charge
+                                                        charges spent but not reported yet
+    reserve   = c * (min(open, bound(owed_open)) + max(1, bound(flight)))
     spend_rate = (1 - a) * spend_rate + a * spent / (t - t0)
+
+A CPC campaign owes the clicks still to come from impressions already served, which land long
+after a spend-rate estimate has decayed to nothing: ``open`` counts them. ``flight`` is the
+recent spend rate, or, when a campaign has just been reopened at participation ``p`` (its past
+rate 0), the rate its demand ``D`` spends at ``p`` along the traffic curve's density (share of
+the day per second); at least one charge is always in flight.
 
 With ``enabled=False`` only the cap is left: multiplier 1 until ``S >= B``, then 0. A campaign
 without a budget is not paced (multiplier 1). Extreme but finite inputs (subnormal or huge
@@ -81,8 +97,9 @@ class PacingConfig:
     estimate (900); ``report_delay_s``: how late spend events typically arrive, for the reserve
     (120); ``day_offset_s``: seconds after UTC midnight at which a campaign day starts (0);
     ``lead_s``: how far ahead of the traffic curve the target runs (1800: the budget is
-    planned to be gone half an hour before the day ends); ``curve``: the expected traffic
-    through the day.
+    planned to be gone half an hour before the day ends); ``attribution_window_s``: how long
+    after an impression its clicks and conversions may still be charged (900); ``curve``: the
+    expected traffic through the day.
     """
 
     enabled: bool = True
@@ -95,6 +112,7 @@ class PacingConfig:
     report_delay_s: float = 120.0
     day_offset_s: float = 0.0
     lead_s: float = 1800.0
+    attribution_window_s: float = 900.0
     curve: TrafficCurve = field(default_factory=TrafficCurve)
 
     def __post_init__(self) -> None:
@@ -108,6 +126,7 @@ class PacingConfig:
             "report_delay_s": 0 <= self.report_delay_s <= 3600,
             "day_offset_s": 0 <= self.day_offset_s < SECONDS_PER_DAY,
             "lead_s": 0 <= self.lead_s <= 6 * 3600,
+            "attribution_window_s": 0 <= self.attribution_window_s <= SECONDS_PER_DAY,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -164,11 +183,15 @@ def controller_step(
     budget: np.ndarray,
     spend: np.ndarray,
     now: float,
+    served: np.ndarray | None = None,
 ) -> ControllerState:
     """One step of every campaign's controller at ``now`` (see the module docstring).
 
     ``state``, ``budget`` and ``spend`` are aligned columns [N] of the same campaign day
-    (finite, >= 0), and ``now`` is in that day, at or after ``state.updated_at``.
+    (finite, >= 0), and ``now`` is in that day, at or after ``state.updated_at``. ``served``
+    [N]: the participation actually applied since the last step (0 where the reserve closed
+    the campaign; default: ``state.participation``), so that hours closed do not read as
+    hours of no demand.
     """
     curve = config.curve
     day_then, day_now = config.day_fraction(state.updated_at), config.day_fraction(now)
@@ -182,7 +205,8 @@ def controller_step(
     ceiling = np.minimum(1.0, config.max_increase * p)
     with np.errstate(all="ignore"):  # huge or subnormal inputs: see the module docstring
         spent = np.maximum(spend - state.spend_at_update, 0.0)
-        exposure = p * max(share_now - share_then, 0.0)
+        applied = p if served is None else served
+        exposure = applied * max(share_now - share_then, 0.0)
         demand_spent = state.demand_spent + weight * (spent - state.demand_spent)
         demand_exposed = state.demand_exposed + weight * (exposure - state.demand_exposed)
         rate = spent / elapsed if elapsed > 0 else state.spend_rate
@@ -204,22 +228,63 @@ def controller_step(
     )
 
 
+@dataclass(frozen=True)
+class Owed:
+    """What each campaign may already owe beyond its recorded spend (columns [N], aligned with
+    the controller state): the inputs of the reserve (see the module docstring)."""
+
+    largest: np.ndarray  # largest single charge recorded today
+    max_charge: np.ndarray  # the most one event may cost (0: unknown)
+    impressions: np.ndarray  # impressions recorded today
+    later: np.ndarray  # charged clicks and conversions recorded today
+    charges: np.ndarray  # events that cost something, recorded today
+    open: np.ndarray  # impressions still inside their attribution window
+
+    @classmethod
+    def nothing(cls, n: int) -> Owed:
+        return cls(*[np.zeros(n) for _ in range(6)])
+
+
+SIGMAS = 3.0  # a count's upper bound: mean + 3 standard deviations of a Poisson count
+
+
+def _bound(expected: np.ndarray) -> np.ndarray:
+    return np.ceil(expected + SIGMAS * np.sqrt(expected))
+
+
+def reserve_of(
+    config: PacingConfig, state: ControllerState, spend: np.ndarray, owed: Owed, now: float
+) -> np.ndarray:
+    """What each campaign may owe that is not recorded yet (float64 [N], see the docstring)."""
+    charge = np.maximum(owed.largest, owed.max_charge)
+    with np.errstate(all="ignore"):
+        expected_open = owed.open * (owed.later + 1.0) / (owed.impressions + 2.0)
+        demand = np.where(
+            state.demand_exposed > MIN_EXPOSURE, state.demand_spent / state.demand_exposed, 0.0
+        )
+        density = float(config.curve.rate(config.day_fraction(now))) / SECONDS_PER_DAY
+        rate = np.maximum(state.spend_rate, state.participation * demand * density)
+        mean_charge = np.where(owed.charges > 0, spend / owed.charges, charge)
+        flight = np.where(mean_charge > 0, rate * config.report_delay_s / mean_charge, 0.0)
+        count = np.minimum(owed.open, _bound(expected_open)) + np.maximum(1.0, _bound(flight))
+        return charge * count
+
+
 def participation_of(
     config: PacingConfig,
     state: ControllerState,
     budget: np.ndarray,
     spend: np.ndarray,
-    largest_charge: np.ndarray,
+    owed: Owed,
+    now: float,
 ) -> np.ndarray:
     """The share of requests each campaign enters (float64 [N]): 0 once its budget is spent.
 
-    Paced, "spent" means within ``reserve`` of the budget (see the module docstring);
-    ``largest_charge`` [N] is each campaign's largest single event cost today. With pacing off
-    it means the recorded spend reached the budget.
+    Paced, "spent" means within the reserve of the budget (see the module docstring). With
+    pacing off it means the recorded spend reached the budget.
     """
     if not config.enabled:
         return np.where(spend < budget, 1.0, 0.0)
-    with np.errstate(over="ignore"):
-        reserve = largest_charge + state.spend_rate * config.report_delay_s
-        open_ = spend + reserve < budget
+    with np.errstate(over="ignore", invalid="ignore"):
+        open_ = spend + reserve_of(config, state, spend, owed, now) < budget
     return np.where(open_, state.participation, 0.0)

@@ -31,6 +31,7 @@ import numpy as np
 
 from adrank.pacing.controller import (
     SECONDS_PER_DAY,
+    Owed,
     PacingConfig,
     controller_step,
     initial_state,
@@ -94,21 +95,33 @@ class PacingService:
         empty = np.empty(0, dtype=np.int64)
         self._budget = np.empty(0)
         self._spend = np.empty(0)
-        self._largest = np.empty(0)  # largest single charge today, for the reserve
+        self._owed = Owed.nothing(0)  # what may be owed beyond the recorded spend
+        self._now = -math.inf  # the latest time asked about: open impressions are counted at it
         columns = [np.empty(0)] * len(ControllerState.COLUMNS)
         self._state = ControllerState(empty, *columns, updated_at=0.0)
         self._snapshot = _Snapshot(empty, np.empty(0))
 
     # -- writes -------------------------------------------------------------------------------
 
-    def set_budget(self, campaign_id: int, daily_budget: float, now: float) -> None:
-        """Sets a campaign's daily budget (from today on); 0 stops the campaign."""
+    def set_budget(
+        self, campaign_id: int, daily_budget: float, now: float, max_charge: float | None = None
+    ) -> None:
+        """Sets a campaign's daily budget (from today on); 0 stops the campaign.
+
+        ``max_charge``: the most one of its events can cost (a CPC campaign's bid per click, a
+        CPM campaign's bid / 1000), when known: the reserve then holds even before the largest
+        charges have been seen, so a budget of a few charges is not overspent either.
+        """
         if isinstance(campaign_id, bool) or not isinstance(campaign_id, (int, np.integer)):
             raise ValueError(f"campaign_id must be an integer, got {campaign_id!r}")
         if not (np.isfinite(daily_budget) and daily_budget >= 0):
             raise ValueError(f"daily_budget must be a finite number >= 0, got {daily_budget}")
+        if max_charge is not None and not (np.isfinite(max_charge) and max_charge > 0):
+            raise ValueError(f"max_charge must be a finite number > 0, got {max_charge}")
         with self._lock:
-            self.store.set_budget(int(campaign_id), float(daily_budget))
+            self._now = max(self._now, now)
+            charge = None if max_charge is None else float(max_charge)
+            self.store.set_budget(int(campaign_id), float(daily_budget), charge)
             self._load_day(int(self.config.day_of(now)), now, keep_state=True)
 
     def record_events(self, events: Iterable[SpendEvent | dict]) -> RecordResult:
@@ -131,7 +144,12 @@ class PacingService:
                     else np.zeros(len(rows), dtype=bool)
                 )
                 np.add.at(self._spend, rows[known], recorded.cost[today][known])
-                np.maximum.at(self._largest, rows[known], recorded.largest[today][known])
+                owed = self._owed
+                np.maximum.at(owed.largest, rows[known], recorded.largest[today][known])
+                np.add.at(owed.impressions, rows[known], recorded.impressions[today][known])
+                np.add.at(owed.later, rows[known], recorded.later[today][known])
+                np.add.at(owed.charges, rows[known], recorded.charges[today][known])
+                self._count_open()
                 self._publish()
         return RecordResult(accepted=recorded.accepted, duplicates=recorded.duplicates)
 
@@ -165,6 +183,7 @@ class PacingService:
 
         At most every ``refresh_s`` it also checks the store for other processes' writes.
         """
+        self._now = max(self._now, now)  # a race may lose a newer time for a moment: harmless
         if time.monotonic() >= self._next_refresh:
             self._refresh(now)
         if self._quiet[0] <= now < self._quiet[1]:
@@ -178,9 +197,13 @@ class PacingService:
             if now - self._state.updated_at < self.config.update_interval_s:
                 self._schedule()
                 return False  # another thread or process stepped while this one waited
-            state = controller_step(self.config, self._state, self._budget, self._spend, now)
+            served = self._snapshot.participation  # 0 where the reserve closed it
+            state = controller_step(
+                self.config, self._state, self._budget, self._spend, now, served
+            )
             if self.store.save_controller_state(day, state, self._stored_at):
                 self._state, self._stored_at = state, state.updated_at
+                self._count_open()  # impressions past their window owe nothing any more
                 self._publish()
             else:  # another process stepped first: adopt its step
                 self._load_day(day, now, keep_state=True)
@@ -229,7 +252,15 @@ class PacingService:
         self._next_refresh = time.monotonic() + self.refresh_s
         campaign_id, budget = self.store.budgets()
         spend = _aligned(campaign_id, *self.store.spend(day))
-        largest = _aligned(campaign_id, *self.store.largest_charges(day))
+        counted, counts = self.store.charge_counts(day)
+        owed = Owed(
+            largest=_aligned(campaign_id, *self.store.largest_charges(day)),
+            max_charge=_aligned(campaign_id, *self.store.max_charges()),
+            impressions=_aligned(campaign_id, counted, counts[:, 0]),
+            later=_aligned(campaign_id, counted, counts[:, 1]),
+            charges=_aligned(campaign_id, counted, counts[:, 2]),
+            open=np.zeros(len(campaign_id)),
+        )
         fresh = initial_state(self.config, campaign_id, spend, now)
         stored = self.store.load_controller_state(day)
         previous, stored_at = None, None
@@ -238,12 +269,19 @@ class PacingService:
         if stored is not None and (previous is None or stored.updated_at > previous.updated_at):
             previous, stored_at = stored, stored.updated_at
         self._state, self._stored_at = _carry_over(fresh, previous), stored_at
-        self._day, self._budget, self._spend, self._largest = day, budget, spend, largest
+        self._day, self._budget, self._spend, self._owed = day, budget, spend, owed
+        self._count_open()
         self._publish()
+
+    def _count_open(self) -> None:
+        """Counts today's impressions still inside their attribution window at ``_now``."""
+        since = self._now - self.config.attribution_window_s
+        ids, counts = self.store.open_impressions(self._day, since)
+        self._owed.open[:] = _aligned(self._state.campaign_id, ids, counts)
 
     def _publish(self) -> None:
         participation = participation_of(
-            self.config, self._state, self._budget, self._spend, self._largest
+            self.config, self._state, self._budget, self._spend, self._owed, self._now
         )
         self._snapshot = _Snapshot(self._state.campaign_id, participation)
         self._schedule()

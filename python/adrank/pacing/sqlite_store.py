@@ -24,7 +24,8 @@ from adrank.sqlite_files import data_version, open_database, transaction
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (
     campaign_id  INTEGER PRIMARY KEY,
-    daily_budget REAL NOT NULL CHECK (daily_budget >= 0)
+    daily_budget REAL NOT NULL CHECK (daily_budget >= 0),
+    max_charge   REAL CHECK (max_charge > 0)
 );
 CREATE TABLE IF NOT EXISTS events (
     event_id    TEXT PRIMARY KEY,
@@ -42,8 +43,11 @@ CREATE TABLE IF NOT EXISTS spend (
     impressions INTEGER NOT NULL,
     clicks      INTEGER NOT NULL,
     conversions INTEGER NOT NULL,
+    later_charges INTEGER NOT NULL DEFAULT 0,
+    charges     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign_id, day)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_time ON events (kind, ts);
 CREATE TABLE IF NOT EXISTS controller_state (
     campaign_id     INTEGER NOT NULL,
     day             INTEGER NOT NULL,
@@ -69,15 +73,17 @@ SELECT COALESCE(
 )
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Brings a file written by schema version 1 (the PI controller) to version 2.
+    """Brings a file written by an older schema version to version 3.
 
     Version 2 keeps each campaign day's largest single charge in ``spend`` (recomputed here from
-    the stored events, exactly) and new controller columns; the old controller state is dropped
-    and the controller starts that day again from its initial state.
+    the stored events, exactly) and new controller columns; the old (PI) controller's state is
+    dropped and the controller starts that day again from its initial state. Version 3 adds the
+    count of charged clicks and conversions per campaign day (recomputed from the events) and
+    an optional largest possible charge per campaign.
     """
     (version,) = db.execute("PRAGMA user_version").fetchone()
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -91,7 +97,18 @@ def _migrate(db: sqlite3.Connection) -> None:
                 "UPDATE spend SET largest = (SELECT COALESCE(MAX(cost), 0) FROM events"
                 " WHERE events.campaign_id = spend.campaign_id AND events.day = spend.day)"
             )
-        db.execute("DROP TABLE IF EXISTS controller_state")
+            db.execute("DROP TABLE IF EXISTS controller_state")
+        if "later_charges" not in columns:
+            db.execute("ALTER TABLE spend ADD COLUMN later_charges INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE spend ADD COLUMN charges INTEGER NOT NULL DEFAULT 0")
+            db.execute(
+                "UPDATE spend SET (later_charges, charges) = (SELECT"
+                " COALESCE(SUM(kind > 0 AND cost > 0), 0), COALESCE(SUM(cost > 0), 0)"
+                " FROM events WHERE events.campaign_id = spend.campaign_id"
+                " AND events.day = spend.day)"
+            )
+        if "max_charge" not in {r[1] for r in db.execute("PRAGMA table_info(budgets)")}:
+            db.execute("ALTER TABLE budgets ADD COLUMN max_charge REAL CHECK (max_charge > 0)")
 
 
 STAGE = """
@@ -107,15 +124,20 @@ CREATE TEMP TABLE IF NOT EXISTS staged (
 
 # The first occurrence of an id in a batch wins (INSERT OR IGNORE into the staging table).
 ADD_SPEND = """
-INSERT INTO spend (campaign_id, day, spend, largest, impressions, clicks, conversions)
-SELECT campaign_id, day, SUM(cost), MAX(cost), SUM(kind = 0), SUM(kind = 1), SUM(kind = 2)
+INSERT INTO spend (
+    campaign_id, day, spend, largest, impressions, clicks, conversions, later_charges, charges
+)
+SELECT campaign_id, day, SUM(cost), MAX(cost), SUM(kind = 0), SUM(kind = 1), SUM(kind = 2),
+    SUM(kind > 0 AND cost > 0), SUM(cost > 0)
 FROM staged WHERE true GROUP BY campaign_id, day
 ON CONFLICT (campaign_id, day) DO UPDATE SET
     spend = spend + excluded.spend,
     largest = MAX(largest, excluded.largest),
     impressions = impressions + excluded.impressions,
     clicks = clicks + excluded.clicks,
-    conversions = conversions + excluded.conversions
+    conversions = conversions + excluded.conversions,
+    later_charges = later_charges + excluded.later_charges,
+    charges = charges + excluded.charges
 """
 
 
@@ -140,13 +162,41 @@ class SQLitePacingStore:
         with self._lock:
             return data_version(self._db)
 
-    def set_budget(self, campaign_id: int, daily_budget: float) -> None:
+    def set_budget(
+        self, campaign_id: int, daily_budget: float, max_charge: float | None = None
+    ) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO budgets VALUES (?, ?) "
-                "ON CONFLICT (campaign_id) DO UPDATE SET daily_budget = excluded.daily_budget",
-                (int(campaign_id), float(daily_budget)),
+                "INSERT INTO budgets VALUES (?, ?, ?) ON CONFLICT (campaign_id) DO UPDATE SET"
+                " daily_budget = excluded.daily_budget, max_charge = excluded.max_charge",
+                (int(campaign_id), float(daily_budget), max_charge),
             )
+
+    def max_charges(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, COALESCE(max_charge, 0) FROM budgets ORDER BY campaign_id"
+            ).fetchall()
+        return _columns(rows)
+
+    def charge_counts(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, impressions, later_charges, charges FROM spend"
+                " WHERE day = ? ORDER BY campaign_id",
+                (int(day),),
+            ).fetchall()
+        counts = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), 3)
+        return np.array([r[0] for r in rows], dtype=np.int64), counts
+
+    def open_impressions(self, day: int, since: float) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, COUNT(*) FROM events WHERE kind = 0 AND ts >= ? AND day = ?"
+                " GROUP BY campaign_id ORDER BY campaign_id",
+                (float(since), int(day)),
+            ).fetchall()
+        return _columns(rows)
 
     def budgets(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -170,7 +220,8 @@ class SQLitePacingStore:
             db.execute("DELETE FROM staged WHERE event_id IN (SELECT event_id FROM events)")
             (accepted,) = db.execute("SELECT COUNT(*) FROM staged").fetchone()
             groups = db.execute(
-                "SELECT campaign_id, day, SUM(cost), MAX(cost) FROM staged"
+                "SELECT campaign_id, day, SUM(cost), MAX(cost), SUM(kind = 0),"
+                " SUM(kind > 0 AND cost > 0), SUM(cost > 0) FROM staged"
                 " GROUP BY campaign_id, day"
             ).fetchall()
             db.execute(ADD_SPEND)
@@ -183,6 +234,9 @@ class SQLitePacingStore:
             day=np.array([g[1] for g in groups], dtype=np.int64),
             cost=np.array([g[2] for g in groups], dtype=np.float64),
             largest=np.array([g[3] for g in groups], dtype=np.float64),
+            impressions=np.array([g[4] for g in groups], dtype=np.float64),
+            later=np.array([g[5] for g in groups], dtype=np.float64),
+            charges=np.array([g[6] for g in groups], dtype=np.float64),
         )
 
     def spend(self, day: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,4 +317,4 @@ def _columns(rows: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
 
 def _nothing_recorded() -> RecordedSpend:
     empty = np.empty(0, dtype=np.int64)
-    return RecordedSpend(0, 0, empty, empty, np.empty(0), np.empty(0))
+    return RecordedSpend(0, 0, empty, empty, *[np.empty(0)] * 5)

@@ -30,9 +30,11 @@ from adrank.pacing.events import SpendEvent
 class RecordedSpend:
     """What :meth:`PacingStore.record` stored: counts, and the new spend per (campaign, day).
 
-    ``campaign_id``, ``day``, ``cost`` (their sum) and ``largest`` (the largest single cost) are
-    columns [G], one row per (campaign, day) group of the newly stored events; repeats of known
-    ids are in ``duplicates`` and nowhere else.
+    ``campaign_id``, ``day``, ``cost`` (their sum), ``largest`` (the largest single cost),
+    ``impressions``, ``later`` (charged clicks and conversions) and ``charges`` (events that
+    cost something) are columns [G], one row per
+    (campaign, day) group of the newly stored events; repeats of known ids are in
+    ``duplicates`` and nowhere else.
     """
 
     accepted: int
@@ -41,6 +43,9 @@ class RecordedSpend:
     day: np.ndarray
     cost: np.ndarray
     largest: np.ndarray
+    impressions: np.ndarray
+    later: np.ndarray
+    charges: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,15 @@ class ControllerState:
 class PacingStore(Protocol):
     """Persistent pacing data: budgets, spend per campaign day, events seen, controller state."""
 
-    def set_budget(self, campaign_id: int, daily_budget: float) -> None: ...
+    def set_budget(
+        self, campaign_id: int, daily_budget: float, max_charge: float | None = None
+    ) -> None:
+        """Sets the budget, and the most one event of the campaign can cost (None: unknown)."""
+        ...
+
+    def max_charges(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(campaign_id [N] int64 sorted, max_charge [N] float64)``, 0 where unknown."""
+        ...
 
     def budgets(self) -> tuple[np.ndarray, np.ndarray]:
         """``(campaign_id [N] int64 sorted, daily_budget [N] float64)``."""
@@ -95,6 +108,17 @@ class PacingStore(Protocol):
 
     def event_counts(self, day: int) -> dict[int, tuple[int, int, int]]:
         """Impressions, clicks and conversions per campaign on ``day``."""
+        ...
+
+    def charge_counts(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(campaign_id [N] int64 sorted, counts [N, 3] float64)`` of ``day``: impressions,
+        later charges (clicks and conversions that cost something), and charges (events that
+        cost something)."""
+        ...
+
+    def open_impressions(self, day: int, since: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(campaign_id [N] int64 sorted, count [N] float64)`` of ``day``'s impressions
+        stamped at ``since`` or later: those whose clicks and conversions may still come."""
         ...
 
     def version(self) -> int:
