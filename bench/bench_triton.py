@@ -1,245 +1,264 @@
-"""The ranker's dense part on the embedded Triton vs the same module run in-process with torch.
+"""The trained ranker's model stage on the embedded Triton: every served variant side by side.
 
-1,000 candidates per request at concurrency 1, 2 and 4 (threads sharing one client), through
-gRPC and through system shared memory. The in-process TorchScript module is the baseline
-(torch with one thread per call, as each Triton instance runs). After the run, Triton's own
-statistics split each request's time into the model (``compute_infer``) and the rest
-(serialization, transport, queueing, the Python backend's copies); that share is printed and
-stored in ``extra_info``.
+Glossary: variant: a Python-backend deployment (``adrank.triton.model_config.DEPLOYMENTS``: a
+runtime, a precision and a model file) with its thread count; model stage: one Triton call
+(client to answer) for the ``CANDIDATES`` rows of one request.
 
-Run: ``.venv/bin/python -m pytest bench/bench_triton.py --benchmark-only`` (ratio table), or
-``.venv/bin/python bench/bench_triton.py``: every variant once per round, in turn, which holds up
-better on a shared, noisy machine.
-Shapes: ``ADRANK_BENCH_E`` (embedding width, default 160), ``ADRANK_BENCH_N`` (dense, 8);
-Triton instances: ``ADRANK_BENCH_INSTANCES`` (default 1).
+A ranker is trained on the synthetic log (the default schema, as ``adrank demo`` trains it) and
+exported once; one server holds a copy of the version per variant, so one run compares them
+all on the same machine at the same moment. The baseline is ``python_torch_fp32`` (TorchScript
+fp32 through the Python backend: the model as it served before). Each variant's click AUC is
+measured on the held-out rows through the server, beside the training-time model's.
+
+Run: ``.venv/bin/python bench/bench_triton.py`` (every variant once per round, in turn, which
+holds up better on a shared, noisy machine; prints the table), or
+``.venv/bin/python -m pytest bench/bench_triton.py --benchmark-only`` (pytest-benchmark groups).
+Rows per request: ``ADRANK_BENCH_CANDIDATES`` (default 1000); rounds: ``ADRANK_BENCH_ROUNDS``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from adrank.data import SyntheticConfig, generate_log
+from adrank.export import ExportResult, export_model
+from adrank.features import FeaturePipeline, load_schema
+from adrank.models.tables import pooled_embeddings_ref
+from adrank.training.loop import TrainConfig, predict, train
+from adrank.training.metrics import auc
 from adrank.triton.client import RankerClient
+from adrank.triton.model_config import write_model_config
 from adrank.triton.server import EmbeddedTriton
-from adrank.triton.testing import DemoDenseRanker, make_model_repository, script
 
-CANDIDATES = 1000
-E = int(os.environ.get("ADRANK_BENCH_E", "160"))
-N = int(os.environ.get("ADRANK_BENCH_N", "8"))
-INSTANCES = int(os.environ.get("ADRANK_BENCH_INSTANCES", "1"))
-CONCURRENCY = [1, 2, 4]
+CANDIDATES = int(os.environ.get("ADRANK_BENCH_CANDIDATES", "1000"))
+ROUNDS = int(os.environ.get("ADRANK_BENCH_ROUNDS", "100"))
+BASELINE = "torch_fp32"
 
 
-def _module() -> torch.nn.Module:
-    # About the size of the trained ranker's dense part: 2 cross layers, a 256-128 MLP.
-    return DemoDenseRanker(E, N, hidden=(256, 128), cross_layers=2).eval()
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One served model: a deployment, its threads and instances, and the client's transport."""
+
+    name: str
+    deployment: str
+    threads: int = 1
+    instances: int = 1
+    shm: bool = True  # inputs through Triton's system shared memory (else in the gRPC message)
 
 
-@pytest.fixture(scope="module")
-def requests_inputs() -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(0)
-    return [
-        (
-            rng.standard_normal((CANDIDATES, E), dtype=np.float32),
-            rng.standard_normal((CANDIDATES, N), dtype=np.float32),
-        )
-        for _ in range(max(CONCURRENCY))
+VARIANTS = [
+    Variant("torch_fp32", "python_torch_fp32"),
+    Variant("torch_bf16", "python_torch_bf16"),
+    Variant("onnx_fp32", "python_onnx_fp32"),
+    Variant("onnx_int8", "python_onnx_int8"),
+    Variant("onnx_int8_grpc", "python_onnx_int8", shm=False),
+    Variant("onnx_int8_2threads", "python_onnx_int8", threads=2),
+    Variant("torch_fp32_2threads", "python_torch_fp32", threads=2),
+]
+
+
+@dataclasses.dataclass
+class Workload:
+    export: ExportResult
+    requests: list[tuple[np.ndarray, np.ndarray]]  # one per concurrent caller, CANDIDATES rows
+    heldout: tuple[np.ndarray, np.ndarray, np.ndarray]  # embeddings, dense, click labels
+    trained_auc: float  # click AUC of the training-time model on the held-out rows
+
+
+def build_workload(root: Path, rows: int = 40_000) -> Workload:
+    world = SyntheticConfig(
+        num_advertisers=10, num_campaigns=20, num_creatives=60, num_users=2000, num_categories=8
+    )
+    log = generate_log(rows, seed=4, config=world).impressions
+    result = train(log, load_schema(), config=TrainConfig(seed=0))
+    model = result.model
+    heldout = FeaturePipeline(model.schema)(log.take(result.heldout_rows))
+    tables = {name: w.detach().numpy() for name, w in model.sparse.tables.items()}
+    embeddings = pooled_embeddings_ref(tables, model.schema, heldout)
+    labels = heldout.labels["click"]
+    export = export_model(model, repository=root / "models", artifacts=root / "artifacts")
+    requests = [
+        (embeddings[start : start + CANDIDATES], heldout.dense[start : start + CANDIDATES])
+        for start in range(0, 4 * CANDIDATES, CANDIDATES)
     ]
+    trained_auc = auc(labels, predict(model, heldout)["ctr"])
+    return Workload(export, requests, (embeddings, heldout.dense, labels), trained_auc)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    repository = make_model_repository(
-        tmp_path_factory.mktemp("triton_models"),
-        _module(),
-        embedding_dim=E,
-        dense_dim=N,
-        instances=INSTANCES,
-    )
-    with EmbeddedTriton(repository) as running:
-        yield running
-
-
-def _round(pool: ThreadPoolExecutor, call, inputs, concurrency: int) -> list:
-    if concurrency == 1:
-        return [call(*inputs[0])]
-    return list(pool.map(lambda i: call(*inputs[i]), range(concurrency)))
-
-
-def _describe(benchmark, group: str, role: str, concurrency: int) -> None:
-    benchmark.group = group
-    benchmark.extra_info.update(
-        role=role,
-        items=CANDIDATES * concurrency,
-        candidates=CANDIDATES,
-        concurrency=concurrency,
-        embedding_dim=E,
-        dense_dim=N,
-        instances=INSTANCES,
-    )
-
-
-@pytest.mark.parametrize("concurrency", CONCURRENCY)
-def test_torch_in_process(benchmark, requests_inputs, concurrency):
-    module = script(_module())
-    torch.set_num_threads(1)  # as one Triton instance; threads give the parallelism
-
-    def call(embeddings: np.ndarray, dense: np.ndarray):
-        with torch.inference_mode():
-            outputs = module(torch.from_numpy(embeddings), torch.from_numpy(dense))
-        return [o.numpy() for o in outputs]
-
-    _describe(benchmark, f"ranker {CANDIDATES} candidates x{concurrency}", "baseline", concurrency)
-    with ThreadPoolExecutor(concurrency) as pool:
-        for _ in range(3):
-            _round(pool, call, requests_inputs, concurrency)
-        results = benchmark(_round, pool, call, requests_inputs, concurrency)
-    assert results[0][0].shape == (CANDIDATES, 1)
-
-
-@pytest.mark.parametrize("concurrency", CONCURRENCY)
-@pytest.mark.parametrize("transport", ["grpc", "shm"])
-def test_triton(benchmark, server, requests_inputs, concurrency, transport):
-    threshold = 0 if transport == "shm" else -1
-    client = RankerClient(server.grpc_url, timeout_s=30.0, shm_threshold_bytes=threshold)
-    _describe(benchmark, f"ranker {CANDIDATES} candidates x{concurrency}", "adrank", concurrency)
-    benchmark.extra_info["transport"] = transport
-    try:
-        with ThreadPoolExecutor(concurrency) as pool:
-            for _ in range(5):
-                _round(pool, client.predict, requests_inputs, concurrency)
-            before = _model_stats(client)
-            results = benchmark(_round, pool, client.predict, requests_inputs, concurrency)
-            after = _model_stats(client)
-    finally:
-        client.close()
-    assert results[0].p_ctr.shape == (CANDIDATES,)
-    _report_time_outside_model(benchmark, before, after, concurrency)
-
-
-def _model_stats(client: RankerClient) -> dict[str, int]:
-    stats = client._client.get_inference_statistics("ranker", as_json=True)["model_stats"][0]
-    inference = stats["inference_stats"]
-    totals = {k: int(inference[k].get("ns", 0)) for k in inference if k in _STAGES}
-    totals["requests"] = int(inference["success"].get("count", 0))
-    totals["executions"] = int(stats.get("execution_count", 0))
-    return totals
-
-
-_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
-
-
-def _report_time_outside_model(benchmark, before, after, concurrency) -> None:
-    requests = after["requests"] - before["requests"]
-    if requests == 0:
-        return
-    per_request = {k: (after[k] - before[k]) / requests / 1e3 for k in _STAGES}  # us
-    # A request's latency is the round time (all `concurrency` requests run together).
-    latency_us = benchmark.stats.stats.median * 1e6
-    model_us = per_request["compute_infer"]
-    benchmark.extra_info.update(
-        latency_us=latency_us,
-        server_us={k: round(v, 1) for k, v in per_request.items()},
-        batched_executions_per_request=(after["executions"] - before["executions"]) / requests,
-        share_outside_model=1 - model_us / latency_us,
-    )
-    print(
-        f"\n  x{concurrency} {benchmark.extra_info['transport']}: latency {latency_us:.0f} us, "
-        f"model (compute_infer) {model_us:.0f} us -> {1 - model_us / latency_us:.0%} outside "
-        f"the model; server queue {per_request['queue']:.0f} us, input "
-        f"{per_request['compute_input']:.0f} us, output {per_request['compute_output']:.0f} us"
-    )
-
-
-def interleaved_summary(rounds: int = 60) -> None:
-    """Each round runs every variant once, in turn, so that a shared machine's noise hits all
-    of them alike; prints per-variant medians and Triton's split of the time."""
-    import tempfile
-    import time
-
-    module = _module()
-    scripted = script(module)
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    inputs = [
-        (
-            rng.standard_normal((CANDIDATES, E), dtype=np.float32),
-            rng.standard_normal((CANDIDATES, N), dtype=np.float32),
+def variant_repository(export: ExportResult, root: Path, variants: list[Variant]) -> Path:
+    """A repository with one model per variant (named after it), each a copy of the version."""
+    for variant in variants:
+        model_dir = root / variant.name
+        shutil.copytree(export.version_dir, model_dir / "1")
+        write_model_config(
+            model_dir,
+            embedding_dim=export.manifest["embedding_dim"],
+            dense_dim=export.manifest["dense_dim"],
+            deployment=variant.deployment,
+            outputs=export.manifest["outputs"],
+            threads=variant.threads,
+            instances=variant.instances,
         )
-        for _ in range(max(CONCURRENCY))
-    ]
-
-    def in_process(embeddings: np.ndarray, dense: np.ndarray):
-        with torch.inference_mode():
-            return scripted(torch.from_numpy(embeddings), torch.from_numpy(dense))
-
-    with tempfile.TemporaryDirectory() as root:
-        # One model per transport, so that Triton's statistics tell them apart.
-        for model in ("ranker_grpc", "ranker_shm"):
-            make_model_repository(
-                root, module, embedding_dim=E, dense_dim=N, model=model, instances=INSTANCES
-            )
-        with EmbeddedTriton(root) as server:
-            clients = {
-                "grpc": RankerClient(
-                    server.grpc_url, model="ranker_grpc", timeout_s=30, shm_threshold_bytes=-1
-                ),
-                "shm": RankerClient(
-                    server.grpc_url, model="ranker_shm", timeout_s=30, shm_threshold_bytes=0
-                ),
-            }
-            calls = {"torch": in_process} | {k: c.predict for k, c in clients.items()}
-            print(f"ranker dense part, E={E} N={N}, {CANDIDATES} candidates per request, "
-                  f"{INSTANCES} Triton instance(s), {rounds} interleaved rounds")  # fmt: skip
-            for concurrency in CONCURRENCY:
-                with ThreadPoolExecutor(concurrency) as pool:
-                    for call in calls.values():
-                        for _ in range(5):
-                            _round(pool, call, inputs, concurrency)
-                    before = {k: _model_stats_of(c) for k, c in clients.items()}
-                    times: dict[str, list[float]] = {k: [] for k in calls}
-                    for _ in range(rounds):
-                        for name, call in calls.items():
-                            start = time.perf_counter()
-                            _round(pool, call, inputs, concurrency)
-                            times[name].append(time.perf_counter() - start)
-                    after = {k: _model_stats_of(c) for k, c in clients.items()}
-                base = np.median(times["torch"])
-                for name, samples in times.items():
-                    median, p99 = np.median(samples), np.percentile(samples, 99)
-                    line = (
-                        f"  x{concurrency} {name:<5} round p50 {median * 1e3:7.2f} ms  "
-                        f"p99 {p99 * 1e3:7.2f} ms  {CANDIDATES * concurrency / median / 1e3:7.1f}"
-                        f" k candidates/s  {base / median:5.2f}x torch"
-                    )
-                    if name in clients:
-                        requests = after[name]["requests"] - before[name]["requests"]
-                        model_s = after[name]["compute_infer"] - before[name]["compute_infer"]
-                        model_s = model_s / requests / 1e9
-                        # Requests of a round run together: one request's latency ~ the round.
-                        # Two views of the overhead: the round minus the in-process model time,
-                        # and minus Triton's compute_infer (which holds the stub's IPC too).
-                        line += (
-                            f"  outside the model {1 - base / median:4.0%} (vs torch), "
-                            f"{1 - model_s / median:4.0%} (vs compute_infer)"
-                        )
-                    print(line)
-            for client in clients.values():
-                client.close()
+    return root
 
 
-def _model_stats_of(client: RankerClient) -> dict[str, int]:
-    stats = client._client.get_inference_statistics(client.model, as_json=True)
-    inference = stats["model_stats"][0]["inference_stats"]
+def served_click_auc(client: RankerClient, heldout: tuple[np.ndarray, ...]) -> float:
+    embeddings, dense, labels = heldout
+    p_ctr = np.concatenate(
+        [
+            client.predict(embeddings[s : s + CANDIDATES], dense[s : s + CANDIDATES]).p_ctr
+            for s in range(0, len(labels), CANDIDATES)
+        ]
+    )
+    return auc(labels, p_ctr.astype(np.float64))
+
+
+def _clients(server: EmbeddedTriton, variants: list[Variant]) -> dict[str, RankerClient]:
     return {
-        "requests": int(inference["success"].get("count", 0)),
-        "compute_infer": int(inference["compute_infer"].get("ns", 0)),
+        v.name: RankerClient(
+            server.grpc_url, model=v.name, timeout_s=60, shm_threshold_bytes=0 if v.shm else -1
+        )
+        for v in variants
     }
 
 
+@contextlib.contextmanager
+def serving(variants: list[Variant]) -> Iterator[tuple[Workload, dict[str, RankerClient]]]:
+    """Train, export, serve every variant on one embedded Triton; yield the workload and one
+    warmed-up client per variant; always stop the server."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        workload = build_workload(root)
+        repository = variant_repository(workload.export, root / "variants", variants)
+        with EmbeddedTriton(repository) as server:
+            clients = _clients(server, variants)
+            try:
+                for client in clients.values():
+                    for _ in range(5):  # the first calls compile and allocate
+                        client.predict(*workload.requests[0])
+                yield workload, clients
+            finally:
+                for client in clients.values():
+                    client.close()
+
+
+def _round(pool: ThreadPoolExecutor | None, call, requests, concurrency: int) -> list:
+    if pool is None or concurrency == 1:
+        return [call(*requests[0])]
+    return list(pool.map(lambda i: call(*requests[i]), range(concurrency)))
+
+
+def _compute_infer_us(client: RankerClient) -> tuple[int, int]:
+    """(successful requests, total compute_infer ns) of the client's model so far."""
+    stats = client._client.get_inference_statistics(client.model, as_json=True)
+    inference = stats["model_stats"][0]["inference_stats"]
+    return int(inference["success"].get("count", 0)), int(inference["compute_infer"].get("ns", 0))
+
+
+def interleaved_table(concurrency: int = 1, rounds: int = ROUNDS) -> list[dict]:
+    """Every variant once per round, in turn; one row per variant: p50/p99 of the model stage
+    (a Triton call of CANDIDATES rows), ratio to the baseline's p50, Triton's compute_infer
+    share, the click AUC through the server and its difference from the trained model's."""
+    rows = []
+    with serving(VARIANTS) as (workload, clients):
+        aucs = {name: served_click_auc(c, workload.heldout) for name, c in clients.items()}
+        before = {name: _compute_infer_us(c) for name, c in clients.items()}
+        times: dict[str, list[float]] = {name: [] for name in clients}
+        with ThreadPoolExecutor(concurrency) as pool:
+            for _ in range(rounds):
+                for name, client in clients.items():
+                    start = time.perf_counter()
+                    _round(pool, client.predict, workload.requests, concurrency)
+                    times[name].append(time.perf_counter() - start)
+        after = {name: _compute_infer_us(c) for name, c in clients.items()}
+    base = float(np.median(times[BASELINE]))
+    for variant in VARIANTS:
+        samples = np.array(times[variant.name])
+        requests = after[variant.name][0] - before[variant.name][0]
+        model_s = (after[variant.name][1] - before[variant.name][1]) / max(requests, 1) / 1e9
+        p50 = float(np.median(samples))
+        rows.append(
+            {
+                "variant": variant.name,
+                "deployment": variant.deployment,
+                "threads": variant.threads,
+                "transport": "shm" if variant.shm else "grpc",
+                "concurrency": concurrency,
+                "p50_ms": p50 * 1e3,
+                "p99_ms": float(np.percentile(samples, 99)) * 1e3,
+                "speedup": base / p50,
+                "compute_infer_ms": model_s * 1e3,
+                "click_auc": aucs[variant.name],
+                "auc_delta": aucs[variant.name] - workload.trained_auc,
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"model stage, {CANDIDATES} candidates per request, concurrency {rows[0]['concurrency']}, "
+        f"{ROUNDS} interleaved rounds; baseline {BASELINE}"
+    )
+    header = ["variant", "p50 ms", "p99 ms", "x vs torch fp32", "compute_infer ms", "click AUC"]
+    print("| " + " | ".join([*header, "AUC - trained"]) + " |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['variant']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['speedup']:.2f} | "
+            f"{r['compute_infer_ms']:.2f} | {r['click_auc']:.4f} | {r['auc_delta']:+.4f} |"
+        )
+
+
+# -- pytest-benchmark: one group per concurrency, the baseline beside each variant ------------
+
+
+@pytest.fixture(scope="module")
+def served():
+    with serving(VARIANTS) as running:
+        yield running
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_model_stage(benchmark, served, variant, concurrency):
+    workload, clients = served
+    client = clients[variant.name]
+    benchmark.group = f"ranker model stage {CANDIDATES} candidates x{concurrency}"
+    benchmark.extra_info.update(
+        role="baseline" if variant.name == BASELINE else "adrank",
+        items=CANDIDATES * concurrency,
+        candidates=CANDIDATES,
+        concurrency=concurrency,
+        deployment=variant.deployment,
+        threads=variant.threads,
+        transport="shm" if variant.shm else "grpc",
+    )
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = benchmark(_round, pool, client.predict, workload.requests, concurrency)
+    assert results[0].p_ctr.shape == (CANDIDATES,)
+
+
+def test_click_auc_within_bound(served):
+    """Every variant's click AUC through the server within 0.001 of the training-time model's."""
+    workload, clients = served
+    for name, client in clients.items():
+        assert abs(served_click_auc(client, workload.heldout) - workload.trained_auc) <= 1e-3, name
+
+
 if __name__ == "__main__":
-    interleaved_summary()
+    torch.set_num_threads(1)
+    for level in (1,):
+        print_table(interleaved_table(concurrency=level))
