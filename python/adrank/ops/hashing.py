@@ -21,6 +21,7 @@ bit, so an existing pipeline moves over without retraining.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,6 +122,16 @@ def _keyed_arrays(key_offsets: Sequence[int], slots: Any, num_buckets: Any) -> t
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _one_key(slot: int, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """The slots and num_buckets arrays of a one-key call, built once per (slot, num_buckets):
+    a serving process hashes the same few slots on every request."""
+    slots = np.array([slot], dtype=np.int64)
+    buckets = np.array([num_buckets], dtype=np.int64)
+    slots.flags.writeable = buckets.flags.writeable = False
+    return slots, buckets
+
+
 def _hash_string_column(
     column: _native.StringColumn, slots: Any, num_buckets: Any, seed: int, key_offsets: Any
 ) -> np.ndarray:
@@ -176,11 +187,17 @@ def hash_strings(values: Any, slot: int, num_buckets: int, seed: int = 0) -> np.
         if pa.types.is_dictionary(values.type):
             return _hash_arrow_dictionary(values, slot, num_buckets, seed)
     column = _string_column(values)
-    return _hash_string_column(column, [slot], [num_buckets], seed, [0, len(column)])
+    out = np.empty(len(column), dtype=np.int64)
+    slot_array, bucket_array = _one_key(slot, num_buckets)
+    key_offsets = np.array([0, len(column)], dtype=np.int64)
+    _native.hash_strings(column, key_offsets, slot_array, bucket_array, seed, out)
+    return out
 
 
 def _id_column(ids: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
     """(int64 ids, Arrow-style validity bitmap or None, bit offset of the first id)."""
+    if type(ids) is np.ndarray and ids.dtype == np.int64 and ids.flags.c_contiguous:
+        return ids, None, 0  # as serving passes them; the kernel's edge checks the dimensions
     if is_arrow(ids):
         import pyarrow as pa
 
@@ -222,8 +239,9 @@ def hash_ids(ids: Any, slot: int, num_buckets: int, seed: int = 0) -> np.ndarray
     num_buckets = check_int("num_buckets", num_buckets, minimum=1, maximum=_INT64_MAX)
     seed = check_seed(seed)
     values, validity, validity_offset = _id_column(ids)
-    out = np.empty(len(values), dtype=np.int64)
-    offsets, slots, buckets = _keyed_arrays([0, len(values)], [slot], [num_buckets])
+    out = np.empty(values.size, dtype=np.int64)
+    slots, buckets = _one_key(slot, num_buckets)
+    offsets = np.array([0, values.size], dtype=np.int64)
     _native.hash_ids(values, validity, validity_offset, offsets, slots, buckets, seed, out)
     return out
 
