@@ -292,8 +292,8 @@ class _TextReader(LogReader):
         return kinds
 
     def batches(self, kinds: Mapping[str, str] | None = None, **options: Any):
-        if self.format == "criteo":
-            kinds = {**self.criteo_kinds(), **(kinds or {})}
+        if self.format == "criteo":  # the layout fixes the kinds: hex ids stay text
+            kinds = {**(kinds or {}), **self.criteo_kinds()}
         return super().batches(kinds, **options)
 
     def _raw_batches(self, columns: list[str], budget: BadRowBudget) -> Iterator[LogBatch]:
