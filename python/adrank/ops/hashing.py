@@ -269,9 +269,14 @@ def hash_cross(columns: Sequence[Any], slot: int, num_buckets: int, seed: int = 
     seed = check_seed(seed)
     if isinstance(columns, np.ndarray) or not isinstance(columns, Sequence):
         raise TypeError("columns must be a sequence (list or tuple) of integer arrays")
-    arrays = [as_int64_array(f"columns[{j}]", c) for j, c in enumerate(columns)]
+    arrays = [
+        c
+        if type(c) is np.ndarray and c.dtype == np.int64 and c.flags.c_contiguous
+        else as_int64_array(f"columns[{j}]", c)  # the kernel's edge checks the dimensions
+        for j, c in enumerate(columns)
+    ]
     # The kernel checks the count of columns and their lengths.
-    out = np.empty(len(arrays[0]) if arrays else 0, dtype=np.int64)
+    out = np.empty(arrays[0].size if arrays else 0, dtype=np.int64)
     _native.hash_cross(arrays, slot, num_buckets, seed, out)
     return out
 
