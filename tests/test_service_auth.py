@@ -101,6 +101,8 @@ def test_openapi_declares_the_guard(world) -> None:
     paths = client_for(world, token=TOKEN).get("/openapi.json").json()["paths"]
     assert {"401", "403", "421", "422"} <= set(paths["/v1/events"]["post"]["responses"])
     assert "401" not in paths["/v1/rank"]["post"]["responses"]
+    assert "401" not in paths["/v1/kill-switches"]["get"]["responses"]  # reads are open
+    assert "403" in paths["/v1/kill-switches/{scope}/{entity_id}"]["put"]["responses"]
     guarded = client_for(world, token=TOKEN, guard_rank=True, guard_reads=True)
     paths = guarded.get("/openapi.json").json()["paths"]
     assert "401" in paths["/v1/rank"]["post"]["responses"]

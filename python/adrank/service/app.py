@@ -46,7 +46,7 @@ from adrank.service.schemas import (
     rank_response_body,
     unique_candidates,
 )
-from adrank.service.security import AccessPolicy, HostAllowList
+from adrank.service.security import READ_METHODS, AccessPolicy, HostAllowList
 
 __all__ = ["AccessPolicy", "RankingBackend", "ServiceLimits", "create_app"]
 
@@ -174,6 +174,8 @@ def create_app(
         )
     # What 405 answers list and the metrics label responses by.
     app.state.endpoints = list(endpoints(app.router.routes))
+    if control is not None and access.token is not None and not access.guard_reads:
+        _open_reads_in_openapi(app, list(endpoints(control.routes)))
 
     # Added last = runs first: count, then check the Host, then read the body.
     app.add_middleware(BoundedBody, limits=limits, reject=send_error)
@@ -192,6 +194,24 @@ def endpoints(routes: list, prefix: str = "") -> Iterator[Any]:
             context = getattr(route, "include_context", None)
             if not getattr(context, "prefix", ""):  # adrank includes without prefixes
                 yield from endpoints(route.original_router.routes)
+
+
+def _open_reads_in_openapi(app: FastAPI, routes: list) -> None:
+    """The OpenAPI document without 401/403 on control reads, which are open: FastAPI declares
+    an included router's responses on all of its routes alike."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for route in routes:
+                for method in set(route.methods) & set(READ_METHODS):
+                    operation = document["paths"].get(route.path, {}).get(method.lower(), {})
+                    for status in ("401", "403"):
+                        operation.get("responses", {}).pop(status, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _misdirected(scope: dict, receive: Any, send: Any) -> None:
