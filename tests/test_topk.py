@@ -213,6 +213,29 @@ def test_adrank_simd_in_the_environment_is_read_at_load(value):
     np.testing.assert_array_equal(np.load(io.BytesIO(result.stdout)), simd_sweep_ref())
 
 
+def best_simd() -> str:
+    adrank.set_simd("auto")
+    return adrank.get_simd()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("avx2", lambda best: "generic" if best == "generic" else "avx2"),
+        ("avx512", lambda best: best),  # the best the CPU has at or below it
+        ("auto", lambda best: best),
+        ("sse9", lambda best: best),  # unknown: auto, for a module must load whatever is set
+    ],
+)
+def test_adrank_simd_levels_at_load(value, expected):
+    script = "import adrank\nprint(adrank.get_simd())\n"
+    env = dict(os.environ, ADRANK_SIMD=value)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=True, timeout=60
+    )
+    assert result.stdout.decode().strip() == expected(best_simd())
+
+
 # --- k beyond the candidates -----------------------------------------------------------
 
 
