@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-installed
 CPP_FILES = $(shell find cpp -name '*.hpp' -o -name '*.cpp')
 
-.PHONY: setup build demo test lint bench clean
+.PHONY: setup build demo test lint bench clean perf-analyzer
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,19 @@ $(DEPS_STAMP): pyproject.toml constraints.txt
 build: $(DEPS_STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation --no-deps -e .
 
-setup: build
+# Triton's perf_analyzer (benchmark report, tests): the binary ships in the tritonclient 2.51
+# wheel; it needs Debian's libb64-0d (and a libcudart.so.12, linked at run time from
+# nvidia-pytriton's libraries by adrank.benchmark.perf_analyzer).
+PERF_ANALYZER := $(BIN)/perf_analyzer
+$(PERF_ANALYZER): $(DEPS_STAMP)
+	dpkg -s libb64-0d >/dev/null 2>&1 || apt-get install -y -q libb64-0d
+	$(BIN)/python -m pip download -q --no-deps -d build/wheels tritonclient==2.51.0
+	$(BIN)/python -c "import zipfile, glob; w = zipfile.ZipFile(glob.glob('build/wheels/tritonclient-2.51.0-*.whl')[0]); open('$@', 'wb').write(w.read('tritonclient-2.51.0.data/data/bin/perf_analyzer'))"
+	chmod +x $@
+
+perf-analyzer: $(PERF_ANALYZER)
+
+setup: build $(PERF_ANALYZER)
 
 demo: setup
 	$(BIN)/adrank demo

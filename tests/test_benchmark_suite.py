@@ -134,6 +134,7 @@ def test_bench_command_writes_the_report_and_plots(workspace, tmp_path, capsys) 
             "--concurrency=1",
             "--candidates=300",
             "--warmup=1",
+            "--perf-analyzer-ms=300",
             f"--out={out}",
         ]
     )
@@ -156,3 +157,8 @@ def test_bench_command_writes_the_report_and_plots(workspace, tmp_path, capsys) 
         assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     assert summaries["plain-torch"]["stage_p50_ms"]["features"] > 0
     assert summaries["http+triton"]["outside_model_p50_ms"] > 0
+    # Triton's perf_analyzer beside adrank's figures (1 and 300 rows, concurrency 1, 2, 4)
+    assert "## Triton's perf_analyzer" in report
+    perf = [(r["rows"], r["concurrency"]) for r in results["perf_analyzer"]]
+    assert perf == [(1, 1), (1, 2), (1, 4), (300, 1), (300, 2), (300, 4)]
+    assert all(0 < r["p50_us"] <= r["p99_us"] for r in results["perf_analyzer"])

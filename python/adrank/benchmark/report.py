@@ -3,7 +3,8 @@
 ``report.md`` names the machine and the workload, checks the targets
 (:mod:`adrank.benchmark.targets`), tabulates p50/p95/p99, requests per second and the ratio to
 the plain PyTorch baseline per configuration and concurrency, the time outside the model and
-the time per stage, and links ``latency.png`` and ``throughput.png``
+the time per stage, Triton's own ``perf_analyzer`` figures for the served model (when it ran),
+and links ``latency.png`` and ``throughput.png``
 (:mod:`adrank.benchmark.plots`). ``results.json`` holds the same summaries for machines to read.
 """
 
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 from adrank.benchmark.loadtest import PERCENTILES, LoadSummary
+from adrank.benchmark.perf_analyzer import PerfAnalyzerRow
 from adrank.benchmark.plots import plot_latency, plot_throughput
 from adrank.benchmark.suite import BASELINE, CONFIGURATIONS, SuiteResult
 from adrank.benchmark.targets import check_targets
@@ -59,6 +61,7 @@ def _markdown(result: SuiteResult) -> list[str]:
         *_targets(result),
         *_latency_tables(result),
         *_stage_table(result),
+        *perf_analyzer_table(result.perf_analyzer),
         "## Figures",
         "",
         f"![latency distribution per configuration]({LATENCY_PLOT})",
@@ -148,6 +151,28 @@ def _stage_table(result: SuiteResult) -> list[str]:
     return [*lines, ""]
 
 
+def perf_analyzer_table(rows: list[PerfAnalyzerRow]) -> list[str]:
+    """Triton's perf_analyzer figures as a Markdown section (none when it did not run)."""
+    if not rows:
+        return []
+    lines = [
+        "## Triton's perf_analyzer",
+        "",
+        "The served model alone, measured by Triton's own load generator (gRPC, system shared "
+        "memory, random inputs): beside adrank's figures above, which hold the whole request.",
+        "",
+        "| rows per request | concurrency | requests/s | p50 ms | p90 ms | p99 ms | "
+        "server compute_infer ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.rows:,} | {r.concurrency} | {r.requests_per_s:.1f} | {r.p50_us / 1e3:.2f} | "
+        f"{r.p90_us / 1e3:.2f} | {r.p99_us / 1e3:.2f} | {r.server_compute_infer_us / 1e3:.2f} |"
+        for r in rows
+    ]
+    return [*lines, ""]
+
+
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -166,4 +191,5 @@ def _results(result: SuiteResult) -> dict:
         "targets": [
             dataclasses.asdict(t) for t in check_targets(result.summaries, CONFIGURATIONS, BASELINE)
         ],
+        "perf_analyzer": [dataclasses.asdict(r) for r in result.perf_analyzer],
     }

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from adrank.benchmark.loadtest import LoadResult, LoadSummary, median_summary, run_load, summarize
+from adrank.benchmark.perf_analyzer import PerfAnalyzerRow, run_perf_analyzer
 from adrank.service.schemas import rank_request_json
 
 __all__ = ["CONFIGURATIONS", "SuiteConfig", "SuiteResult", "machine_description", "run_suite"]
@@ -60,6 +61,8 @@ class SuiteConfig:
     workspace: str = "artifacts/bench-world"
     rows: int = 100_000
     configurations: tuple[str, ...] = tuple(CONFIGURATIONS)
+    # Triton's perf_analyzer against the served model, each window this long (0: skip it).
+    perf_analyzer_ms: int = 2000
 
     def __post_init__(self) -> None:
         for name in ("requests", "rounds", "candidates", "k"):
@@ -68,6 +71,10 @@ class SuiteConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        if not isinstance(self.perf_analyzer_ms, int) or self.perf_analyzer_ms < 0:
+            raise ValueError(
+                f"perf_analyzer_ms must be an integer >= 0, got {self.perf_analyzer_ms!r}"
+            )
         if not self.concurrency or any(c < 1 for c in self.concurrency):
             raise ValueError(f"concurrency must list integers >= 1, got {self.concurrency!r}")
         unknown = [c for c in self.configurations if c not in CONFIGURATIONS]
@@ -84,6 +91,8 @@ class SuiteResult:
     summaries: list[LoadSummary]  # median over rounds, one per (configuration, concurrency)
     runs: list[LoadResult]  # every round's raw measurements (for the plots)
     notes: list[str]
+    # Triton's perf_analyzer against the served model (empty when skipped; notes say why)
+    perf_analyzer: list[PerfAnalyzerRow] = dataclasses.field(default_factory=list)
 
 
 def machine_description() -> str:
@@ -107,8 +116,15 @@ def run_suite(config: SuiteConfig, say: Callable[[str], None] = print) -> SuiteR
     requests = sample_requests(
         workspace, config.requests, candidates=config.candidates, k=config.k, seed=1
     )
+    notes = [
+        f"{config.requests} requests of {config.candidates} candidates (k={config.k}) per "
+        f"configuration, concurrency and round; {config.rounds} interleaved rounds; figures are "
+        "medians over the rounds",
+        f"workspace {root} ({config.rows:,} training rows, model version {workspace.version})",
+    ]
+    perf: list[PerfAnalyzerRow] = []
     with contextlib.ExitStack() as stack:
-        calls = _start(config.configurations, workspace, requests, stack, say)
+        calls, triton_url = _start(config.configurations, workspace, requests, stack, say)
         runs = []
         for concurrency in config.concurrency:
             for round_index in range(config.rounds):
@@ -123,18 +139,33 @@ def run_suite(config: SuiteConfig, say: Callable[[str], None] = print) -> SuiteR
                         )
                     )
                 say(f"  concurrency {concurrency}: round {round_index + 1}/{config.rounds} done")
+        if triton_url is not None and config.perf_analyzer_ms:
+            perf = _perf_analyzer(triton_url, workspace.model_name, config, notes, say)
     summaries = [
         median_summary([summarize(r) for r in runs if (r.name, r.concurrency) == (name, c)])
         for c in config.concurrency
         for name in config.configurations
     ]
-    notes = [
-        f"{config.requests} requests of {config.candidates} candidates (k={config.k}) per "
-        f"configuration, concurrency and round; {config.rounds} interleaved rounds; figures are "
-        "medians over the rounds",
-        f"workspace {root} ({config.rows:,} training rows, model version {workspace.version})",
-    ]
-    return SuiteResult(config, machine_description(), summaries, runs, notes)
+    return SuiteResult(config, machine_description(), summaries, runs, notes, perf)
+
+
+def _perf_analyzer(
+    url: str, model: str, config: SuiteConfig, notes: list[str], say: Callable[[str], None]
+) -> list[PerfAnalyzerRow]:
+    """perf_analyzer at 1 and ``config.candidates`` rows; a missing binary is a note, not a
+    failure (the suite still reports adrank's own figures)."""
+    say("running Triton's perf_analyzer")
+    rows = sorted({1, config.candidates})
+    try:
+        found = run_perf_analyzer(url, model, rows=rows, measurement_ms=config.perf_analyzer_ms)
+    except FileNotFoundError as error:
+        notes.append(f"perf_analyzer skipped: {error}")
+        return []
+    notes.append(
+        f"perf_analyzer: {config.perf_analyzer_ms} ms windows, gRPC with system shared memory, "
+        f"random inputs, model {model!r} as served"
+    )
+    return found
 
 
 def _start(
@@ -143,8 +174,9 @@ def _start(
     requests: Sequence[Any],
     stack: contextlib.ExitStack,
     say: Callable[[str], None],
-) -> dict[str, Callable[[Any], Any]]:
-    """One callable per configuration; servers are stopped when ``stack`` closes."""
+) -> tuple[dict[str, Callable[[Any], Any]], str | None]:
+    """One callable per configuration and the Triton gRPC address (None without a Triton);
+    servers are stopped when ``stack`` closes."""
     from adrank.orchestrator.model import TorchScriptModel, TritonModel
     from adrank.orchestrator.ranker import Ranker
 
@@ -177,7 +209,7 @@ def _start(
             from adrank.benchmark.baseline import PlainTorchPipeline
 
             calls[name] = PlainTorchPipeline.from_workspace(workspace).rank
-    return calls
+    return calls, triton_url
 
 
 @contextlib.contextmanager

@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="unmeasured calls before the first round",
     )
     parser.add_argument(
+        "--perf-analyzer-ms",
+        type=int,
+        default=defaults.perf_analyzer_ms,
+        help="perf_analyzer's measurement window against the served model (0: skip it)",
+    )
+    parser.add_argument(
         "--configurations",
         type=_names,
         default=defaults.configurations,
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             workspace=str(args.workspace),
             rows=args.rows,
             configurations=args.configurations,
+            perf_analyzer_ms=args.perf_analyzer_ms,
         )
     except ValueError as error:
         raise SystemExit(f"adrank bench: {error}") from None
