@@ -221,9 +221,32 @@ def test_charge_counts_and_open_impressions() -> None:
     ids, counts = store.charge_counts(day)
     assert ids.tolist() == [7, 8]
     assert counts.tolist() == [[2.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
-    assert as_dict(store.open_impressions(day, since=DAY0 + 50)) == {7: 1.0, 8: 1.0}
+    # Counted by whole minutes: since DAY0 + 50 counts from DAY0 (the impression at DAY0 + 10).
+    assert as_dict(store.open_impressions(day, since=DAY0 + 50)) == {7: 2.0, 8: 1.0}
     assert as_dict(store.open_impressions(day, since=DAY0 + 150)) == {8: 1.0}
     assert as_dict(store.open_impressions(day, since=DAY0 + 300)) == {}
     store.set_budget(7, 10.0, max_charge=0.6)
     store.set_budget(8, 10.0)
     assert as_dict(store.max_charges()) == {7: 0.6, 8: 0.0}
+
+
+def test_a_schema_2_file_gets_its_impressions_per_minute_from_its_events(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v2.sqlite"
+    day = int(DAY0 // 86400)
+    store = SQLitePacingStore(path)
+    store.record([event(1, 7, 0.0, DAY0 + 10), event(2, 7, 1.0, DAY0 + 20, "click")], [day] * 2)
+    store.close()
+    db = sqlite3.connect(path)  # back to what schema 2 wrote
+    db.executescript(
+        "DROP TABLE impression_minutes; ALTER TABLE spend DROP COLUMN later_charges;"
+        "ALTER TABLE spend DROP COLUMN charges; ALTER TABLE budgets DROP COLUMN max_charge;"
+        "PRAGMA user_version = 2;"
+    )
+    db.close()
+    store = SQLitePacingStore(path)
+    assert as_dict(store.open_impressions(day, since=DAY0)) == {7: 1.0}
+    assert store.charge_counts(day)[1].tolist() == [[1.0, 1.0, 1.0]]
+    store.set_budget(7, 5.0, max_charge=2.0)
+    assert as_dict(store.max_charges()) == {7: 2.0}

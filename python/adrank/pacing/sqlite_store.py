@@ -10,6 +10,7 @@ the process and of the machine. ``path=":memory:"`` keeps everything in memory (
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,15 @@ from adrank.pacing.events import SpendEvent
 from adrank.pacing.store import ControllerState, RecordedSpend
 from adrank.sqlite_files import data_version, open_database, transaction
 
-SCHEMA = """
+IMPRESSION_MINUTES = """CREATE TABLE IF NOT EXISTS impression_minutes (
+    day         INTEGER NOT NULL,
+    minute      INTEGER NOT NULL,
+    campaign_id INTEGER NOT NULL,
+    impressions INTEGER NOT NULL,
+    PRIMARY KEY (day, minute, campaign_id)
+) WITHOUT ROWID"""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS budgets (
     campaign_id  INTEGER PRIMARY KEY,
     daily_budget REAL NOT NULL CHECK (daily_budget >= 0),
@@ -47,7 +56,7 @@ CREATE TABLE IF NOT EXISTS spend (
     charges     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign_id, day)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_by_time ON events (kind, ts);
+{IMPRESSION_MINUTES};
 CREATE TABLE IF NOT EXISTS controller_state (
     campaign_id     INTEGER NOT NULL,
     day             INTEGER NOT NULL,
@@ -107,6 +116,9 @@ def _migrate(db: sqlite3.Connection) -> None:
                 " FROM events WHERE events.campaign_id = spend.campaign_id"
                 " AND events.day = spend.day)"
             )
+        if "impression_minutes" not in tables:
+            db.execute(IMPRESSION_MINUTES)
+            db.execute(ADD_IMPRESSIONS.replace("staged", "events"))
         if "max_charge" not in {r[1] for r in db.execute("PRAGMA table_info(budgets)")}:
             db.execute("ALTER TABLE budgets ADD COLUMN max_charge REAL CHECK (max_charge > 0)")
 
@@ -138,6 +150,15 @@ ON CONFLICT (campaign_id, day) DO UPDATE SET
     conversions = conversions + excluded.conversions,
     later_charges = later_charges + excluded.later_charges,
     charges = charges + excluded.charges
+"""
+
+# Impressions per minute of their timestamp: what open_impressions sums over a window.
+ADD_IMPRESSIONS = """
+INSERT INTO impression_minutes (day, minute, campaign_id, impressions)
+SELECT day, CAST(ts / 60 AS INTEGER), campaign_id, COUNT(*)
+FROM staged WHERE kind = 0 GROUP BY 1, 2, 3
+ON CONFLICT (day, minute, campaign_id) DO UPDATE SET
+    impressions = impressions + excluded.impressions
 """
 
 
@@ -192,9 +213,9 @@ class SQLitePacingStore:
     def open_impressions(self, day: int, since: float) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT campaign_id, COUNT(*) FROM events WHERE kind = 0 AND ts >= ? AND day = ?"
-                " GROUP BY campaign_id ORDER BY campaign_id",
-                (float(since), int(day)),
+                "SELECT campaign_id, SUM(impressions) FROM impression_minutes"
+                " WHERE day = ? AND minute >= ? GROUP BY campaign_id ORDER BY campaign_id",
+                (int(day), math.floor(since / 60)),
             ).fetchall()
         return _columns(rows)
 
@@ -225,6 +246,7 @@ class SQLitePacingStore:
                 " GROUP BY campaign_id, day"
             ).fetchall()
             db.execute(ADD_SPEND)
+            db.execute(ADD_IMPRESSIONS)
             db.execute("INSERT INTO events SELECT * FROM staged")
             db.execute("DELETE FROM staged")
         return RecordedSpend(

@@ -118,7 +118,8 @@ class PacingStore(Protocol):
 
     def open_impressions(self, day: int, since: float) -> tuple[np.ndarray, np.ndarray]:
         """``(campaign_id [N] int64 sorted, count [N] float64)`` of ``day``'s impressions
-        stamped at ``since`` or later: those whose clicks and conversions may still come."""
+        stamped at ``since`` or later (a store may count from a little earlier, as the SQLite
+        one does from the start of that minute): those whose clicks may still come."""
         ...
 
     def version(self) -> int:
