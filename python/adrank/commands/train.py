@@ -38,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream the log chunk by chunk (a log larger than memory); held-out rows by hash",
+    )
+    parser.add_argument(
+        "--chunk-rows", type=int, default=262_144, help="rows per chunk with --stream"
+    )
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +68,7 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_log_from(args: argparse.Namespace, path: Path):
+def open_log_from(args: argparse.Namespace, path: Path, batch_rows: int = 65_536):
     """The reader ``args`` describe for ``path``; a synthetic log directory reads its
     impressions file."""
     from adrank.data.readers import open_log
@@ -69,7 +77,9 @@ def open_log_from(args: argparse.Namespace, path: Path):
     if path.is_dir() and (path / IMPRESSION_FILE).exists():
         path = path / IMPRESSION_FILE
     header = False if args.no_header else None
-    return open_log(path, args.format, delimiter=args.delimiter, header=header)
+    return open_log(
+        path, args.format, delimiter=args.delimiter, header=header, batch_rows=batch_rows
+    )
 
 
 def _schema_for(args: argparse.Namespace, reader):
@@ -110,7 +120,24 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
     )
-    if args.data is not None:
+    if args.stream and args.data is None:
+        raise ValueError("--stream reads a log: pass --data")
+    if args.stream:
+        from adrank.training.streaming import train_streaming
+
+        reader = open_log_from(args, args.data, batch_rows=args.chunk_rows)
+        schema = _schema_for(args, reader)
+        total = reader.count_rows()
+        result = train_streaming(
+            reader,
+            schema,
+            config=config,
+            budget=BadRowBudget(args.skip_bad_rows),
+            total_rows=total,
+        )
+        oracle = None
+        data_path, num_rows = reader.path, total if total is not None else -1
+    elif args.data is not None:
         reader = open_log_from(args, args.data)
         schema = _schema_for(args, reader)
         encoded = encode_log(reader, schema, budget=BadRowBudget(args.skip_bad_rows))

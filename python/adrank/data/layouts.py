@@ -44,7 +44,9 @@ def _zipf_choice(rng: np.random.Generator, count: int, rows: int) -> np.ndarray:
     return rng.choice(count, size=rows, p=weights / weights.sum())
 
 
-def _criteo(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.ndarray, None]:
+def _criteo(
+    world: np.random.Generator, rng: np.random.Generator, rows: int
+) -> tuple[dict[str, Any], np.ndarray, None]:
     columns: dict[str, Any] = {}
     logit = np.full(rows, -1.2)
     for i in range(1, 14):
@@ -58,30 +60,32 @@ def _criteo(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.nda
         )
         columns[f"I{i}"] = np.where(missing, "", text)
     for i in range(1, 27):
-        cardinality = int(rng.choice([4, 12, 40, 150, 600]))
-        vocabulary = _hex_ids(rng, cardinality)
+        cardinality = int(world.choice([4, 12, 40, 150, 600]))
+        vocabulary = _hex_ids(world, cardinality)
         picks = _zipf_choice(rng, cardinality, rows)
         if i in (1, 2):
             cardinality = 12 if i == 1 else 40
-            vocabulary = _hex_ids(rng, cardinality)
+            vocabulary = _hex_ids(world, cardinality)
             picks = _zipf_choice(rng, cardinality, rows)
-            logit += rng.normal(0.0, 1.2, cardinality)[picks]
+            logit += world.normal(0.0, 1.2, cardinality)[picks]
         values = vocabulary[picks]
         values[rng.random(rows) < 0.05] = ""
         columns[f"C{i}"] = values
     return columns, _sigmoid(logit), None
 
 
-def _avazu(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.ndarray, None]:
+def _avazu(
+    world: np.random.Generator, rng: np.random.Generator, rows: int
+) -> tuple[dict[str, Any], np.ndarray, None]:
     hours = np.sort(rng.integers(0, 24 * 3, rows))
     day, hour = 21 + hours // 24, hours % 24
-    sites, apps, models = _hex_ids(rng, 30), _hex_ids(rng, 20), _hex_ids(rng, 80)
+    sites, apps, models = _hex_ids(world, 30), _hex_ids(world, 20), _hex_ids(world, 80)
     site, app, model = (_zipf_choice(rng, n, rows) for n in (30, 20, 80))
     banner = rng.choice([0, 1, 2, 7], rows, p=[0.6, 0.3, 0.07, 0.03])
     logit = (
         -1.6
-        + rng.normal(0.0, 1.0, 30)[site]
-        + rng.normal(0.0, 0.7, 20)[app]
+        + world.normal(0.0, 1.0, 30)[site]
+        + world.normal(0.0, 0.7, 20)[app]
         + 0.8 * np.sin(hour / 24 * 2 * np.pi)
         + np.array([0.0, 0.6, -0.4, 0.3])[np.searchsorted([0, 1, 2, 7], banner)]
     )
@@ -103,25 +107,27 @@ def _avazu(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.ndar
     return columns, _sigmoid(logit), None
 
 
-def _taobao(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.ndarray, None]:
+def _taobao(
+    world: np.random.Generator, rng: np.random.Generator, rows: int
+) -> tuple[dict[str, Any], np.ndarray, None]:
     num_ads, num_users = 300, 400
-    ad_ids = rng.choice(np.arange(100_000, 900_000), num_ads, replace=False)
-    appeal = rng.normal(0.0, 1.0, num_ads)
-    category = rng.integers(0, 15, num_ads)
+    ad_ids = world.choice(np.arange(100_000, 900_000), num_ads, replace=False)
+    appeal = world.normal(0.0, 1.0, num_ads)
+    category = world.integers(0, 15, num_ads)
     ad = _zipf_choice(rng, num_ads, rows)
     # Each user's history leans to appealing ads or not: the sequence carries the user's taste.
-    taste = rng.normal(0.0, 1.0, num_users)
+    taste = world.normal(0.0, 1.0, num_users)
     history = []
     for t in taste:
-        length = int(rng.integers(0, 8))
+        length = int(world.integers(0, 8))
         lean = _sigmoid(2.0 * t * appeal)
-        history.append(rng.choice(num_ads, length, p=lean / lean.sum()) if length else [])
+        history.append(world.choice(num_ads, length, p=lean / lean.sum()) if length else [])
     user = rng.integers(0, num_users, rows)
     mean_appeal = np.array([appeal[h].mean() if len(h) else 0.0 for h in history])
     age = rng.integers(0, 7, rows)
     logit = -1.4 + 1.2 * appeal[ad] + 1.2 * mean_appeal[user] + np.linspace(-0.5, 0.5, 7)[age]
-    brand = rng.integers(10_000, 10_050, num_ads).astype(np.float64)
-    brand[rng.random(num_ads) < 0.2] = np.nan  # ids with missing values, as pandas writes them
+    brand = world.integers(10_000, 10_050, num_ads).astype(np.float64)
+    brand[world.random(num_ads) < 0.2] = np.nan  # ids with missing values, as pandas writes them
     sequences = np.array(["^".join(str(ad_ids[i]) for i in h) for h in history], dtype=object)
     seconds = np.sort(rng.integers(0, 86_400, rows))
     columns = {
@@ -133,7 +139,7 @@ def _taobao(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.nda
         "pid": np.where(rng.random(rows) < 0.7, "430548_1007", "430539_1007"),
         "cate_id": 4_000 + category[ad],
         "brand": brand[ad],
-        "price": np.round(np.exp(rng.normal(4.0, 1.0, num_ads)), 2)[ad],
+        "price": np.round(np.exp(world.normal(4.0, 1.0, num_ads)), 2)[ad],
         "age_level": age,
         "click_sequence": sequences[user],
     }
@@ -141,7 +147,7 @@ def _taobao(rng: np.random.Generator, rows: int) -> tuple[dict[str, Any], np.nda
 
 
 def _aliexpress(
-    rng: np.random.Generator, rows: int
+    world: np.random.Generator, rng: np.random.Generator, rows: int
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     columns: dict[str, Any] = {"search_id": np.repeat(np.arange(rows // 4 + 1), 4)[:rows]}
     effects = []
@@ -149,7 +155,7 @@ def _aliexpress(
         cardinality = [5, 30, 8, 100, 12, 3][i - 1]
         picks = _zipf_choice(rng, cardinality, rows)
         columns[f"categorical_{i}"] = picks + 1
-        effects.append(rng.normal(0.0, 1.0, cardinality)[picks])
+        effects.append(world.normal(0.0, 1.0, cardinality)[picks])
     numbers = rng.normal(0.0, 1.0, (8, rows))
     for i in range(1, 9):
         columns[f"numerical_{i}"] = np.round(numbers[i - 1], 4)
@@ -162,16 +168,23 @@ _GENERATORS = {"criteo": _criteo, "avazu": _avazu, "taobao": _taobao, "aliexpres
 _CLICK_COLUMN = {"criteo": "label", "avazu": "click", "taobao": "clk", "aliexpress": "click"}
 
 
-def generate_layout(layout: str, rows: int, seed: int = 0) -> tuple[Any, dict[str, np.ndarray]]:
-    """(``pyarrow.Table`` of the log in ``layout``, the true probabilities per task)."""
+def generate_layout(
+    layout: str, rows: int, seed: int = 0, part: int | None = None
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """(``pyarrow.Table`` of the log in ``layout``, the true probabilities per task).
+
+    ``part``: one part of a log too large to draw at once; parts of one ``seed`` share its
+    world (ids, effects) and draw different rows.
+    """
     import pyarrow as pa
 
     if layout not in _GENERATORS:
         raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise ValueError(f"rows must be a positive integer, got {rows!r}")
-    rng = np.random.default_rng(seed)
-    columns, p_click, p_conversion = _GENERATORS[layout](rng, rows)
+    world = np.random.default_rng(seed)
+    rng = world if part is None else np.random.default_rng([seed, part])
+    columns, p_click, p_conversion = _GENERATORS[layout](world, rng, rows)
     click = (rng.random(rows) < p_click).astype(np.int8)
     truth = {"click": p_click}
     labels = {_CLICK_COLUMN[layout]: click}

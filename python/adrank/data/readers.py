@@ -190,6 +190,10 @@ class LogReader:
     def is_text(self) -> bool:
         return self.format in ("csv", "tsv", "criteo")
 
+    def count_rows(self) -> int | None:
+        """The log's row count when it is known without reading the rows (Parquet)."""
+        return None
+
     def require(self, columns: Sequence[str]) -> None:
         """Raise a :class:`LogError` naming the first of ``columns`` the log lacks."""
         have = self.column_names
@@ -533,6 +537,9 @@ class _ParquetReader(LogReader):
     @property
     def column_names(self) -> list[str]:
         return list(self.dataset.schema.names)
+
+    def count_rows(self) -> int | None:
+        return self.dataset.count_rows()
 
     def _raw_batches(self, columns: list[str], budget: BadRowBudget) -> Iterator[LogBatch]:
         import pyarrow as pa
