@@ -95,3 +95,51 @@ def test_simulate_writes_the_report(workspace_dir, tmp_path: Path, capsys) -> No
     assert len(plots) == report.count("![campaign") >= 1
     for plot in plots:
         assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_small_sweep_holds_the_overspend_bound_in_every_world(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sweep-report"
+    args = ["simulate", "--sweep", "--seeds", "1", "--campaign-counts", str(CAMPAIGNS)]
+    args += ["--delays", "prompt,late-clicks", "--requests", "600", "--rows", str(ROWS)]
+    args += ["--candidates", "30", "--workspace", str(tmp_path / "ws"), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "2 worlds" in printed
+    assert "worst overspend over the sweep" in printed
+    report = (out / "sweep.md").read_text()
+    assert report.count(f"| {CAMPAIGNS} | 1 |") == 2  # one row per world
+    worst = float(printed.split("worst overspend over the sweep: ")[1].split("%")[0])
+    assert worst <= 2.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--delays", "prompt,never"], "--delays must be among"),
+        (["--seeds", "one"], "--seeds must be comma-separated integers"),
+        (["--campaign-counts", "1"], "--campaign-counts must be integers >= 2"),
+    ],
+)
+def test_sweep_flags_are_checked(flags: list[str], message: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=message):
+        main(["simulate", "--sweep", *flags, "--workspace", str(tmp_path)])
+
+
+def test_event_delays_draw_within_their_bounds_and_tell_pacing() -> None:
+    from adrank.simulation.delays import DELAYS, LATE_CLICKS, Lag
+
+    rng = np.random.default_rng(0)
+    for delays in DELAYS.values():
+        for lag in (delays.impression, delays.click, delays.conversion):
+            draws = [lag.draw(rng) for _ in range(500)]
+            assert min(draws) >= 0
+            assert max(draws) <= lag.max
+    config = LATE_CLICKS.pacing_config()
+    assert config.report_delay_s == 120.0  # impressions up to a minute late, plus their minute
+    assert config.attribution_window_s == 900.0  # clicks up to 14 minutes late
+    with pytest.raises(ValueError, match="shape must be uniform or exponential"):
+        Lag("normal", 3)
+    with pytest.raises(ValueError, match="max must be whole minutes"):
+        Lag("uniform", -1)
+    with pytest.raises(ValueError, match="an exponential lag needs a mean > 0"):
+        Lag("exponential", 5)

@@ -3,6 +3,10 @@
 Builds (or reuses) a workspace sized for the simulation (:func:`simulation_world`: a synthetic
 log, the ranker trained on it and exported), then replays the day through
 :class:`adrank.orchestrator.ranker.Ranker` over that model, run in process.
+
+``--sweep`` runs many worlds instead (:mod:`adrank.simulation.sweep`: campaign counts x seeds x
+event-delay distributions, pacing on) and reports the worst overspend and the lowest spend over
+all of them; its defaults run in a few minutes.
 """
 
 from __future__ import annotations
@@ -19,11 +23,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workspace", type=Path, default=Path("artifacts/simulate"), help="model workspace"
     )
-    parser.add_argument("--rows", type=int, default=50_000, help="impressions to train on")
-    parser.add_argument("--requests", type=int, default=30_000, help="requests in the day")
+    parser.add_argument(
+        "--rows", type=int, help="impressions to train on (50,000; 20,000 with --sweep)"
+    )
+    parser.add_argument(
+        "--requests", type=int, help="requests in the day (30,000; 10,000 with --sweep)"
+    )
     parser.add_argument("--campaigns", type=int, default=12, help="number of campaigns")
     parser.add_argument("--candidates", type=int, default=100, help="candidates per request")
     parser.add_argument("--seed", type=int, default=0)
+    sweep = parser.add_argument_group("sweep: many worlds, pacing's bounds over all of them")
+    sweep.add_argument("--sweep", action="store_true", help="run the sweep, not one day")
+    sweep.add_argument("--seeds", default="1,2", help="comma-separated seeds (1,2)")
+    sweep.add_argument(
+        "--campaign-counts", default="12,80", help="comma-separated campaign counts (12,80)"
+    )
+    sweep.add_argument(
+        "--delays",
+        default="prompt,slow-reports,late-clicks",
+        help="comma-separated event-delay distributions (adrank.simulation.delays)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from adrank.simulation.report import summary, write_report
     from adrank.workspace import prepare_workspace
 
+    args.requests = args.requests or (10_000 if args.sweep else 30_000)
+    args.rows = args.rows or (20_000 if args.sweep else 50_000)
     if args.requests < 500 or args.campaigns < 2 or args.candidates < 1 or args.rows < 1000:
         raise SystemExit(
             "--requests must be >= 500, --rows >= 1000, --campaigns >= 2 and --candidates >= 1"
         )
+    if args.sweep:
+        return _sweep(args)
     start = time.perf_counter()
     workspace = prepare_workspace(
         args.workspace,
@@ -71,4 +94,47 @@ def run(args: argparse.Namespace) -> int:
         f"(enough demand) {numbers['unpaced_utilization'][enough].min(initial=float('inf')):.1%}"
     )
     print(f"report: {report}")
+    return 0
+
+
+def _integers(text: str, flag: str, least: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < least:
+        raise SystemExit(f"{flag} must be integers >= {least}, got {text!r}")
+    return values
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from adrank.simulation.delays import DELAYS
+    from adrank.simulation.sweep import run_sweep
+
+    seeds = _integers(args.seeds, "--seeds", 0)
+    counts = _integers(args.campaign_counts, "--campaign-counts", 2)
+    delays = args.delays.split(",")
+    if set(delays) - set(DELAYS):
+        raise SystemExit(f"--delays must be among {','.join(DELAYS)}, got {args.delays!r}")
+    start = time.perf_counter()
+    result = run_sweep(
+        args.workspace / "sweep", counts, seeds, delays, args.requests, args.rows, args.candidates
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.md").write_text(result.markdown())
+    worst, lowest = result.worst, result.lowest
+    print(f"{len(result.worlds)} worlds in {time.perf_counter() - start:.0f} s")
+    print(
+        f"worst overspend over the sweep: {worst.worst_overspend:.2%} (campaign "
+        f"{worst.worst_campaign}, {worst.worst_objective}, budget {worst.worst_budget:.2f} = "
+        f"{worst.worst_charges:.1f} charges; {worst.campaigns} campaigns, seed {worst.seed}, "
+        f"{worst.delays})"
+    )
+    print(
+        f"lowest spend over the sweep (budgets of >= 20 charges, enough demand): "
+        f"{lowest.lowest_spend:.1%} ({lowest.campaigns} campaigns, seed {lowest.seed}, "
+        f"{lowest.delays})"
+    )
+    print(f"report: {out / 'sweep.md'}")
     return 0

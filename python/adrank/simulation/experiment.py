@@ -11,11 +11,16 @@ simulated time, ``killed=`` is :meth:`TrafficControl.blocked`.
    them); every fourth gets 150 % (not enough demand: it should run unthrottled all day).
    Campaigns that spent nothing in the pilot get no budget.
 3. The same day (same requests, same random draws) with pacing on, then with pacing off
-   (budget cap only).
+   (budget cap only; a sweep may leave it out).
+
+Events reach pacing with the world's :class:`~adrank.simulation.delays.EventDelays`, and
+pacing is told those delays and each campaign's largest possible charge (its bid), as a
+deployment would be.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +28,7 @@ import numpy as np
 from adrank.orchestrator.model import TorchScriptModel
 from adrank.orchestrator.ranker import Ranker
 from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
+from adrank.simulation.delays import PROMPT, EventDelays
 from adrank.simulation.replay import DayResult, simulate_day
 from adrank.simulation.world import DAY_START, SimClock, SyntheticWorld
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
@@ -34,8 +40,16 @@ class Experiment:
     demand: np.ndarray  # float64 [N]: pilot spend, scaled to the day
     budgets: np.ndarray  # float64 [N], inf where a campaign has no budget
     paced: DayResult
-    unpaced: DayResult
+    unpaced: DayResult | None  # None: not run
     config: PacingConfig
+    pilot: DayResult | None = None
+    delays: EventDelays = PROMPT
+
+    @property
+    def largest_charge(self) -> np.ndarray:
+        """The largest single charge of each campaign over the runs (float64 [N])."""
+        runs = [r for r in (self.pilot, self.paced, self.unpaced) if r is not None]
+        return np.max([r.largest_charge for r in runs], axis=0)
 
     @property
     def budgeted(self) -> np.ndarray:
@@ -67,13 +81,17 @@ def day_run(
     config: PacingConfig,
     budgets: np.ndarray,
     seed: int = 0,
+    max_charges: np.ndarray | None = None,
 ) -> DayRun:
-    """A fresh pacing service (budgets set where finite), kill switches and a Ranker over them."""
+    """A fresh pacing service (budgets set where finite, with ``max_charges`` [N] where given
+    and finite), kill switches and a Ranker over them."""
     clock = SimClock(DAY_START)
     pacing = PacingService(SQLitePacingStore(":memory:"), config, seed=seed)
-    for campaign, budget in zip(world.campaign_ids.tolist(), budgets, strict=True):
+    charges = np.full(len(budgets), np.nan) if max_charges is None else max_charges
+    for campaign, budget, charge in zip(world.campaign_ids.tolist(), budgets, charges, strict=True):
         if np.isfinite(budget):
-            pacing.set_budget(campaign, float(budget), DAY_START)
+            ceiling = float(charge) if np.isfinite(charge) else None
+            pacing.set_budget(campaign, float(budget), DAY_START, max_charge=ceiling)
     traffic = TrafficControl(SQLiteTrafficStore(":memory:"))
     ranker = Ranker.from_export(
         world.artifacts_dir,
@@ -92,22 +110,30 @@ def run_experiment(
     candidates: int = 100,
     pilot_share: float = 0.2,
     config: PacingConfig | None = None,
+    delays: EventDelays = PROMPT,
+    unpaced: bool = True,
 ) -> Experiment:
-    config = config or PacingConfig()
+    """The experiment of the module docstring; ``config`` defaults to ``delays.pacing_config()``."""
+    config = config or delays.pacing_config()
     model = TorchScriptModel(world.version_dir)
     n = len(world.campaign_ids)
+    replay = {"candidates": candidates, "delays": delays}
     unbudgeted = np.full(n, np.inf)
     pilot = day_run(world, model, config, unbudgeted, seed + 1).simulate(
-        world, int(requests * pilot_share), seed + 1, candidates=candidates
+        world, int(requests * pilot_share), seed + 1, **replay
     )
     demand = pilot.spend / pilot_share
     ratio = np.random.default_rng(seed).uniform(0.3, 0.8, n)
     ratio[3::4] = 1.5
     budgets = np.where(demand > 0, np.round(demand * ratio, 2), np.inf)
-    paced = day_run(world, model, config, budgets, seed + 2).simulate(
-        world, requests, seed + 2, candidates=candidates
+    charges = world.max_charges
+    paced = day_run(world, model, config, budgets, seed + 2, charges).simulate(
+        world, requests, seed + 2, **replay
     )
-    unpaced = day_run(world, model, PacingConfig(enabled=False), budgets, seed + 2).simulate(
-        world, requests, seed + 2, candidates=candidates
-    )
-    return Experiment(world, demand, budgets, paced, unpaced, config)
+    off = None
+    if unpaced:
+        cap_only = dataclasses.replace(config, enabled=False)
+        off = day_run(world, model, cap_only, budgets, seed + 2, charges).simulate(
+            world, requests, seed + 2, **replay
+        )
+    return Experiment(world, demand, budgets, paced, off, config, pilot, delays)

@@ -10,9 +10,10 @@ per impression (price / 1000), CPC per click, oCPM per impression at ``price * p
 (oCPM bids per conversion and pays per impression). The model's predicted rates are taken as
 the truth: clicks are drawn with probability ``p_ctr`` and conversions with ``p_cvr``, as if the
 model were calibrated, so the day's demand is what the ranker believes it to be. Spend events
-carry the impression's time and reach pacing late, as they do in production: impressions at
-the end of their minute, clicks up to 2 minutes later, conversions an exponential 5 minutes
-later, so batches arrive out of order.
+carry the impression's time and reach pacing late, as they do in production, each kind by its
+own lag (:class:`adrank.simulation.delays.EventDelays`; by default impressions at the end of
+their minute, clicks up to 2 minutes later, conversions an exponential 5 minutes later), so
+batches arrive out of order.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from adrank.allocation import AllocationRules, build_feed
 from adrank.orchestrator.request import RankRequest, RankResponse
 from adrank.orchestrator.scoring import Objective
 from adrank.pacing import PacingService, SpendEvent
+from adrank.simulation.delays import PROMPT, EventDelays
 from adrank.simulation.world import DAY_START, SimClock, SyntheticWorld
 
 MINUTES = 1440
@@ -57,6 +59,7 @@ def simulate_day(
     seed: int = 0,
     k: int = 3,
     candidates: int = 100,
+    delays: EventDelays = PROMPT,
 ) -> DayResult:
     """Runs the day; every event ends up recorded in ``pacing`` (late ones after midnight)."""
     rng = np.random.default_rng(seed)
@@ -101,7 +104,7 @@ def simulate_day(
                 if objective == ocpm:
                     costs["impression"] = price * p_ctr * p_cvr
                 event_id = f"{response.request_id}-{ad}"
-                pending[minute].append(
+                pending[minute + delays.impression.draw(rng)].append(
                     SpendEvent(
                         f"{event_id}-i", campaign, "impression", costs["impression"], clock.now
                     )
@@ -109,14 +112,14 @@ def simulate_day(
                 minute_spend[row, minute] += costs["impression"]
                 largest[row] = max(largest[row], costs["impression"])
                 if clicked:
-                    late = minute + int(rng.integers(0, 3))
+                    late = minute + delays.click.draw(rng)
                     pending[late].append(
                         SpendEvent(f"{event_id}-c", campaign, "click", costs["click"], clock.now)
                     )
                     minute_spend[row, minute] += costs["click"]
                     largest[row] = max(largest[row], costs["click"])
                 if converted:
-                    late = minute + int(rng.exponential(5.0))
+                    late = minute + delays.conversion.draw(rng)
                     pending[late].append(
                         SpendEvent(f"{event_id}-v", campaign, "conversion", 0.0, clock.now)
                     )

@@ -27,15 +27,17 @@ def summary(experiment: Experiment) -> dict[str, np.ndarray]:
     budgeted = experiment.budgeted
     budgets = experiment.budgets[budgeted]
     out = {}
+    largest = experiment.largest_charge[budgeted]
+    with np.errstate(divide="ignore"):
+        out["charges_in_budget"] = np.where(largest > 0, budgets / largest, np.inf)
     for name, result in (("paced", experiment.paced), ("unpaced", experiment.unpaced)):
+        if result is None:
+            continue
         minute_spend = result.minute_spend[budgeted]
         spend = minute_spend.sum(axis=1)
         out[f"{name}_utilization"] = spend / budgets
         out[f"{name}_overspend"] = np.maximum(spend - budgets, 0.0) / budgets
         out[f"{name}_exhausted_at"] = _exhausted_at(minute_spend, budgets)
-        largest = experiment.unpaced.largest_charge[budgeted]
-        with np.errstate(divide="ignore"):
-            out["charges_in_budget"] = np.where(largest > 0, budgets / largest, np.inf)
         cumulative = np.cumsum(minute_spend, axis=1) / budgets[:, None]
         target = experiment.config.target_curve(np.arange(1, 1441) / 1440)
         out[f"{name}_max_gap"] = np.abs(cumulative - target).max(axis=1)

@@ -20,6 +20,7 @@ import numpy as np
 from adrank.data.synthetic import NETWORKS, PLACEMENTS, SyntheticConfig
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.request import RankRequest
+from adrank.orchestrator.scoring import Objective
 from adrank.pacing import TrafficCurve
 from adrank.workspace import user_request
 
@@ -60,6 +61,24 @@ class SyntheticWorld:
     def campaign_ids(self) -> np.ndarray:
         """Campaigns that can serve (int64 [N], sorted): some creative of theirs is active."""
         return np.unique(self.catalog.campaign_id[self.catalog.active])
+
+    @property
+    def max_charges(self) -> np.ndarray:
+        """The most one event of each campaign can cost (float64 [N], nan where unbounded): a
+        CPC click is priced at most its bid, a CPM impression at most bid / 1000. An oCPM
+        impression pays price x p_ctr x p_cvr, which no bid bounds usefully."""
+        catalog = self.catalog
+        charge = np.where(
+            catalog.objective == Objective.CPC,
+            catalog.bid,
+            np.where(catalog.objective == Objective.CPM, catalog.bid / 1000.0, np.nan),
+        )
+        ids = self.campaign_ids
+        out = np.full(len(ids), -np.inf)
+        rows = np.searchsorted(ids, catalog.campaign_id)
+        serving = (rows < len(ids)) & (ids[np.minimum(rows, len(ids) - 1)] == catalog.campaign_id)
+        np.fmax.at(out, rows[serving], charge[serving])
+        return np.where(np.isfinite(out), out, np.nan)
 
     def request(
         self, rng: np.random.Generator, request_id: str, now: float, candidates: int, k: int
