@@ -13,7 +13,10 @@ measured on the held-out rows through the server, beside the training-time model
 Run: ``.venv/bin/python bench/bench_triton.py`` (every variant once per round, in turn, which
 holds up better on a shared, noisy machine; prints the table), or
 ``.venv/bin/python -m pytest bench/bench_triton.py --benchmark-only`` (pytest-benchmark groups).
-Rows per request: ``ADRANK_BENCH_CANDIDATES`` (default 1000); rounds: ``ADRANK_BENCH_ROUNDS``.
+Rows per request: ``ADRANK_BENCH_CANDIDATES`` (default 1000); rounds: ``ADRANK_BENCH_ROUNDS``;
+concurrency levels of the table: ``ADRANK_BENCH_CONCURRENCY`` (``1,2,4``; default 1). The script
+then runs Triton's perf_analyzer against the baseline and the default variant
+(``ADRANK_BENCH_PERF_ANALYZER=0`` skips it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import pytest
 import torch
 
+from adrank.benchmark.perf_analyzer import run_perf_analyzer
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import ExportResult, export_model
 from adrank.features import FeaturePipeline, load_schema
@@ -167,22 +171,26 @@ def _compute_infer_us(client: RankerClient) -> tuple[int, int]:
     return int(inference["success"].get("count", 0)), int(inference["compute_infer"].get("ns", 0))
 
 
-def interleaved_table(concurrency: int = 1, rounds: int = ROUNDS) -> list[dict]:
+def interleaved_table(
+    workload: Workload,
+    clients: dict[str, RankerClient],
+    concurrency: int = 1,
+    rounds: int = ROUNDS,
+) -> list[dict]:
     """Every variant once per round, in turn; one row per variant: p50/p99 of the model stage
     (a Triton call of CANDIDATES rows), ratio to the baseline's p50, Triton's compute_infer
     share, the click AUC through the server and its difference from the trained model's."""
     rows = []
-    with serving(VARIANTS) as (workload, clients):
-        aucs = {name: served_click_auc(c, workload.heldout) for name, c in clients.items()}
-        before = {name: _compute_infer_us(c) for name, c in clients.items()}
-        times: dict[str, list[float]] = {name: [] for name in clients}
-        with ThreadPoolExecutor(concurrency) as pool:
-            for _ in range(rounds):
-                for name, client in clients.items():
-                    start = time.perf_counter()
-                    _round(pool, client.predict, workload.requests, concurrency)
-                    times[name].append(time.perf_counter() - start)
-        after = {name: _compute_infer_us(c) for name, c in clients.items()}
+    aucs = {name: served_click_auc(c, workload.heldout) for name, c in clients.items()}
+    before = {name: _compute_infer_us(c) for name, c in clients.items()}
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    with ThreadPoolExecutor(concurrency) as pool:
+        for _ in range(rounds):
+            for name, client in clients.items():
+                start = time.perf_counter()
+                _round(pool, client.predict, workload.requests, concurrency)
+                times[name].append(time.perf_counter() - start)
+    after = {name: _compute_infer_us(c) for name, c in clients.items()}
     base = float(np.median(times[BASELINE]))
     for variant in VARIANTS:
         samples = np.array(times[variant.name])
@@ -258,7 +266,27 @@ def test_click_auc_within_bound(served):
         assert abs(served_click_auc(client, workload.heldout) - workload.trained_auc) <= 1e-3, name
 
 
+def print_perf_analyzer(url: str, variants: list[str]) -> None:
+    """Triton's perf_analyzer against ``variants`` (model names on the server at ``url``)."""
+    print(f"perf_analyzer (gRPC, system shared memory, random inputs), {CANDIDATES} and 1 rows")
+    columns = ["variant", "rows", "concurrency", "requests/s", "p50 ms", "p90 ms", "p99 ms"]
+    print("| " + " | ".join([*columns, "compute_infer ms"]) + " |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in variants:
+        for r in run_perf_analyzer(url, name, rows=[1, CANDIDATES]):
+            print(
+                f"| {name} | {r.rows} | {r.concurrency} | {r.requests_per_s:.1f} | "
+                f"{r.p50_us / 1e3:.2f} | {r.p90_us / 1e3:.2f} | {r.p99_us / 1e3:.2f} | "
+                f"{r.server_compute_infer_us / 1e3:.2f} |"
+            )
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    for level in (1,):
-        print_table(interleaved_table(concurrency=level))
+    levels = [int(c) for c in os.environ.get("ADRANK_BENCH_CONCURRENCY", "1").split(",")]
+    with serving(VARIANTS) as (workload, clients):
+        for level in levels:
+            print_table(interleaved_table(workload, clients, concurrency=level))
+        if os.environ.get("ADRANK_BENCH_PERF_ANALYZER", "1") != "0":
+            url = next(iter(clients.values())).url
+            print_perf_analyzer(url, [BASELINE, "onnx_int8"])

@@ -331,7 +331,31 @@ def test_train_and_export_commands(tmp_path, capsys):
     )
     assert code == 0
     assert (tmp_path / "repo" / "ranker" / "1" / "model.pt").is_file()
-    assert "EMBEDDINGS [" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "EMBEDDINGS [" in output
+    assert "served heads: P_CTR, P_CVR, P_NEG" in output
+    assert _parse(tmp_path / "repo" / "ranker" / "config.pbtxt") == _parse(
+        tmp_path / "repo" / "ranker" / "configs" / f"{DEFAULT_DEPLOYMENT}.pbtxt"
+    )
+    code = main(
+        [
+            *("export", "--checkpoint", str(checkpoint), "--repository", str(tmp_path / "repo")),
+            *("--artifacts", str(tmp_path / "art"), "--default-config", "python_torch_fp32"),
+            *("--execution-env-path", "$$TRITON_MODEL_DIRECTORY/env.tar.gz"),
+        ]
+    )
+    assert code == 0
+    config = _parse(tmp_path / "repo" / "ranker" / "config.pbtxt")
+    assert config.parameters["MODEL_FILE"].string_value == "model.pt"
+    env = config.parameters["EXECUTION_ENV_PATH"].string_value
+    assert env == "$$TRITON_MODEL_DIRECTORY/env.tar.gz"
+
+
+def test_export_refuses_an_unknown_default_deployment(trained, tmp_path):
+    model, _ = trained
+    with pytest.raises(ValueError, match=r"default_deployment must be one of .*got 'tpu'"):
+        export_model(model, repository=tmp_path / "r", artifacts=tmp_path / "a",
+                     default_deployment="tpu")  # fmt: skip
 
 
 def test_train_command_reads_parquet_and_criteo(tmp_path, capsys):

@@ -17,10 +17,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="tables go here")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--instances", type=int, default=1, help="Triton model instances")
+    parser.add_argument(
+        "--default-config",
+        default=None,
+        help="the deployment written as config.pbtxt (default: the fastest within the AUC "
+        "bound; every one is under configs/, for --model-config-name)",
+    )
+    parser.add_argument(
+        "--execution-env-path",
+        default=None,
+        help="Triton's EXECUTION_ENV_PATH for the Python-backend configs (a packed environment)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from adrank.export import export_model
+    from adrank.triton.model_config import DEFAULT_DEPLOYMENT
 
     result = export_model(
         args.checkpoint,
@@ -29,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         artifacts=args.artifacts,
         version=args.version,
         instances=args.instances,
+        default_deployment=args.default_config or DEFAULT_DEPLOYMENT,
+        execution_env_path=args.execution_env_path,
     )
-    print(f"dense model: {result.version_dir / 'model.pt'} (version {result.version})")
+    print(f"dense model: {result.version_dir} (version {result.version})")
+    print(f"served heads: {', '.join(result.manifest['outputs'])}")
     print(f"tables and manifest: {result.artifacts_dir}")
     print(
         f"EMBEDDINGS [{result.manifest['embedding_dim']}], DENSE [{result.manifest['dense_dim']}]"

@@ -84,7 +84,17 @@ PYTHON_MODEL_FILENAME = "model.py"
 REQUIREMENTS_FILENAME = "requirements.txt"
 # What model.py's environment needs (the server's Python, or EXECUTION_ENV_PATH's).
 REQUIREMENTS = """\
-# The environment of the Python-backend model.py (the Python version of Triton's stub).
+# The environment of the Python-backend model.py, for the Python version of Triton's stub
+# (`python3 --version` inside the server's container). Two routes:
+#  - install these into the Python that is first on PATH when tritonserver starts; or
+#  - pack an environment and name it in the config (Triton's EXECUTION_ENV_PATH):
+#      python3 -m venv env && env/bin/pip install -r requirements.txt
+#      (or conda create -p env python=3.X && conda run -p env pip install -r requirements.txt)
+#      conda-pack -p env -o env.tar.gz     (or venv-pack -p env -o env.tar.gz)
+#    and `adrank export --execution-env-path` / export_model(execution_env_path=...) writes
+#      parameters { key: "EXECUTION_ENV_PATH"
+#                   value { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }
+#    into the Python-backend configs (a directory holding bin/activate works as well).
 # numpy 1.x: Triton's Python stub is built against it (numpy 2 gives empty outputs).
 numpy<2
 # configs python_onnx_int8 (the default) and python_onnx_fp32:
