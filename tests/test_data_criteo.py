@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from adrank.data import read_criteo
+from adrank.data.log_errors import LogError
 from adrank.features import FeaturePipeline, criteo_schema_path, load_schema
 
 ROWS = [
@@ -62,20 +63,31 @@ def test_criteo_schema_turns_it_into_a_batch(tmp_path):
     assert batch.sparse["I1_bucket"].values[0] == nan_bucket  # a missing count has its bucket
 
 
+GOOD = "\t".join(["1"] + ["1"] * 13 + ["ab"] * 26)
+
+
 @pytest.mark.parametrize(
-    ("content", "error", "match"),
+    ("content", "message"),
     [
-        ("", ValueError, "the file is empty"),
-        ("1,2,3\n", ValueError, "expected 40 columns"),
-        ("\t".join(["2"] + ["1"] * 13 + ["ab"] * 26) + "\n", ValueError, "label must be 0 or 1"),
-        ("\t".join(["1"] + ["x"] * 13 + ["ab"] * 26) + "\n", ValueError, "not a valid Criteo"),
+        ("", "bad.txt: the file is empty"),
+        ("1,2,3\n", "bad.txt: line 1: expected 40 fields (label, I1..I13, C1..C26), found 3"),
+        (
+            GOOD + "\n" + "\t".join(["2"] + ["1"] * 13 + ["ab"] * 26) + "\n",
+            "bad.txt: line 2: column 'label': expected 0 or 1, found '2'",
+        ),
+        (
+            "\t".join(["1", "x"] + ["1"] * 12 + ["ab"] * 26) + "\n",
+            "bad.txt: line 1: column 'I1': expected a number, found 'x'",
+        ),
+        (GOOD + "\n1\t2\n", "bad.txt: line 2: expected 40 fields, found 2: '1\\t2'"),
     ],
 )
-def test_bad_files(tmp_path, content, error, match):
+def test_bad_files_name_the_line_and_column(tmp_path, content, message):
     path = tmp_path / "bad.txt"
     path.write_text(content)
-    with pytest.raises(error, match=match):
+    with pytest.raises(LogError) as error:
         read_criteo(path)
+    assert str(error.value) == f"{tmp_path}/{message}"
 
 
 def test_missing_file_and_bad_delimiter(tmp_path):

@@ -265,7 +265,7 @@ class _TextReader(LogReader):
                     path,
                     line=1,
                     expected=f"{len(CRITEO_COLUMNS)} fields (label, I1..I13, C1..C26)",
-                    found=f"{len(fields)} fields",
+                    found_text=f"{len(fields)}",
                 )
             self.header = fields[0].strip().lower() == "label" if header is None else header
             self._names = list(CRITEO_COLUMNS)
