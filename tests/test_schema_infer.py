@@ -175,3 +175,21 @@ def test_text_values_that_are_not_ids_name_the_column():
         "column 'history' (field 'history'): expected integer ids, found 'x' at row 1 of a text "
         "column"
     )
+
+
+def test_schema_check_command(tmp_path, capsys):
+    from adrank.cli import main
+
+    log = tmp_path / "log.csv"
+    log.write_text("click,ad,history\n1,170301,170301^9\n0,5,\n")
+    schema = tmp_path / "schema.toml"
+    schema.write_text(SHARED)
+    assert main(["schema", "check", str(schema), str(log)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"adrank schema: error: {log}: table 'ads' is shared by fields that hash differently"
+    )
+    assert err.count("\n") == 1
+    schema.write_text(SHARED.replace('separator = "^"', 'separator = "^"\nvalue_type = "int"'))
+    assert main(["schema", "check", str(schema), str(log)]) == 0
+    assert capsys.readouterr().out == f"{log}: 2 rows fit schema 'schema' (0 bad rows skipped)\n"
