@@ -46,6 +46,7 @@ class World:
     ranker: Ranker
     catalog: Any  # pyarrow Table
     user: dict[str, Any]
+    tables: dict[str, EmbeddingTable]
 
     def sold_in(self, region: str, count: int) -> list[int]:
         """``count`` active creatives sold in ``region``."""
@@ -91,7 +92,7 @@ def build_world(
     table = catalog_table(log, paused_share=paused_share, seed=catalog_seed)
     ranker = Ranker(schema, tables, TorchScriptModel(version_dir), Catalog.from_arrow(table))
     user = {k: v for k, v in log.users.slice(0, 1).to_pylist()[0].items() if v is not None}
-    return World(schema, ranker, table, user)
+    return World(schema, ranker, table, user, tables)
 
 
 @dataclass

@@ -81,6 +81,7 @@ def test_rank_returns_creatives_in_order(client: TestClient, backend: StandInBac
         "p_neg": 0.001,
         "ecpm": 5.0,
         "price": 1.0,
+        "slot": None,  # no feed in the request
     }
     assert body["model_version"] == "ranker/1"
     assert body["timings_ms"] == {"catalog": 0.01, "model": 0.5}

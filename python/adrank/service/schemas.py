@@ -16,14 +16,23 @@ import math
 from typing import Annotated, Any, Union
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
-from adrank.orchestrator.request import Constraints, RankRequest, RankResponse
+from adrank.orchestrator.request import Constraints, OrganicFeed, RankRequest, RankResponse
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_REQUEST_ID_LENGTH = 128
 MAX_NAME_LENGTH = 64  # regions, placements
 MAX_RECENTLY_SEEN = 100_000
+MAX_FEED_SLOTS = 1000
 MAX_BLOCKED_CATEGORIES = 1000
 MAX_FEATURE_STRING = 4096  # the schema's ceiling; ServiceLimits.max_string_length tightens it
 MAX_FEATURE_VALUES = 100_000  # likewise ServiceLimits.max_feature_values
@@ -110,6 +119,22 @@ class ConstraintsBody(BaseModel):
     frequency_cap: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
 
 
+class FeedBody(BaseModel):
+    """The organic feed the ads go into: its items' values in feed order, or only its number of
+    slots (every organic item then counts 0). Each ad's slot comes back in the answer."""
+
+    model_config = STRICT
+
+    values: list[Finite] = Field(default_factory=list, max_length=MAX_FEED_SLOTS)
+    slots: Annotated[int, Field(ge=0, le=MAX_FEED_SLOTS)] | None = None
+
+    @model_validator(mode="after")
+    def _values_or_slots(self) -> FeedBody:
+        if not self.values and self.slots is None:
+            raise ValueError("feed needs values or slots")
+        return self
+
+
 class RankRequestBody(BaseModel):
     """``POST /v1/rank``. Feature values: an integer or a string for a categorical feature,
     a list of them for a multi-valued one, a finite number for a numeric one, or null."""
@@ -124,6 +149,7 @@ class RankRequestBody(BaseModel):
     region: Text | None = Field(None, max_length=MAX_NAME_LENGTH)
     recently_seen: list[Id] = Field(default_factory=list, max_length=MAX_RECENTLY_SEEN)
     constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
+    feed: FeedBody | None = None
 
 
 class RankedCreativeBody(BaseModel):
@@ -135,6 +161,7 @@ class RankedCreativeBody(BaseModel):
     p_neg: float
     ecpm: float
     price: float
+    slot: int | None = Field(None, description="the ad's slot in the request's feed, if given")
 
 
 class RankResponseBody(BaseModel):
@@ -178,6 +205,7 @@ def unique_candidates(candidates: list[int]) -> tuple[np.ndarray, int]:
 
 def rank_request(body: RankRequestBody, candidates: np.ndarray) -> RankRequest:
     """The Python API's request for a validated body (``candidates`` already de-duplicated)."""
+    feed = body.feed
     return RankRequest(
         request_id=body.request_id,
         user=body.user,
@@ -191,15 +219,17 @@ def rank_request(body: RankRequestBody, candidates: np.ndarray) -> RankRequest:
             blocked_categories=tuple(body.constraints.blocked_categories),
             frequency_cap=body.constraints.frequency_cap,
         ),
+        feed=None if feed is None else OrganicFeed(np.array(feed.values), feed.slots),
     )
 
 
-_CREATIVE_COLUMNS = tuple(RankedCreativeBody.model_fields)
+_CREATIVE_COLUMNS = tuple(name for name in RankedCreativeBody.model_fields if name != "slot")
 
 
 def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) -> dict[str, Any]:
     """The JSON answer of ``POST /v1/rank``: one object per chosen creative, in rank order."""
     lists = [getattr(response, name).tolist() for name in _CREATIVE_COLUMNS]
+    slots = [None] * len(response) if response.slot is None else response.slot.tolist()
     return {
         "request_id": response.request_id,
         "model_version": response.model_version,
@@ -207,7 +237,8 @@ def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) ->
         "unknown_candidates": response.unknown_candidates,
         "duplicate_candidates": duplicate_candidates,
         "creatives": [
-            dict(zip(_CREATIVE_COLUMNS, row, strict=True)) for row in zip(*lists, strict=True)
+            {**dict(zip(_CREATIVE_COLUMNS, row, strict=True)), "slot": slot}
+            for *row, slot in zip(*lists, slots, strict=True)
         ],
         "timings_ms": response.timings_ms,
     }
@@ -229,6 +260,11 @@ def rank_request_json(request: RankRequest) -> dict[str, Any]:
             "blocked_categories": list(constraints.blocked_categories),
             "frequency_cap": constraints.frequency_cap,
         },
+        **(
+            {}
+            if request.feed is None
+            else {"feed": {"values": request.feed.values.tolist(), "slots": request.feed.slots}}
+        ),
     }
 
 

@@ -25,6 +25,8 @@ from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
 from adrank.ports import free_port
 from adrank.service.app import ServiceLimits, create_app
 from adrank.service.control import make_control_router
+from adrank.service.model_control import make_model_router
+from adrank.service.model_versions import ActiveVersion, ModelVersions
 from adrank.service.security import AccessPolicy
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
 from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -37,6 +39,7 @@ class ServingStack:
     model: TritonModel
     triton: Any  # the EmbeddedTriton started here, or None
     supervisor: TritonSupervisor | None  # keeps the embedded Triton up
+    versions: ModelVersions  # the model version served, and the switch to another
     pacing: PacingService
     traffic: TrafficControl
 
@@ -56,6 +59,7 @@ def serving_stack(
     pacing_config: PacingConfig | None = None,
     restart_policy: RestartPolicy | None = None,
     access: AccessPolicy | None = None,
+    watch_models_s: float | None = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
     """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
@@ -73,6 +77,10 @@ def serving_stack(
     ``access``: the token and Host rules of the app (:class:`AccessPolicy`; open on loopback
     if None). ``restart_policy``: how the embedded Triton is brought back when it dies (an
     :class:`~adrank.triton.supervisor.RestartPolicy`; its defaults if None).
+
+    The served version can be switched while serving (``PUT /v1/model``, or ``stack.versions``;
+    :mod:`adrank.service.model_versions`); ``watch_models_s`` checks the artifacts directory
+    that often for a newer export and switches to it.
     """
     from adrank.artifacts import SCHEMA_FILE, load_manifest
     from adrank.features.schema import load_schema
@@ -104,25 +112,48 @@ def serving_stack(
             fallback=fallback,
             pacing=lambda campaigns: pacing.multipliers(campaigns, time.time()),
             killed=traffic.blocked,
+            ad_load=traffic.ad_load_cap,
             **ranker_settings,
         )
 
+        serving_url = triton_url
+
+        def connect(version: int) -> TritonModel:
+            return TritonModel(
+                serving_url, model=model_name, version=str(version), timeout_s=deadline_ms / 1e3
+            )
+
+        versions = ModelVersions(
+            ranker,
+            Path(artifacts_dir).parent,
+            ActiveVersion(int(manifest["version"]), Path(artifacts_dir), model),
+            connect,
+            load=None if triton is None else lambda: triton.load_model(model_name),
+            precision=ranker_settings.get("precision", "fp32"),
+        )
+        stack.callback(versions.close)
+        if watch_models_s is not None:
+            versions.watch(watch_models_s)
+
         def warm_up(*_: object) -> None:
             candidates = min(len(ranker.catalog), 1000)
-            model.warm_up(candidates, manifest["embedding_dim"], manifest["dense_dim"])
+            schema = ranker.encoder.schema
+            ranker.model.warm_up(candidates, schema.embedding_dim, schema.dense_dim)
 
         warm_up()
         if supervisor is not None:
             supervisor.on_restart = warm_up  # a restarted model instance compiles again
+        control = make_control_router(pacing, traffic)
+        control.include_router(make_model_router(versions))
         app = create_app(
             ranker,
             limits,
-            control=make_control_router(pacing, traffic),
+            control=control,
             liveness=None if supervisor is None else supervisor.liveness,
             access=access,
             schema=load_schema(Path(artifacts_dir) / SCHEMA_FILE),
         )
-        yield ServingStack(app, ranker, model, triton, supervisor, pacing, traffic)
+        yield ServingStack(app, ranker, model, triton, supervisor, versions, pacing, traffic)
 
 
 class HttpServer:

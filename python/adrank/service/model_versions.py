@@ -1,0 +1,186 @@
+"""Moving a running service between exported versions of its model, without a failed request.
+
+Glossary: a *version* is one ``adrank export`` of the model: its tables and manifest under
+``<artifacts>/NAME/V/`` and its dense part under ``<repository>/NAME/V/`` (see
+:mod:`adrank.artifacts`).
+
+:meth:`ModelVersions.activate` moves to version ``V`` in this order, and stops at the first
+failure with the old version still serving and the reason raised as :class:`SwapError`:
+
+1. map ``V``'s tables and read its schema (memory-mapped: O(1) in their size);
+2. ask Triton to load the model (a new version loads beside the serving one: the configs keep
+   the newest two), and wait until ``V`` is ready;
+3. warm ``V`` up at serving size, under a long deadline;
+4. switch the Ranker atomically (:meth:`adrank.Ranker.swap_model`): requests in flight finish
+   on the version they started with, and every response names the version that scored it.
+
+Rollback is the same call with the previous version. :meth:`ModelVersions.watch` polls the
+artifacts directory and activates a newer version when one appears (a version that failed is
+not retried until a newer one appears).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adrank.artifacts import MANIFEST_FILE, open_version
+from adrank.orchestrator.errors import ModelUnavailableError
+from adrank.orchestrator.model import TritonModel
+from adrank.orchestrator.ranker import Ranker
+
+log = logging.getLogger("adrank.models")
+
+WARM_UP_CANDIDATES = 1000
+
+
+class SwapError(RuntimeError):
+    """A version could not be activated; the version that was serving still is."""
+
+
+@dataclass(frozen=True)
+class ActiveVersion:
+    version: int
+    artifacts_dir: Path
+    model: TritonModel
+
+
+class ModelVersions:
+    """The versions of one model a running service can serve, and the switch between them.
+
+    ``artifacts_root`` holds the model's exported versions (``<artifacts>/NAME``); ``connect``
+    makes the Triton client of one version; ``load`` asks the Triton server to load the
+    model's newest versions (None when the server picks them up by itself).
+    """
+
+    def __init__(
+        self,
+        ranker: Ranker,
+        artifacts_root: str | Path,
+        current: ActiveVersion,
+        connect: Callable[[int], TritonModel],
+        load: Callable[[], None] | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        self.ranker = ranker
+        self.artifacts_root = Path(artifacts_root)
+        self.connect = connect
+        self.load = load
+        self.precision = precision
+        self._current = current
+        self._previous: ActiveVersion | None = None
+        self._lock = threading.Lock()  # one switch at a time
+        self._failed: set[int] = set()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # --- what is served ------------------------------------------------------------------
+
+    @property
+    def current(self) -> ActiveVersion:
+        return self._current
+
+    @property
+    def previous(self) -> ActiveVersion | None:
+        return self._previous
+
+    def available(self) -> list[int]:
+        """The exported versions found under ``artifacts_root``, oldest first."""
+        if not self.artifacts_root.is_dir():
+            return []
+        return sorted(
+            int(path.name)
+            for path in self.artifacts_root.iterdir()
+            if path.name.isdigit() and (path / MANIFEST_FILE).exists()
+        )
+
+    def status(self) -> dict[str, Any]:
+        previous = self._previous
+        return {
+            "version": self._current.version,
+            "model_version": self._current.model.version,
+            "previous": None if previous is None else previous.version,
+            "available": self.available(),
+        }
+
+    # --- switching -----------------------------------------------------------------------
+
+    def activate(self, version: int) -> dict[str, Any]:
+        """Moves the service to ``version`` (see the module docstring); returns the status."""
+        with self._lock:
+            if version == self._current.version:
+                return self.status()
+            directory = self.artifacts_root / str(version)
+            if not (directory / MANIFEST_FILE).exists():
+                raise LookupError(f"version {version} is not exported in {self.artifacts_root}")
+            log.info("activating model version %d from %s", version, directory)
+            try:
+                exported = open_version(directory, self.precision)
+                if self.load is not None:
+                    self.load()
+                model = self.connect(version)
+            except Exception as error:
+                self._failed.add(version)
+                log.error("version %d not activated: %s", version, error)
+                raise SwapError(f"version {version} could not be loaded: {error}") from None
+            try:
+                schema = exported.schema
+                model.warm_up(
+                    min(len(self.ranker.catalog), WARM_UP_CANDIDATES),
+                    schema.embedding_dim,
+                    schema.dense_dim,
+                )
+                self.ranker.swap_model(schema, exported.tables, model)
+            except (ModelUnavailableError, ValueError) as error:
+                model.close()
+                self._failed.add(version)
+                log.error("version %d not activated: %s", version, error)
+                raise SwapError(f"version {version} could not be served: {error}") from None
+            retired, self._previous = self._previous, self._current
+            self._current = ActiveVersion(version, directory, model)
+            if retired is not None and retired.model is not self._current.model:
+                retired.model.close()  # two switches old: no request still runs on it
+            log.info("serving model version %d", version)
+            return self.status()
+
+    def rollback(self) -> dict[str, Any]:
+        """Back to the version served before the last switch."""
+        previous = self._previous
+        if previous is None:
+            raise LookupError("there is no previous version to roll back to")
+        return self.activate(previous.version)
+
+    # --- watching the artifacts ----------------------------------------------------------
+
+    def watch(self, interval_s: float = 5.0) -> None:
+        """Activates newer versions as they appear, checking every ``interval_s`` seconds."""
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        if self._watcher is not None:
+            return
+        self._watcher = threading.Thread(
+            target=self._watch, args=(interval_s,), name="adrank-model-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            newer = [v for v in self.available() if v > self._current.version]
+            newest = max((v for v in newer if v not in self._failed), default=None)
+            if newest is not None:
+                try:
+                    self.activate(newest)
+                except (SwapError, LookupError) as error:
+                    log.error("watch: %s", error)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+        for active in (self._previous, self._current):
+            if active is not None:
+                active.model.close()
