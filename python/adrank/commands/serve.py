@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of answering 503",
     )
     parser.add_argument(
+        "--watch-models",
+        type=float,
+        metavar="SECONDS",
+        help="check the artifacts directory this often and serve a newer export when one "
+        "appears (default: switch only by PUT /v1/model)",
+    )
+    parser.add_argument(
         "--state",
         type=Path,
         help="SQLite file of budgets, spend, pacing and kill switches "
@@ -167,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             state_path=state,
             precision=args.precision,
             access=policy,
+            watch_models_s=args.watch_models,
         ) as stack,
         StopSignals() as stop,
         HttpServer(stack.app, host=args.host, port=args.port) as http,
