@@ -121,3 +121,20 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys)
     code, _, err = _run(capsys, "evaluate", tmp_path / "none.pt", log)
     assert (code, err.count("\n")) == (1, 1)
     assert "adrank evaluate: error: no checkpoint at" in err
+
+
+def test_evaluate_refuses_held_out_rows_of_a_log_that_changed(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    write_layout("avazu", log, 1_000, seed=1)
+    checkpoint = tmp_path / "ranker.pt"
+    assert main(["train", "--data", str(log), "--out", str(checkpoint), "--no-progress"]) == 0
+    with log.open("a") as handle:
+        handle.write(log.read_text().splitlines()[1] + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(checkpoint), str(log)]) == 1
+    assert capsys.readouterr().err == (
+        f"adrank evaluate: error: {log}: has 1,001 rows, but 1,000 when ranker.pt was trained: "
+        "its held-out rows no longer apply (pass --all-rows)\n"
+    )
+    assert main(["evaluate", str(checkpoint), str(log), "--all-rows", "--bootstrap", "0"]) == 0
+    assert "1,001 rows scored" in capsys.readouterr().out

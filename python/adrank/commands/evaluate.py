@@ -1,4 +1,5 @@
-"""``adrank evaluate CHECKPOINT DATA``: score a trained ranker on a log.
+"""``adrank evaluate CHECKPOINT DATA``: score a trained ranker on a log, reading it batch by
+batch (memory holds the scores, not the log).
 
 On the log it was trained on (same file, same rows), only the held-out rows saved by
 ``adrank train`` are scored, unless ``--all-rows``; on any other log, every row.
@@ -10,6 +11,8 @@ import argparse
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from adrank.commands.train import add_log_arguments, open_log_from
 
@@ -41,36 +44,34 @@ def _finite(value):
 
 
 def run(args: argparse.Namespace) -> int:
-    from adrank.data.log_errors import BadRowBudget
+    from adrank.data.log_errors import BadRowBudget, LogError
     from adrank.models import load_checkpoint
-    from adrank.training.evaluation import evaluate_batch, format_evaluation
+    from adrank.training.evaluation import evaluate_scores, format_evaluation, score_log
     from adrank.training.heldout import load_heldout
-    from adrank.training.log_data import encode_log
 
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     model, schema, _ = load_checkpoint(args.checkpoint)
     reader = open_log_from(args, args.data)
-    extra = [args.by] if args.by else []
-    encoded = encode_log(
-        reader,
-        schema,
-        budget=BadRowBudget(args.skip_bad_rows),
-        extra_columns=extra,
-        need_labels=False,
+    heldout = None if args.all_rows else load_heldout(args.checkpoint)
+    # The training log (same file) is scored on its held-out rows only.
+    same_log = heldout is not None and heldout.data == str(reader.path.resolve())
+    rows = np.sort(heldout.rows) if same_log else None
+    scores, log_rows = score_log(
+        model, reader, schema, rows=rows, by=args.by, budget=BadRowBudget(args.skip_bad_rows)
     )
-    batch, by = encoded.batch, encoded.extra.get(args.by) if args.by else None
-    heldout = load_heldout(args.checkpoint)
     scope = "every row"
-    if not args.all_rows and heldout is not None and heldout.matches(reader.path, len(batch)):
-        batch = batch.take(heldout.rows)
-        by = None if by is None else by[heldout.rows]
+    if same_log:
+        if heldout.num_rows >= 0 and log_rows != heldout.num_rows:
+            raise LogError(
+                reader.path,
+                f"has {log_rows:,} rows, but {heldout.num_rows:,} when {args.checkpoint.name} "
+                "was trained: its held-out rows no longer apply (pass --all-rows)",
+            )
         scope = f"the held-out rows saved with {args.checkpoint.name}"
-    result = evaluate_batch(
-        model, batch, by=by, by_name=args.by, resamples=args.bootstrap, seed=args.seed
-    )
+    result = evaluate_scores(scores, by_name=args.by, resamples=args.bootstrap, seed=args.seed)
     result["scope"] = scope
-    result["skipped_bad_rows"] = len(encoded.skipped)
+    result["log_rows"] = log_rows
     if args.json:
         print(json.dumps(_finite(result), indent=2))
     else:
