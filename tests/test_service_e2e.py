@@ -49,9 +49,18 @@ def requests(workspace):
 
 @pytest.fixture(scope="module")
 def service(workspace):
+    # The in-process reference runs model.pt (TorchScript fp32): serve that form, not the
+    # default int8 ONNX one, so the two must agree to float precision.
+    triton = EmbeddedTriton(
+        workspace.repository, models=[workspace.model_name], model_config_name="python_torch_fp32"
+    )
     with (
+        triton,
         serving_stack(
-            workspace.artifacts_dir, workspace.catalog_path, repository=workspace.repository
+            workspace.artifacts_dir,
+            workspace.catalog_path,
+            repository=workspace.repository,
+            triton_url=triton.grpc_url,
         ) as stack,
         HttpServer(stack.app) as http,
     ):
