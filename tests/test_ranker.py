@@ -542,3 +542,34 @@ def test_a_model_swap_under_load_fails_no_request(world, ranker) -> None:
     for version, chosen in versions:  # never a mix of one version's tables and another's model
         assert chosen == expected[version]
     assert ranker.model is first
+
+
+# --- trained heads ---------------------------------------------------------------------------
+
+
+def test_only_trained_heads_score(world) -> None:
+    """A click-only model: no conversion or negative rate is served, even though the stand-in
+    module answers all three; no penalty; oCPM campaigns are not eligible."""
+    _, schema, tables, module, table = world
+    catalog = Catalog.from_arrow(table)
+    click_only = dataclasses.replace(schema, labels={"click": schema.labels["click"]})
+    assert click_only.tasks == ("click",)
+    ranker = Ranker(click_only, tables, InProcessModel(module), catalog, scoring_config=SCORING)
+    full = Ranker(schema, tables, InProcessModel(module), catalog, scoring_config=SCORING)
+    request = make_request(world, catalog.creative_id, k=20)
+    response = ranker.rank(request)
+    assert len(response) > 0
+    assert response.p_cvr is None
+    assert response.p_neg is None
+    rows = catalog.lookup(response.creative_id)[0]
+    assert (catalog.objective[rows] != Objective.OCPM).all()
+    # With every head: the same creatives score with the penalty subtracted.
+    scored = full.rank(dataclasses.replace(request, candidates=response.creative_id, k=50))
+    with_penalty = dict(zip(scored.creative_id.tolist(), scored.ecpm, strict=True))
+    penalty = {
+        c: SCORING.neg_penalty * 1000.0 * p
+        for c, p in zip(scored.creative_id.tolist(), scored.p_neg, strict=True)
+    }
+    for creative, ecpm in zip(response.creative_id.tolist(), response.ecpm, strict=True):
+        if creative in with_penalty:
+            assert ecpm == pytest.approx(with_penalty[creative] + penalty[creative], rel=1e-5)

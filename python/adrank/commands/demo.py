@@ -52,10 +52,13 @@ def _print_ranking(body: dict, response: dict) -> None:
     print(header)
     print("-" * len(header))
     for rank, c in enumerate(response["creatives"], 1):
+        rates = " ".join(  # a rate the model does not predict is null
+            f"{'-':>7}" if c[name] is None else f"{c[name]:>7.4f}"
+            for name in ("p_ctr", "p_cvr", "p_neg")
+        )
         print(
             f"{rank:>2} {c['creative_id']:>9} {c['campaign_id']:>9} {c['advertiser_id']:>10} "
-            f"{c['p_ctr']:>7.4f} {c['p_cvr']:>7.4f} {c['p_neg']:>7.4f} {c['ecpm']:>9.2f} "
-            f"{c['price']:>8.3f}"
+            f"{rates} {c['ecpm']:>9.2f} {c['price']:>8.3f}"
         )
 
 

@@ -1,8 +1,9 @@
 """The dense ranking model behind one interface: Triton in serving, TorchScript in process.
 
-Both take ``EMBEDDINGS`` float32 [C, E] and ``DENSE`` float32 [C, N] and return the three
-rates float32 [C] (click; conversion given a click; negative feedback). A model that cannot
-answer raises :class:`ModelUnavailableError`, which the service turns into a 503.
+Both take ``EMBEDDINGS`` float32 [C, E] and ``DENSE`` float32 [C, N] and return the rates
+float32 [C] of the heads the model was trained for (click always; conversion given a click and
+negative feedback when the log had their labels; None otherwise). A model that cannot answer
+raises :class:`ModelUnavailableError`, which the service turns into a 503.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from adrank.orchestrator.errors import ModelUnavailableError
 
 
 class Rates(NamedTuple):
-    """The dense model's answer for ``C`` candidates, each float32 [C]."""
+    """The dense model's answer for ``C`` candidates, each float32 [C]; None for a head the
+    model was not trained for."""
 
     p_ctr: np.ndarray  # click
-    p_cvr: np.ndarray  # conversion given a click
-    p_neg: np.ndarray  # negative feedback
+    p_cvr: np.ndarray | None  # conversion given a click
+    p_neg: np.ndarray | None  # negative feedback
 
 
 class DenseModel(Protocol):
@@ -57,7 +59,7 @@ class TritonModel:
             out = self._client.predict(embeddings, dense)
         except RankerClientError as error:
             raise ModelUnavailableError(f"ranking model unavailable: {error}") from None
-        return Rates(out.p_ctr.reshape(-1), out.p_cvr.reshape(-1), out.p_neg.reshape(-1))
+        return Rates(*(None if rate is None else rate.reshape(-1) for rate in out))
 
     def warm_up(
         self, candidates: int, embedding_dim: int, dense_dim: int, timeout_s: float = 60.0
@@ -105,13 +107,26 @@ class TorchScriptModel:
         torch.set_num_threads(num_threads)
         self._torch = torch
         self._module = load_dense_model(version_dir).eval()
+        self._version_dir = version_dir
         self.version = f"{version_dir.parent.name}/{version_dir.name} (in process)"
 
     def predict(self, embeddings: np.ndarray, dense: np.ndarray) -> Rates:
         torch = self._torch
         with torch.inference_mode():
-            ctr, cvr, neg = self._module(torch.from_numpy(embeddings), torch.from_numpy(dense))
-        return Rates(ctr.numpy().reshape(-1), cvr.numpy().reshape(-1), neg.numpy().reshape(-1))
+            out = self._module(torch.from_numpy(embeddings), torch.from_numpy(dense))
+        rates = dict(
+            zip(self._outputs(len(out)), (t.numpy().reshape(-1) for t in out), strict=True)
+        )
+        return Rates(rates["P_CTR"], rates.get("P_CVR"), rates.get("P_NEG"))
+
+    def _outputs(self, count: int) -> tuple[str, ...]:
+        """The heads the module answers, in order: all three, or those its config declares."""
+        if count == 3:
+            return ("P_CTR", "P_CVR", "P_NEG")
+        from adrank.triton.model_config import ranker_signature, read_model_config
+
+        config = read_model_config(self._version_dir.parent / "config.pbtxt")
+        return ranker_signature(config).outputs
 
     def readiness(self) -> tuple[bool, str]:
         return True, f"in-process model {self.version}"

@@ -15,6 +15,11 @@ A request walks one straight line; each stage is timed (``RankResponse.timings_m
                   frequency caps, the reserve
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
 
+Only the heads the model was trained for score (the schema's tasks, ``schema.tasks``): a rate
+it does not predict is None in the response, never a number from an untrained head. Without
+``p_neg`` there is no negative-feedback penalty; without ``p_cvr`` oCPM campaigns, which bid
+per conversion, are not eligible (their value cannot be estimated).
+
 The ad-load cap of the request's placement and region then bounds the ads returned (timed
 with ``selection``): with the request's organic feed, :func:`adrank.allocation.build_feed`
 places the ads and those it leaves out are dropped; without a feed, a cap ``c`` keeps the
@@ -225,14 +230,14 @@ class Ranker:
                 rows, known = snapshot.catalog.lookup(request.candidates)
             candidates.append(_Candidates(rows, int(len(known) - len(rows))))
             inputs.append(snapshot.encoder.encode(request, snapshot.encoding, rows, timer))
-        rates, degraded = self._predict(snapshot.model, inputs, timers)
+        rates, degraded = self._predict(snapshot, inputs, timers)
         return [
             self._finish(snapshot, *args, degraded)
             for args in zip(requests, candidates, rates, timers, strict=True)
         ]
 
     def _predict(
-        self, model: DenseModel, inputs: list[ModelInputs], timers: list[StageTimer]
+        self, snapshot: _Snapshot, inputs: list[ModelInputs], timers: list[StageTimer]
     ) -> tuple[list[Rates], bool]:
         """One model call for every request's candidates; the rates split back per request."""
         sizes = [len(x.dense) for x in inputs]
@@ -248,7 +253,7 @@ class Ranker:
             )
             dense = inputs[0].dense if one else np.concatenate([x.dense for x in inputs])
             try:
-                rates = Rates(*model.predict(embeddings, dense))
+                rates = Rates(*snapshot.model.predict(embeddings, dense))
             except ModelUnavailableError:
                 if self.fallback is None:
                     raise
@@ -260,10 +265,16 @@ class Ranker:
                     )
                 )
         elapsed = (time.perf_counter() - start) * 1e3
+        tasks = snapshot.encoder.schema.tasks
+        rates = Rates(  # a head the model was not trained for never scores
+            rates.p_ctr,
+            rates.p_cvr if "conversion" in tasks else None,
+            rates.p_neg if "negative" in tasks else None,
+        )
         bounds = itertools.pairwise(np.cumsum([0, *sizes]))
         for timer in timers:  # one shared call: each request waited for all of it
             timer.ms["model"] = elapsed
-        return [Rates(*(r[a:b] for r in rates)) for a, b in bounds], degraded
+        return [Rates(*(None if r is None else r[a:b] for r in rates)) for a, b in bounds], degraded
 
     def _finish(
         self,
@@ -284,11 +295,17 @@ class Ranker:
                 if self.pacing is None
                 else np.asarray(self.pacing(catalog.campaign_id[rows]), dtype=np.float64)
             )
-            value = scoring.value_per_mille(objective, bid, target_cpa, rates.p_ctr, rates.p_cvr)
-            penalty = scoring.neg_feedback_penalty(config, rates.p_neg)
+            unknown = np.zeros_like(rates.p_ctr)  # a rate the model does not predict
+            p_cvr = unknown if rates.p_cvr is None else rates.p_cvr
+            value = scoring.value_per_mille(objective, bid, target_cpa, rates.p_ctr, p_cvr)
+            penalty = scoring.neg_feedback_penalty(
+                config, unknown if rates.p_neg is None else rates.p_neg
+            )
             ecpm = value * pacing - penalty
         with timer.stage("selection"):
             eligible = self._eligible(catalog, request, rows, pacing)
+            if rates.p_cvr is None:  # no conversion head: an oCPM bid cannot be valued
+                eligible &= objective != scoring.Objective.OCPM
             cap = request.constraints.max_per_advertiser or self.selection_config.max_per_advertiser
             # One more than asked: the runner-up sets the last winner's second price.
             _, chosen = ops.select(
@@ -301,12 +318,17 @@ class Ranker:
             chosen = chosen[chosen >= 0]
             winners, runner_up = chosen[: request.k], chosen[request.k :]
         with timer.stage("pricing"):
-            p_ctr, p_cvr = (r[winners].astype(np.float64) for r in (rates.p_ctr, rates.p_cvr))
+            factor = scoring.bid_to_ecpm_factor(
+                objective[winners],
+                rates.p_ctr[winners].astype(np.float64),
+                p_cvr[winners].astype(np.float64),
+                pacing[winners],
+            )
             price = pricing.gsp_prices(
                 ecpm[winners],
                 float(ecpm[runner_up[0]]) if len(runner_up) else None,
                 scoring.own_bid(objective[winners], bid[winners], target_cpa[winners]),
-                scoring.bid_to_ecpm_factor(objective[winners], p_ctr, p_cvr, pacing[winners]),
+                factor,
                 penalty[winners],
                 config.reserve_ecpm,
             )
@@ -321,8 +343,8 @@ class Ranker:
             campaign_id=catalog.campaign_id[winner_rows],
             advertiser_id=catalog.advertiser_id[winner_rows],
             p_ctr=rates.p_ctr[winners],
-            p_cvr=rates.p_cvr[winners],
-            p_neg=rates.p_neg[winners],
+            p_cvr=None if rates.p_cvr is None else rates.p_cvr[winners],
+            p_neg=None if rates.p_neg is None else rates.p_neg[winners],
             ecpm=ecpm[winners],
             price=price,
             timings_ms={stage: round(timer.ms.get(stage, 0.0), 4) for stage in STAGES},

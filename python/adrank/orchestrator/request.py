@@ -104,8 +104,8 @@ class RankResponse:
     campaign_id: np.ndarray
     advertiser_id: np.ndarray
     p_ctr: np.ndarray
-    p_cvr: np.ndarray
-    p_neg: np.ndarray
+    p_cvr: np.ndarray | None  # None: the model has no conversion head
+    p_neg: np.ndarray | None  # None: the model has no negative-feedback head
     ecpm: np.ndarray
     price: np.ndarray
     timings_ms: dict[str, float]

@@ -157,8 +157,8 @@ class RankedCreativeBody(BaseModel):
     campaign_id: int
     advertiser_id: int
     p_ctr: float
-    p_cvr: float
-    p_neg: float
+    p_cvr: float | None = Field(description="null when the model has no conversion head")
+    p_neg: float | None = Field(description="null when the model has no negative-feedback head")
     ecpm: float
     price: float
     slot: int | None = Field(None, description="the ad's slot in the request's feed, if given")
@@ -228,8 +228,8 @@ _CREATIVE_COLUMNS = tuple(name for name in RankedCreativeBody.model_fields if na
 
 def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) -> dict[str, Any]:
     """The JSON answer of ``POST /v1/rank``: one object per chosen creative, in rank order."""
-    lists = [getattr(response, name).tolist() for name in _CREATIVE_COLUMNS]
-    slots = [None] * len(response) if response.slot is None else response.slot.tolist()
+    lists = [_column(getattr(response, name), len(response)) for name in _CREATIVE_COLUMNS]
+    slots = _column(response.slot, len(response))
     return {
         "request_id": response.request_id,
         "model_version": response.model_version,
@@ -242,6 +242,10 @@ def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) ->
         ],
         "timings_ms": response.timings_ms,
     }
+
+
+def _column(values: np.ndarray | None, length: int) -> list[Any]:
+    return [None] * length if values is None else values.tolist()
 
 
 def rank_request_json(request: RankRequest) -> dict[str, Any]:
