@@ -546,8 +546,14 @@ class _ParquetReader(LogReader):
 
         rows_before: dict[str, int] = {}
         try:
+            # No read-ahead: Arrow's default (16 batches, 4 files) would hold that many
+            # batches of raw columns at once, which is the memory streaming is meant to bound.
             scanner = self.dataset.scanner(
-                columns=columns, batch_size=self.batch_rows, use_threads=False
+                columns=columns,
+                batch_size=self.batch_rows,
+                batch_readahead=0,
+                fragment_readahead=0,
+                use_threads=False,
             )
             for tagged in scanner.scan_batches():
                 path = tagged.fragment.path
