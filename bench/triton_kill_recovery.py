@@ -26,11 +26,16 @@ from adrank.data import SyntheticConfig
 from adrank.service.schemas import rank_request_json
 from adrank.service.stack import HttpServer, serving_stack
 from adrank.triton.kill_drill import kill_under_load
+from adrank.triton.supervisor import RestartPolicy
 from adrank.workspace import fallback_rates, prepare_workspace, sample_requests
 
 WORLD = SyntheticConfig(
     num_advertisers=40, num_campaigns=120, num_creatives=2000, num_users=2000, num_categories=8
 )
+
+
+def _recovered(seconds: float | None) -> str:
+    return "did not recover in 30 s" if seconds is None else f"recovered in {seconds:.2f} s"
 
 
 def main() -> None:
@@ -58,6 +63,8 @@ def main() -> None:
             workspace.catalog_path,
             repository=workspace.repository,
             fallback=fallback_rates(workspace) if args.fallback else None,
+            # Every kill uses a try: the default 5 per 5 minutes would end the measurement.
+            restart_policy=RestartPolicy(max_restarts=4 * args.kills),
         ) as stack,
         HttpServer(stack.app) as http,
     ):
@@ -70,14 +77,17 @@ def main() -> None:
                 lambda pid=pid: os.kill(pid, signal.SIGKILL),
                 clients=args.clients,
             )
-            while supervisor.state != "serving":  # the warm-up ends after the first 200s
-                time.sleep(0.05)
+            deadline = time.monotonic() + 60
+            while supervisor.state == "restarting" and time.monotonic() < deadline:
+                time.sleep(0.05)  # the warm-up may end after the first 200s
+            if supervisor.state != "serving":
+                raise SystemExit(f"kill {kill + 1}: {supervisor.liveness()[1]}")
             recovery = supervisor.recoveries[-1]
             reasons = sorted({a.error.split(" at ")[0] for a in drill.failures() if a.error})
             print(
-                f"kill {kill + 1}: pid {pid}, recovered in {drill.recovery_s:.2f} s; answers "
+                f"kill {kill + 1}: pid {pid}, {_recovered(drill.recovery_s)}; answers "
                 f"{dict(sorted(drill.statuses.items()))} ({drill.degraded} degraded); "
-                f"server down {recovery.downtime_s:.2f} s, {recovery.tries} try; "
+                f"server down {recovery.downtime_s:.2f} s, tries {recovery.tries}; "
                 f"503 reasons {reasons[:2]}",
                 flush=True,
             )

@@ -136,15 +136,21 @@ def check_numpy_for_stub() -> None:
         )
 
 
-def log_excerpt(text: str, about: str | None = None, max_lines: int = _LOG_EXCERPT_LINES) -> str:
+def log_excerpt(
+    text: str,
+    about: str | None = None,
+    max_lines: int = _LOG_EXCERPT_LINES,
+    *,
+    errors_only: bool = False,
+) -> str:
     """The lines of a server log that explain a failure: its error lines (those that mention
-    ``about``, if any do), else the log's tail."""
+    ``about``, if any do), else the log's tail ('' with ``errors_only``)."""
     lines = [line for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not any(h in line for h in _HARMLESS_LOG_LINES)]
     errors = [line for line in lines if _LOG_ERROR_LINE.search(line)]
     if about is not None:
         errors = [line for line in errors if about in line] or errors
-    return "\n".join((errors or lines)[-max_lines:])
+    return "\n".join((errors or ([] if errors_only else lines))[-max_lines:])
 
 
 # Resolved here, in the parent: the child between fork and exec should only make a syscall.

@@ -190,7 +190,12 @@ class TritonSupervisor:
                 continue
             if self._stopping.is_set() or self.server.stop_requested:
                 return  # stopped on purpose (stop(), or at interpreter exit), not a death
-            if not self._recover():
+            try:
+                if not self._recover():
+                    return
+            except Exception as error:  # a bug here must not leave /healthz saying "alive"
+                log.exception("the Triton supervisor failed")
+                self._set("given_up", f"the Triton supervisor failed: {error!r}")
                 return
 
     def _recover(self) -> bool:
@@ -198,8 +203,8 @@ class TritonSupervisor:
         died_at = time.monotonic()
         status, pid = self.server.exit_status(), self.server.pid
         death = f"tritonserver (pid {pid}) {describe_exit(status)}"
-        excerpt = log_excerpt(self.server.run_log_text(), max_lines=5)
-        log.warning("%s; log: %s\n%s", death, self.server.log_path, excerpt)
+        excerpt = log_excerpt(self.server.run_log_text(), max_lines=5, errors_only=True)
+        log.warning("%s; log: %s%s", death, self.server.log_path, excerpt and "\n" + excerpt)
         self._set("restarting", f"{death}; restarting")
         cleanup = self.server.clean_up()
         log.info(
@@ -241,7 +246,7 @@ class TritonSupervisor:
             self._set("restarting", f"{death}; restarting ({attempt})")
             try:
                 self.server.restart()
-            except TritonError as error:
+            except Exception as error:  # TritonStartError mostly; any failure is a failed try
                 if self._stopping.is_set():
                     return False
                 last_error = str(error).splitlines()[0]
