@@ -573,3 +573,70 @@ def test_only_trained_heads_score(world) -> None:
     for creative, ecpm in zip(response.creative_id.tolist(), response.ecpm, strict=True):
         if creative in with_penalty:
             assert ecpm == pytest.approx(with_penalty[creative] + penalty[creative], rel=1e-5)
+
+
+# --- candidates given in the request (no catalog) --------------------------------------------
+
+
+def test_candidates_given_as_rows_rank_as_the_catalog_does(world, ranker) -> None:
+    catalog = Catalog.from_arrow(world[4])
+    ids = np.random.default_rng(3).choice(catalog.creative_id, 200, replace=False)
+    request = make_request(world, ids, k=10)
+    by_ids = ranker.rank(request)
+    rows = catalog.table.take(catalog.lookup(ids)[0])
+    inline = dataclasses.replace(request, candidates=np.empty(0, np.int64), candidate_rows=rows)
+    by_rows = ranker.rank(inline)
+    np.testing.assert_array_equal(by_rows.creative_id, by_ids.creative_id)
+    np.testing.assert_allclose(by_rows.ecpm, by_ids.ecpm, rtol=1e-6)
+    np.testing.assert_allclose(by_rows.price, by_ids.price, rtol=1e-6)
+    with pytest.raises(ValueError, match="give candidates or candidate_rows, not both"):
+        dataclasses.replace(request, candidate_rows=rows)
+
+
+def test_a_model_without_a_catalog_ranks_rows_of_raw_values() -> None:
+    """A Criteo-style schema (every field describes the impression): each candidate is a row of
+    raw values; a column the rows leave out takes the request's value; the model's inputs equal
+    the training pipeline's on the same rows."""
+    from adrank.features import criteo_schema_path
+
+    schema = load_schema(criteo_schema_path())
+    rng = np.random.default_rng(4)
+    tables = {
+        name: EmbeddingTable(rng.normal(0, 0.3, (spec.num_buckets, spec.dim)).astype(np.float32))
+        for name, spec in schema.tables.items()
+    }
+    model = InProcessModel(DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=5))
+    ranker = Ranker(schema, tables, model)  # no catalog: candidates come as rows
+    count = 50
+    features = {f"I{i}": rng.integers(0, 100, count).astype(float) for i in range(1, 14)}
+    features |= {f"C{i}": [f"{v:08x}" for v in rng.integers(0, 50, count)] for i in range(1, 27)}
+    features["I5"][:10] = np.nan  # missing values stay missing
+    del features["C2"]  # the request gives it
+    ids = rng.permutation(np.arange(1000, 1000 + count))
+    rows = pa.table(
+        {
+            "creative_id": ids,
+            "bid": rng.uniform(0.5, 2.0, count),
+            "objective": ["CPC"] * count,
+            **features,
+        }
+    )
+    context = {"C2": "0000000a"}
+    request = RankRequest("c1", {}, context, np.empty(0, np.int64), 5, candidate_rows=rows)
+    response = ranker.rank(request)
+    assert len(response) == 5
+    assert response.p_cvr is None  # the Criteo schema has a click label only
+
+    ordered = rows.sort_by("creative_id")  # the request's catalog is sorted by creative id
+    columns = {name: ordered[name] for name in ordered.column_names}
+    batch = FeaturePipeline(schema)(
+        {**columns, "C2": pa.array([context["C2"]] * count)}, with_labels=False
+    )
+    np.testing.assert_allclose(
+        model.last_inputs[0], pooled_embeddings_ref(tables, schema, batch), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_array_equal(model.last_inputs[1], batch.dense)
+    with pytest.raises(ValueError, match="candidate_rows is missing required columns: bid"):
+        ranker.rank(
+            RankRequest("c2", {}, {}, np.empty(0, np.int64), 5, candidate_rows=rows.drop(["bid"]))
+        )

@@ -161,6 +161,17 @@ class Catalog:
         )
 
     @classmethod
+    def empty(cls) -> Catalog:
+        """A catalog of no creatives: for a model whose candidates come with their features
+        in the request (:mod:`adrank.orchestrator.inline_candidates`)."""
+        import pyarrow as pa
+
+        types = {"objective": pa.string(), "regions": pa.list_(pa.string()), "status": pa.string()}
+        types |= {"bid": pa.float64(), "target_cpa": pa.float64()}
+        columns = {name: pa.array([], types.get(name, pa.int64())) for name in REQUIRED_COLUMNS}
+        return cls.from_arrow(pa.table(columns), version="empty")
+
+    @classmethod
     def from_parquet(cls, path: str | Path) -> Catalog:
         import pyarrow.parquet as pq
 

@@ -15,6 +15,11 @@ fields by side (user, context, creative), so ``EMBEDDINGS [C, E]`` is the reques
   one row and broadcast;
 * crosses are pooled per cross group (:mod:`.crosses`).
 
+Candidates that come with their features in the request (no catalog,
+:mod:`.inline_candidates`) go through the training pipeline whole instead
+(:meth:`RequestEncoder.encode_rows`): each candidate is a row of its own values, the request's
+values filling the columns the rows leave out.
+
 Every hash and lookup runs in adrank's kernels (``adrank.ops``), as in training, so training
 and serving cannot disagree (checked against the training pipeline in tests/test_ranker.py).
 """
@@ -100,6 +105,12 @@ class RequestEncoder:
         self._creative_names = [f.name for f in creative_fields]
         field_tables = {f.name: tables[f.table] for f in sparse}
         modes = {f.name: f.pooling for f in sparse}
+        self._row_pipeline = FeaturePipeline(dataclasses.replace(schema, labels={}))
+        self._all_bags = (
+            ops.EmbeddingBagCollection([f.name for f in sparse], field_tables, modes)
+            if sparse
+            else None
+        )
         self._request_bags = (
             ops.EmbeddingBagCollection([f.name for f in request_fields], field_tables, modes)
             if request_fields
@@ -187,6 +198,41 @@ class RequestEncoder:
                 )
                 self._crosses.fill(embeddings, encoding.crosses, rows, request_features)
         return ModelInputs(embeddings, dense)
+
+    def encode_rows(self, request: RankRequest, rows: Any, timer: StageTimer) -> ModelInputs:
+        """The model's inputs for candidates given as rows of raw values (a pyarrow Table).
+
+        A schema column the rows leave out takes the request's user or context value.
+        """
+        import pyarrow as pa
+
+        with timer.stage("features"):
+            count = rows.num_rows
+            given = {**request.user, **request.context}
+            columns = {name: rows[name] for name in rows.column_names}
+            for spec in self.schema.fields:
+                if spec.kind != "cross" and spec.column not in columns:
+                    columns[spec.column] = _repeated(pa, spec.kind, given.get(spec.column), count)
+            batch = self._row_pipeline(columns, with_labels=False)
+        with timer.stage("embeddings"):
+            embeddings = np.zeros((count, 0), dtype=np.float32)
+            if self._all_bags is not None:
+                sparse = [batch.sparse[f.name] for f in self.schema.sparse_fields]
+                embeddings = self._all_bags(
+                    np.concatenate([f.values for f in sparse]),
+                    np.concatenate([np.diff(f.offsets) for f in sparse]),
+                )
+        return ModelInputs(embeddings.reshape(count, -1), np.ascontiguousarray(batch.dense))
+
+
+def _repeated(pa: Any, kind: str, value: Any, count: int) -> Any:
+    """One request value as a column of ``count`` rows (typed even when it is missing)."""
+    if value is None:
+        kinds = {"multi_valued": pa.list_(pa.string()), "categorical": pa.string()}
+        return pa.nulls(count, kinds.get(kind, pa.float64()))
+    if kind in ("numeric_dense", "numeric_bucketized"):
+        return pa.array([float(value)] * count, pa.float64())
+    return pa.array([value] * count)
 
 
 def _as_slice(parts: list[np.ndarray]) -> slice | np.ndarray:

@@ -46,6 +46,7 @@ from adrank.orchestrator import pricing, scoring
 from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
 from adrank.orchestrator.encoder import CatalogEncoding, ModelInputs, RequestEncoder
 from adrank.orchestrator.errors import ModelUnavailableError
+from adrank.orchestrator.inline_candidates import inline_catalog
 from adrank.orchestrator.model import DenseModel, Rates
 from adrank.orchestrator.request import RankRequest, RankResponse
 from adrank.orchestrator.timing import StageTimer
@@ -100,8 +101,9 @@ class _Snapshot:
 
 @dataclass(frozen=True)
 class _Candidates:
-    """A request's candidates joined to the catalog."""
+    """A request's candidates joined to their catalog (the snapshot's, or the request's own)."""
 
+    catalog: Catalog
     rows: np.ndarray  # int64 [C]: catalog rows of the known candidates, in request order
     unknown: int  # candidate ids not in the catalog (dropped)
 
@@ -121,7 +123,8 @@ class Ranker:
     schema : the feature schema the model was trained with
     tables : table name -> EmbeddingTable (or float ndarray [rows, dim]), as exported
     model : the dense model (:class:`~adrank.orchestrator.model.TritonModel` in serving)
-    catalog : the first catalog snapshot; :meth:`swap_catalog` replaces it while serving
+    catalog : the first catalog snapshot; :meth:`swap_catalog` replaces it while serving;
+        None for a model whose candidates all come with their features in the request
     scoring_config, selection_config : the formulas' settings
     fallback : rates to score with when the model does not answer; None answers 503 instead
     pacing : campaign ids -> multipliers in [0, 1]; None means 1.0 for every campaign
@@ -137,7 +140,7 @@ class Ranker:
         schema: FeatureSchema,
         tables: Mapping[str, Any],
         model: DenseModel,
-        catalog: Catalog,
+        catalog: Catalog | None = None,
         scoring_config: scoring.ScoringConfig | None = None,
         selection_config: SelectionConfig | None = None,
         fallback: FallbackRates | None = None,
@@ -154,6 +157,7 @@ class Ranker:
         self.ad_load = ad_load
         self.allocation = allocation or AllocationPolicy()
         self._swap_lock = threading.Lock()
+        catalog = Catalog.empty() if catalog is None else catalog
         self._snapshot = _encode(catalog, RequestEncoder(schema, tables), model)
 
     @classmethod
@@ -226,9 +230,16 @@ class Ranker:
         timers = [StageTimer() for _ in requests]
         candidates, inputs = [], []
         for request, timer in zip(requests, timers, strict=True):
+            if request.candidate_rows is not None:  # no catalog: the rows are the candidates
+                with timer.stage("catalog"):
+                    catalog = inline_catalog(request.candidate_rows)
+                    rows = np.arange(len(catalog), dtype=np.int64)
+                candidates.append(_Candidates(catalog, rows, 0))
+                inputs.append(snapshot.encoder.encode_rows(request, catalog.table, timer))
+                continue
             with timer.stage("catalog"):
                 rows, known = snapshot.catalog.lookup(request.candidates)
-            candidates.append(_Candidates(rows, int(len(known) - len(rows))))
+            candidates.append(_Candidates(snapshot.catalog, rows, int(len(known) - len(rows))))
             inputs.append(snapshot.encoder.encode(request, snapshot.encoding, rows, timer))
         rates, degraded = self._predict(snapshot, inputs, timers)
         return [
@@ -285,7 +296,7 @@ class Ranker:
         timer: StageTimer,
         degraded: bool,
     ) -> RankResponse:
-        catalog, rows = snapshot.catalog, candidates.rows
+        catalog, rows = candidates.catalog, candidates.rows
         config = self.scoring_config
         with timer.stage("scoring"):
             objective = catalog.objective[rows]

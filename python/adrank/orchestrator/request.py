@@ -63,7 +63,9 @@ class RankRequest:
 
     ``recently_seen`` lists creative ids the user was shown recently, once per impression,
     for frequency caps. ``feed``: the organic feed the ads go into; the response then says
-    each ad's slot.
+    each ad's slot. ``candidate_rows``: instead of ids joined to the catalog, the candidates
+    themselves, one row of raw values each (a pyarrow Table; see
+    :mod:`adrank.orchestrator.inline_candidates`); ``candidates`` is then their creative ids.
     """
 
     request_id: str
@@ -75,8 +77,15 @@ class RankRequest:
     recently_seen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     constraints: Constraints = field(default_factory=Constraints)
     feed: OrganicFeed | None = None
+    candidate_rows: Any = None
 
     def __post_init__(self) -> None:
+        if self.candidate_rows is not None:
+            from adrank.orchestrator.inline_candidates import candidate_ids
+
+            if len(self.candidates):
+                raise ValueError("give candidates or candidate_rows, not both")
+            object.__setattr__(self, "candidates", candidate_ids(self.candidate_rows))
         candidates = np.asarray(self.candidates)
         if candidates.ndim != 1 or (candidates.size and candidates.dtype.kind not in "iu"):
             raise ValueError("candidates must be a 1-D array of integer creative ids")

@@ -104,11 +104,16 @@ def create_app(
         dependencies=access.dependency(access.guard_rank),
     )
     def rank(body: RankRequestBody) -> Any:
-        if len(body.candidates) > limits.max_candidates:
-            count, most = len(body.candidates), limits.max_candidates
+        rows = body.candidate_rows or []
+        if max(len(body.candidates), len(rows)) > limits.max_candidates:
+            count, most = max(len(body.candidates), len(rows)), limits.max_candidates
             detail = f"candidates has {count} ids; the limit is {most}"
             return error_response(413, "too_many_candidates", detail)
         problems = rules.problems({"user": body.user, "context": body.context})
+        problems += rules.row_problems([row.model_extra or {} for row in rows])
+        if bool(body.candidates) == (body.candidate_rows is not None):
+            message = "give candidates (ids) or candidate_rows, one of the two"
+            problems.append(_issue(("candidates",), message, "value_error"))
         if body.k > limits.max_k:
             problems.append(_issue(("k",), f"k must be <= {limits.max_k}", "less_than_equal"))
         if problems:

@@ -7,7 +7,9 @@ reads from the request (crosses are computed, not sent); its *kind* decides what
     multi_valued                        a list of int64 integers or of strings, or null
     numeric_bucketized, numeric_dense   a finite number, or null
 
-Names the schema does not know are ignored by the ranker and only checked for size. Checking
+Names the schema does not know are ignored by the ranker and only checked for size. Rows of
+``candidate_rows`` (candidates given with their features, no catalog) are checked the same
+way against every field of the schema, whatever its side. Checking
 here, before encoding, turns a value the feature pipeline cannot encode into a 422 that names
 the field, instead of an error deep inside the pipeline.
 """
@@ -38,11 +40,14 @@ class FeatureRules:
 
     def __init__(self, schema: FeatureSchema | None, limits: ServiceLimits) -> None:
         self.limits = limits
-        self.kinds: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}  # the request's user and context fields
+        self.row_kinds: dict[str, str] = {}  # every field a candidate row may hold
         if schema is not None:
             for spec in schema.fields:
-                if spec.side in REQUEST_SIDES and spec.kind in ACCEPTS:
-                    self.kinds[spec.column] = spec.kind
+                if spec.kind in ACCEPTS:
+                    self.row_kinds[spec.column] = spec.kind
+                    if spec.side in REQUEST_SIDES:
+                        self.kinds[spec.column] = spec.kind
 
     def problems(self, sides: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One validation issue (``loc``, ``msg``, ``type``) per bad value; empty when fine."""
@@ -57,11 +62,22 @@ class FeatureRules:
                     found.append(_issue((side, name), message))
         return found
 
-    def _problem(self, name: str, value: Any) -> str | None:
+    def row_problems(self, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The issues of the feature values of ``candidate_rows`` (business columns are the
+        body model's to check)."""
+        found: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            for name, value in row.items():
+                message = self._problem(name, value, self.row_kinds)
+                if message is not None:
+                    found.append(_issue(("candidate_rows", i, name), message))
+        return found
+
+    def _problem(self, name: str, value: Any, kinds: Mapping[str, str] | None = None) -> str | None:
         limits = self.limits
         if len(name) > limits.max_string_length:
             return f"a feature name has at most {limits.max_string_length} characters"
-        kind = self.kinds.get(name)
+        kind = (self.kinds if kinds is None else kinds).get(name)
         if kind is not None and value is not None and not _accepts(kind, value):
             return f"must be {ACCEPTS[kind]} or null, got {type(value).__name__}"
         items = value if isinstance(value, list) else [value]

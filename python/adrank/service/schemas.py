@@ -13,7 +13,7 @@ length, so a body that validates can be encoded, ranked and echoed back without 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import (
@@ -135,6 +135,36 @@ class FeedBody(BaseModel):
         return self
 
 
+class CandidateRowBody(BaseModel):
+    """A candidate given with its features (:mod:`adrank.orchestrator.inline_candidates`): the
+    columns below, and raw feature values by column name (checked against the schema)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    creative_id: Id
+    bid: Finite = Field(ge=0)
+    objective: Literal["CPM", "CPC", "OCPM"]
+    advertiser_id: Id | None = None
+    campaign_id: Id | None = None
+    category: Id | None = None
+    target_cpa: Finite | None = Field(None, ge=0)
+    regions: list[Annotated[Text, Field(max_length=MAX_NAME_LENGTH)]] | None = Field(
+        None, max_length=64
+    )
+    status: Literal["active", "paused"] | None = None
+
+    @model_validator(mode="after")
+    def _feature_values(self) -> CandidateRowBody:
+        for name, value in (self.model_extra or {}).items():
+            _feature_value(value)
+            if not _is_text(name):
+                raise ValueError("feature names must be valid Unicode")
+        return self
+
+    def columns(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class RankRequestBody(BaseModel):
     """``POST /v1/rank``. Feature values: an integer or a string for a categorical feature,
     a list of them for a multi-valued one, a finite number for a numeric one, or null."""
@@ -144,12 +174,21 @@ class RankRequestBody(BaseModel):
     request_id: Text = Field(min_length=1, max_length=MAX_REQUEST_ID_LENGTH)
     user: Features = Field(default_factory=dict)
     context: Features = Field(default_factory=dict)
-    candidates: list[Id] = Field(min_length=1)
+    candidates: list[Id] = Field(
+        default_factory=list,
+        description="creative ids to join to the catalog; or give candidate_rows",
+    )
     k: int = Field(ge=1, le=INT64_MAX, description="at most ServiceLimits.max_k (1000)")
     region: Text | None = Field(None, max_length=MAX_NAME_LENGTH)
     recently_seen: list[Id] = Field(default_factory=list, max_length=MAX_RECENTLY_SEEN)
     constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
     feed: FeedBody | None = None
+    candidate_rows: list[CandidateRowBody] | None = Field(
+        None,
+        min_length=1,
+        description="candidates with their features, for a model that "
+        "has no catalog (instead of candidates)",
+    )
 
 
 class RankedCreativeBody(BaseModel):
@@ -220,7 +259,15 @@ def rank_request(body: RankRequestBody, candidates: np.ndarray) -> RankRequest:
             frequency_cap=body.constraints.frequency_cap,
         ),
         feed=None if feed is None else OrganicFeed(np.array(feed.values), feed.slots),
+        candidate_rows=None if body.candidate_rows is None else _rows_table(body.candidate_rows),
     )
+
+
+def _rows_table(rows: list[CandidateRowBody]) -> Any:
+    """Candidate rows as one Arrow table (a column a row leaves out is null there)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([row.columns() for row in rows])
 
 
 _CREATIVE_COLUMNS = tuple(name for name in RankedCreativeBody.model_fields if name != "slot")
