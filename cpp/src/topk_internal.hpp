@@ -61,9 +61,14 @@ void bucket_maxima(const float* x, std::size_t n, std::size_t buckets, float bel
 // A bar that at least m scores of x[0, n) under `below` reach, found cheaply: the m-th largest
 // of 2m bucket maxima over a prefix (m distinct scores reach it), so about 1.4m scores of the
 // prefix reach it (fewer when buckets are small). -inf when there are under 2 scores a bucket.
+// The prefix, sqrt(256 m n) scores within [32m, n], balances the vectorized pass over it against
+// the candidates the bar lets through from the rest, each a key to keep and select among:
+// measured against 32m, 1.7x faster at 64 rows of 1e5 and k = 100, 2.7x at 1e4 and k = 10.
 inline float initial_bar(const float* x, std::size_t n, std::size_t m, float below) {
   const std::size_t buckets = (2 * m + 7) / 8 * 8;
-  const std::size_t prefix = std::min(n, 32 * m);
+  const auto balanced =
+      static_cast<std::size_t>(std::sqrt(256.0 * static_cast<double>(m) * static_cast<double>(n)));
+  const std::size_t prefix = std::min(n, std::max(32 * m, balanced));
   if (prefix < 2 * buckets) return -std::numeric_limits<float>::infinity();
   thread_local std::vector<float> maxima;
   thread_local std::vector<Key> keys;
