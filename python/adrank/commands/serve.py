@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the workspace to serve as built (by `adrank demo`); built here if missing",
     )
     parser.add_argument("--artifacts", type=Path, help="an exported version's artifacts dir")
-    parser.add_argument("--catalog", type=Path, help="catalog Parquet file")
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        help="catalog Parquet file (none: every request sends candidate_rows, for a model "
+        "without creative fields)",
+    )
     parser.add_argument("--repository", type=Path, default=Path("triton_models"))
     parser.add_argument("--model", help="model name in the repository (default: the export's)")
     parser.add_argument(
@@ -140,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
     from adrank.stop_signals import StopSignals
     from adrank.workspace import fallback_rates, open_workspace, prepare_workspace
 
-    if (args.artifacts is None) != (args.catalog is None):
-        raise SystemExit("adrank serve: give both --artifacts and --catalog, or neither")
+    if args.catalog is not None and args.artifacts is None:
+        raise SystemExit("adrank serve: --catalog needs --artifacts")
     try:
         limits = ServiceLimits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
     except ValueError as error:

@@ -164,7 +164,7 @@ class Ranker:
     def from_export(
         cls,
         artifacts_dir: str | Path,
-        catalog: Catalog | str | Path,
+        catalog: Catalog | str | Path | None,
         model: DenseModel,
         *,
         precision: str = "fp32",
@@ -174,7 +174,7 @@ class Ranker:
         from adrank.artifacts import open_version
 
         exported = open_version(artifacts_dir, precision)
-        if not isinstance(catalog, Catalog):
+        if catalog is not None and not isinstance(catalog, Catalog):
             catalog = Catalog.from_parquet(catalog)
         return cls(exported.schema, exported.tables, model, catalog, **settings)
 

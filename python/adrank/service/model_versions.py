@@ -130,7 +130,7 @@ class ModelVersions:
             try:
                 schema = exported.schema
                 model.warm_up(
-                    min(len(self.ranker.catalog), WARM_UP_CANDIDATES),
+                    min(len(self.ranker.catalog), WARM_UP_CANDIDATES) or WARM_UP_CANDIDATES,
                     schema.embedding_dim,
                     schema.dense_dim,
                 )

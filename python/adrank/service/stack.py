@@ -47,7 +47,7 @@ class ServingStack:
 @contextlib.contextmanager
 def serving_stack(
     artifacts_dir: str | Path,
-    catalog_path: str | Path,
+    catalog_path: str | Path | None,
     *,
     repository: str | Path = "triton_models",
     model_name: str | None = None,
@@ -136,7 +136,7 @@ def serving_stack(
             versions.watch(watch_models_s)
 
         def warm_up(*_: object) -> None:
-            candidates = min(len(ranker.catalog), 1000)
+            candidates = min(len(ranker.catalog), 1000) or 1000  # no catalog: serving size
             schema = ranker.encoder.schema
             ranker.model.warm_up(candidates, schema.embedding_dim, schema.dense_dim)
 
