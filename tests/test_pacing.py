@@ -281,11 +281,11 @@ def test_the_reserve_stops_a_campaign_before_its_last_charge_would_overspend() -
     service.record_events([SpendEvent("c", 1, "click", 1.5, DAY0 + 5)])
     assert participation(service, DAY0 + 6) == 0.0  # 98.5 + 2 >= 100
     # Charges of more than 2 % of the budget: one more than expected would overspend by more
-    # than 2 %, so two are held back.
+    # than 2 %, so one more of the mean size is held back.
     large = paced_service(budget=100.0, report_delay_s=0)
     batch = [SpendEvent(f"d{i}", 1, "click", 3.0, DAY0 + 1) for i in range(30)]
     large.record_events([*batch, SpendEvent("e", 1, "click", 4.0, DAY0 + 1)])
-    assert participation(large, DAY0 + 2) == 0.0  # 94 + 2 x 4 >= 100, though 94 + 4 < 100
+    assert participation(large, DAY0 + 2) == 0.0  # 94 + 4 + 94 / 31 >= 100, though 94 + 4 < 100
     # Pacing off keeps only the cap: on until the recorded spend reaches the budget.
     off = paced_service(budget=10.0, enabled=False)
     off.record_events([SpendEvent("a", 1, "click", 4.0, DAY0 + 1)])
@@ -300,8 +300,8 @@ def test_a_cpc_campaign_keeps_a_reserve_for_the_clicks_still_to_come() -> None:
     served = [SpendEvent(f"i{i}", 1, "impression", 0.0, DAY0 + 1) for i in range(10)]
     clicked = [SpendEvent(f"c{i}", 1, "click", 1.0, DAY0 + 1) for i in range(5)]
     service.record_events(served + clicked)
-    # Spend 5 + two charges in flight fit in 10, but half the impressions got clicked, and all
-    # 10 are still inside their attribution window: up to 10 more clicks may come.
+    # Spend 5 + a charge and a mean one in flight fit in 10, but half the impressions got
+    # clicked, and all 10 are still inside their attribution window: up to 10 more may come.
     assert participation(service, DAY0 + 2) == 0.0
     # Once they are past the window (counted by whole minutes) they owe nothing, and the
     # campaign serves again.
@@ -316,8 +316,11 @@ def test_a_known_largest_charge_guards_a_budget_of_a_few_charges() -> None:
     assert service.participation(np.array([1, 2, 3]), DAY0 + 1).tolist() == [0.0, 0.1, 0.1]
     service.record_events([SpendEvent("a", 2, "click", 0.1, DAY0 + 1)])
     assert participation(service, DAY0 + 2) == 0.0  # campaign 1 stays closed
-    # 0.1 + two charges of up to 0.2 (each more than 2 % of the budget) may reach 0.5.
-    assert service.participation(np.array([2]), DAY0 + 2).tolist() == [0.0]
+    # Charges are more than 2 % of the budget: a charge of up to 0.2 and one more of the mean
+    # size are held back: 0.1 + 0.2 + 0.1 < 0.5, then 0.2 + 0.2 + 0.1 reaches it.
+    assert service.participation(np.array([2]), DAY0 + 2).tolist() == [0.1]
+    service.record_events([SpendEvent("b", 2, "click", 0.1, DAY0 + 2)])
+    assert service.participation(np.array([2]), DAY0 + 3).tolist() == [0.0]
 
 
 def test_duplicates_and_late_events_count_once_in_their_own_day() -> None:

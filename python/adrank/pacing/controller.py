@@ -56,17 +56,18 @@ owed but is not recorded yet, counted in charges and bounded the way a Poisson c
                                                         seen today (a Beta(1, 1) prior)
     flight    = max(spend_rate, p * D * density(t)) * report_delay_s / mean charge
                                                         charges spent but not reported yet
-    least     = 1, or 2 where c > 2 % of B              charges always taken as in flight
-    reserve   = c * (min(open, bound(owed_open)) + max(least, bound(flight)))
+    extra     = mean charge where c > 2 % of B, else 0
+    reserve   = c * (min(open, bound(owed_open)) + max(1, bound(flight))) + extra
     spend_rate = (1 - a) * spend_rate + a * spent / (t - t0)
 
 A CPC campaign owes the clicks still to come from impressions already served, which land long
 after a spend-rate estimate has decayed to nothing: ``open`` counts them. ``flight`` is the
 recent spend rate, or, when a campaign has just been reopened at participation ``p`` (its past
 rate 0), the rate its demand ``D`` spends at ``p`` along the traffic curve's density (share of
-the day per second). At least one charge is always taken as in flight, and two where one
-more charge than expected would overspend by more than 2 %: wins are rare and bursty for a
-small campaign (two impressions in one minute after hours of none), which no rate foresees.
+the day per second). At least one charge is always taken as in flight, and one more of the
+mean size where one charge more than expected would overspend by more than 2 %: wins are rare
+and bursty for a small campaign (two impressions in one minute after hours of none), which no
+rate foresees.
 
 With ``enabled=False`` only the cap is left: multiplier 1 until ``S >= B``, then 0. A campaign
 without a budget is not paced (multiplier 1). Extreme but finite inputs (subnormal or huge
@@ -277,9 +278,9 @@ def reserve_of(
         rate = np.maximum(state.spend_rate, state.participation * demand * density)
         mean_charge = np.where(owed.charges > 0, spend / owed.charges, charge)
         flight = np.where(mean_charge > 0, rate * config.report_delay_s / mean_charge, 0.0)
-        least = np.where(charge > ALLOWED_OVERSPEND * budget, 2.0, 1.0)
-        count = np.minimum(owed.open, _bound(expected_open)) + np.maximum(least, _bound(flight))
-        return charge * count
+        count = np.minimum(owed.open, _bound(expected_open)) + np.maximum(1.0, _bound(flight))
+        extra = np.where(charge > ALLOWED_OVERSPEND * budget, mean_charge, 0.0)
+        return charge * count + extra
 
 
 def participation_of(
