@@ -58,15 +58,43 @@ class InProcessModel:
         return (not self.down, "stand-in")
 
 
+def random_tables(schema, seed: int) -> dict[str, EmbeddingTable]:
+    rng = np.random.default_rng(seed)
+    return {
+        name: EmbeddingTable(rng.normal(0, 0.3, (spec.num_buckets, spec.dim)).astype(np.float32))
+        for name, spec in schema.tables.items()
+    }
+
+
+def while_serving(ranker, request, change, check) -> list[Exception]:
+    """Runs ``change()`` while two threads rank ``request`` and ``check`` each answer; the
+    errors they met."""
+    errors, done = [], threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                check(ranker.rank(request))
+            except Exception as error:  # pragma: no cover - reported by the caller
+                errors.append(error)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        change()
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=30)
+    return errors
+
+
 @pytest.fixture(scope="module")
 def world():
     log = generate_log(2000, seed=7, config=WORLD)
     schema = load_schema()
-    rng = np.random.default_rng(0)
-    tables = {
-        name: EmbeddingTable(rng.normal(0, 0.3, (spec.num_buckets, spec.dim)).astype(np.float32))
-        for name, spec in schema.tables.items()
-    }
+    tables = random_tables(schema, 0)
     module = DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=3)
     table = catalog_table(log, paused_share=0.2, seed=1)
     return log, schema, tables, module, table
@@ -387,25 +415,15 @@ def test_catalog_swap_under_load_fails_no_request(world, ranker) -> None:
         table.column_names.index("bid"), "bid", pa.compute.multiply(table["bid"], 2.0)
     )
     snapshots = [Catalog.from_arrow(other, version="v2"), Catalog.from_arrow(table, version="v1")]
-    errors, done = [], threading.Event()
 
-    def serve() -> None:
-        request = make_request(world, ids[:200], k=5)
-        while not done.is_set():
-            try:
-                assert len(ranker.rank(request)) == 5
-            except Exception as error:  # pragma: no cover - reported below
-                errors.append(error)
+    def swaps() -> None:
+        for i in range(6):
+            ranker.swap_catalog(snapshots[i % 2])
 
-    threads = [threading.Thread(target=serve) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for i in range(6):
-        ranker.swap_catalog(snapshots[i % 2])
-    done.set()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    def five(response) -> None:
+        assert len(response) == 5
+
+    assert not while_serving(ranker, make_request(world, ids[:200], k=5), swaps, five)
     assert ranker.catalog.version == "v1"
 
 
@@ -505,39 +523,26 @@ def test_a_model_swap_under_load_fails_no_request(world, ranker) -> None:
     """Requests in flight finish on their version; every response names the one that scored it."""
     _, schema, tables, _, table = world
     ids = Catalog.from_arrow(table).creative_id
-    rng = np.random.default_rng(5)
-    other_tables = {
-        name: EmbeddingTable(rng.normal(0, 0.3, (t.num_rows, t.dim)).astype(np.float32))
-        for name, t in tables.items()
-    }
+    other_tables = random_tables(schema, 5)
     other = InProcessModel(DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=9))
     other.version = "stand-in/2"
     first = ranker.model
     request = make_request(world, ids[:200], k=5)
     expected = {"stand-in/1": ranker.rank(request).creative_id.tolist()}
-    errors, versions, done = [], [], threading.Event()
+    versions = []
 
-    def serve() -> None:
-        while not done.is_set():
-            try:
-                response = ranker.rank(request)
-                versions.append((response.model_version, response.creative_id.tolist()))
-            except Exception as error:  # pragma: no cover - reported below
-                errors.append(error)
+    def swaps() -> None:
+        for i in range(4):
+            if i % 2 == 0:
+                ranker.swap_model(schema, other_tables, other)
+                expected.setdefault("stand-in/2", ranker.rank(request).creative_id.tolist())
+            else:
+                ranker.swap_model(schema, tables, first)  # rollback is the same call
 
-    threads = [threading.Thread(target=serve) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for i in range(4):
-        if i % 2 == 0:
-            ranker.swap_model(schema, other_tables, other)
-            expected.setdefault("stand-in/2", ranker.rank(request).creative_id.tolist())
-        else:
-            ranker.swap_model(schema, tables, first)  # rollback is the same call
-    done.set()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    def record(response) -> None:
+        versions.append((response.model_version, response.creative_id.tolist()))
+
+    assert not while_serving(ranker, request, swaps, record)
     assert {v for v, _ in versions} <= set(expected)
     for version, chosen in versions:  # never a mix of one version's tables and another's model
         assert chosen == expected[version]
@@ -601,10 +606,7 @@ def test_a_model_without_a_catalog_ranks_rows_of_raw_values() -> None:
 
     schema = load_schema(criteo_schema_path())
     rng = np.random.default_rng(4)
-    tables = {
-        name: EmbeddingTable(rng.normal(0, 0.3, (spec.num_buckets, spec.dim)).astype(np.float32))
-        for name, spec in schema.tables.items()
-    }
+    tables = random_tables(schema, 4)
     model = InProcessModel(DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=5))
     ranker = Ranker(schema, tables, model)  # no catalog: candidates come as rows
     count = 50
