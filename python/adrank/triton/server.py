@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -153,17 +152,26 @@ def log_excerpt(
     return "\n".join((errors or ([] if errors_only else lines))[-max_lines:])
 
 
-# Resolved here, in the parent: the child between fork and exec should only make a syscall.
-_PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
-_PR_SET_PDEATHSIG = 1
+# Runs between our spawn and tritonserver: asks for SIGTERM when its parent (this process)
+# dies, then becomes the server. It is a separate program, not a preexec_fn, because a
+# preexec_fn makes subprocess fork() instead of vfork(): in a process using gRPC (any client of
+# the server), fork() runs gRPC's fork handlers, which restart gRPC's threads in the child;
+# close_fds then closes their epoll descriptor and the child aborts before it execs
+# ("epoll_wait error: Bad file descriptor", status -6), seen on 1 restart in 8 under load.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG; kept across execv
+if os.getppid() != int(sys.argv[1]):  # the parent died before prctl took effect
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Run in the child before exec: get SIGTERM when the parent dies (Linux)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+def _launcher_command(command: list[str]) -> list[str]:
+    """``command`` run under :data:`_LAUNCHER` (Linux; elsewhere as it is)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *command]
 
 
 def _group_members(group: int) -> list[int]:
@@ -489,17 +497,15 @@ class EmbeddedTriton:
     def _launch(self, install: TritonInstall, backends: Path) -> None:
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        parent = os.getpid()
         with open(self.log_path, "ab" if self._log_offset else "wb") as log:
             self._process = subprocess.Popen(
-                self._command(install, backends),
+                _launcher_command(self._command(install, backends)),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._environment(),
                 cwd=self.workdir,
                 start_new_session=True,  # its own process group: stop() owns its lifetime
-                preexec_fn=lambda: _die_with_parent(parent),
             )
 
     def _wait_ready(self) -> None:
