@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import adrank
 from adrank import EmbeddingTable, ops
+from adrank.embedding_table import huge_page_bytes
 
 NUM_BAGS = 4096
 ROW_COUNTS = [int(r) for r in os.environ.get("ADRANK_BENCH_ROWS", "100000,10000000").split(",")]
@@ -103,8 +104,11 @@ def test_embedding_bag(benchmark, case, side, threads):
     table, weight = tables_for(rows, dim, dtype)
     indices, offsets = bags(rows)
     benchmark.group = f"{dtype} {mode} R={rows:.0e} D={dim} t={threads}"
+    # Both sides read the same memory; record whether its huge pages were granted.
     benchmark.extra_info.update(
-        role="adrank" if side == "adrank" else "baseline", items=len(indices)
+        role="adrank" if side == "adrank" else "baseline",
+        items=len(indices),
+        huge_page_bytes=huge_page_bytes(table.data),
     )
     if side == "adrank":
         out = np.empty((NUM_BAGS, dim), np.float32)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adrank import EmbeddingTable, dequantize_rowwise, ops, quantize_rowwise
-from adrank.embedding_table import aligned_empty
+from adrank.embedding_table import aligned_empty, huge_page_bytes
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (1000, 64), (20000, 64)])
@@ -29,6 +29,21 @@ def test_large_storage_is_huge_page_aligned():
     array = aligned_empty((1024, 1024), np.float32)
     assert array.ctypes.data % (2 * 1024 * 1024) == 0
     assert array.shape == (1024, 1024)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_large_storage_is_private_memory_that_can_get_huge_pages():
+    """Shared anonymous memory never gets transparent huge pages where shmem_enabled is never
+    (this machine kind); private memory advised for them does."""
+    from adrank.embedding_table import _smaps_entry
+
+    table = EmbeddingTable(np.ones((1 << 16, 64), np.float32))  # 16 MiB
+    perms, huge = _smaps_entry(table.data.ctypes.data)
+    assert perms[3] == "p"  # private, not shared
+    assert huge == huge_page_bytes(table.data)
+    assert huge % (2 * 1024 * 1024) == 0
+    small = EmbeddingTable(np.ones((4, 4), np.float32))
+    assert huge_page_bytes(small.data) is not None
 
 
 def test_dtype_conversion_and_repr():

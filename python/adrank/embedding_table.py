@@ -4,8 +4,11 @@ Glossary: ``R`` rows, ``D`` columns (the dim).
 
 An :class:`EmbeddingTable` owns read-only storage that starts on a 64-byte boundary (rows that
 straddle cache lines halve lookup throughput) and, for tables of 2 MiB and more, sits in
-memory the kernel is asked to back with huge pages. Being read-only, one table can serve any
-number of threads at once.
+private anonymous memory the kernel is asked to back with transparent huge pages (shared
+memory never gets them where ``shmem_enabled`` is ``never``; :func:`huge_page_bytes` says what
+was granted). A table mapped from its file is page cache, without huge pages; ``load(...,
+mmap_mode=False)`` reads it into huge-page memory instead. Being read-only, one table can serve
+any number of threads at once.
 
 int8 row-wise quantization is FBGEMM's "byte rowwise" layout, the one
 ``torch.ops.quantized.embedding_bag_byte_rowwise_offsets`` reads: each row is ``D`` uint8
@@ -39,7 +42,7 @@ import numpy as np
 
 from adrank import _native
 
-__all__ = ["EmbeddingTable", "dequantize_rowwise", "quantize_rowwise"]
+__all__ = ["EmbeddingTable", "dequantize_rowwise", "huge_page_bytes", "quantize_rowwise"]
 
 # The table types are the C++ enum's names (the strings table files store), written once there.
 _NATIVE_TYPE: dict[str, _native.TableType] = dict(_native.TableType.__members__)
@@ -60,13 +63,19 @@ _CRC_CHUNK = 64 * 1024 * 1024
 def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """An uninitialized C-contiguous array whose data starts on a 64-byte boundary.
 
-    From 2 MiB on, the memory is an anonymous mapping aligned to 2 MiB and advised for
+    From 2 MiB on, the memory is a private anonymous mapping aligned to 2 MiB and advised for
     transparent huge pages (where the OS allows; otherwise it is plain memory).
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes >= _HUGE_PAGE:
-        buffer = mmap.mmap(-1, nbytes + _HUGE_PAGE)
+        # Private, not mmap's default shared mapping: only private memory gets huge pages here.
+        flags = getattr(mmap, "MAP_PRIVATE", None)
+        buffer = (
+            mmap.mmap(-1, nbytes + _HUGE_PAGE)
+            if flags is None
+            else mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=flags)
+        )
         if hasattr(mmap, "MADV_HUGEPAGE"):
             buffer.madvise(mmap.MADV_HUGEPAGE)
         raw = np.frombuffer(buffer, dtype=np.uint8)
@@ -76,6 +85,32 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         alignment = _ALIGNMENT
     start = -raw.ctypes.data % alignment
     return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _smaps_entry(address: int) -> tuple[str, int] | None:
+    """(permissions, AnonHugePages in bytes) of this process's mapping that holds ``address``,
+    from /proc/self/smaps; None where there is no such file or mapping."""
+    try:
+        with open("/proc/self/smaps") as smaps:
+            inside, perms = False, ""
+            for line in smaps:
+                head = line.split(maxsplit=2)
+                if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+                    low, high = (int(bound, 16) for bound in head[0].split("-"))
+                    inside, perms = low <= address < high, head[1]
+                elif inside and head[0] == "AnonHugePages:":
+                    return perms, int(head[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def huge_page_bytes(array: np.ndarray) -> int | None:
+    """Bytes of the mapping holding ``array``'s data that are backed by transparent huge pages
+    (Linux; None elsewhere). For a table's storage, whether the huge pages asked for were
+    granted: benchmarks record it."""
+    entry = _smaps_entry(array.ctypes.data)
+    return None if entry is None else entry[1]
 
 
 def _float_rows(name: str, weights: Any) -> np.ndarray:
