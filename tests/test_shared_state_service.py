@@ -11,7 +11,6 @@ only under a generous bound.
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import httpx2 as httpx
 import pytest
 
 from adrank.data import SyntheticConfig
+from adrank.ports import free_port
 from adrank.service.schemas import rank_request_json
 from adrank.triton import EmbeddedTriton
 from adrank.workspace import prepare_workspace, sample_requests
@@ -53,15 +53,9 @@ def workspace(tmp_path_factory):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _serve(workspace, triton_url: str, state, token_file) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     command = [
         *(sys.executable, "-m", "adrank.cli", "serve"),
         *(f"--artifacts={workspace.artifacts_dir}", f"--catalog={workspace.catalog_path}"),
