@@ -3,7 +3,8 @@
 Builds (or reuses) the demo workspace: a synthetic short-video ads log and catalog, a
 multi-task ranker trained on it and exported. Then starts the embedded Triton and the ranking
 service on loopback ports, sends ranking requests over HTTP, prints the ranked creatives and a
-latency summary, and stops everything it started.
+latency summary, and stops everything it started. Triton runs under the same supervisor as in
+``adrank serve`` (:mod:`adrank.triton.supervisor`): if it dies mid-demo, it is restarted.
 """
 
 from __future__ import annotations
