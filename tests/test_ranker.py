@@ -642,3 +642,12 @@ def test_a_model_without_a_catalog_ranks_rows_of_raw_values() -> None:
         ranker.rank(
             RankRequest("c2", {}, {}, np.empty(0, np.int64), 5, candidate_rows=rows.drop(["bid"]))
         )
+
+
+def test_a_k_far_above_the_candidates_returns_them_all(world, ranker) -> None:
+    ids = Catalog.from_arrow(world[4]).creative_id[:40]
+    huge = ranker.rank(make_request(world, ids, k=10_000_000))
+    assert 0 < len(huge) <= 40
+    np.testing.assert_array_equal(
+        huge.creative_id, ranker.rank(make_request(world, ids, k=40)).creative_id
+    )

@@ -321,7 +321,7 @@ class Ranker:
             # One more than asked: the runner-up sets the last winner's second price.
             _, chosen = ops.select(
                 ecpm.astype(np.float32),
-                request.k + 1,
+                min(request.k + 1, max(len(rows), 1)),  # never more than there are
                 groups=(catalog.advertiser_id[rows], cap),
                 eligible=eligible,
                 min_score=config.reserve_ecpm,
