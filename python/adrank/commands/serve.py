@@ -8,6 +8,7 @@ Binding a non-loopback address without one is refused unless ``--insecure``.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -138,6 +139,10 @@ def access_policy(args: argparse.Namespace) -> tuple[object, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The supervisor's and the model switch's events (adrank.triton, adrank.models) go to stderr.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Refuse an unguarded public bind before building or loading anything.
     policy, warnings = access_policy(args)
     from adrank.service.limits import ServiceLimits
