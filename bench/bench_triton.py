@@ -10,10 +10,11 @@ all on the same machine at the same moment. The baseline is ``python_torch_fp32`
 fp32 through the Python backend: the model as it served before). Each variant's click AUC is
 measured on the held-out rows through the server, beside the training-time model's.
 
-Run: ``.venv/bin/python bench/bench_triton.py`` (every variant once per round, in turn, which
-holds up better on a shared, noisy machine; prints the table), or
+Run: ``.venv/bin/python bench/bench_triton.py`` (every variant in turn, a block of calls each,
+round after round, which holds up better on a shared, noisy machine; prints the table), or
 ``.venv/bin/python -m pytest bench/bench_triton.py --benchmark-only`` (pytest-benchmark groups).
-Rows per request: ``ADRANK_BENCH_CANDIDATES`` (default 1000); rounds: ``ADRANK_BENCH_ROUNDS``;
+Rows per request: ``ADRANK_BENCH_CANDIDATES`` (default 1000); rounds: ``ADRANK_BENCH_ROUNDS``
+(20) of ``ADRANK_BENCH_BLOCK`` (10) calls per variant;
 concurrency levels of the table: ``ADRANK_BENCH_CONCURRENCY`` (``1,2,4``; default 1). The script
 then runs Triton's perf_analyzer against the baseline and the default variant
 (``ADRANK_BENCH_PERF_ANALYZER=0`` skips it).
@@ -47,7 +48,8 @@ from adrank.triton.model_config import write_model_config
 from adrank.triton.server import EmbeddedTriton
 
 CANDIDATES = int(os.environ.get("ADRANK_BENCH_CANDIDATES", "1000"))
-ROUNDS = int(os.environ.get("ADRANK_BENCH_ROUNDS", "100"))
+ROUNDS = int(os.environ.get("ADRANK_BENCH_ROUNDS", "20"))
+BLOCK = int(os.environ.get("ADRANK_BENCH_BLOCK", "10"))
 BASELINE = "torch_fp32"
 
 
@@ -60,6 +62,7 @@ class Variant:
     threads: int = 1
     instances: int = 1
     shm: bool = True  # inputs through Triton's system shared memory (else in the gRPC message)
+    batching: bool = True  # Triton's dynamic batcher in front of the model
 
 
 VARIANTS = [
@@ -69,6 +72,8 @@ VARIANTS = [
     Variant("onnx_int8", "python_onnx_int8"),
     Variant("onnx_int8_grpc", "python_onnx_int8", shm=False),
     Variant("onnx_int8_2threads", "python_onnx_int8", threads=2),
+    Variant("onnx_int8_2instances", "python_onnx_int8", instances=2),
+    Variant("onnx_int8_nobatch", "python_onnx_int8", batching=False),
     Variant("torch_fp32_2threads", "python_torch_fp32", threads=2),
 ]
 
@@ -114,6 +119,7 @@ def variant_repository(export: ExportResult, root: Path, variants: list[Variant]
             outputs=export.manifest["outputs"],
             threads=variant.threads,
             instances=variant.instances,
+            dynamic_batching=variant.batching,
         )
     return root
 
@@ -176,10 +182,15 @@ def interleaved_table(
     clients: dict[str, RankerClient],
     concurrency: int = 1,
     rounds: int = ROUNDS,
+    block: int = BLOCK,
 ) -> list[dict]:
-    """Every variant once per round, in turn; one row per variant: p50/p99 of the model stage
-    (a Triton call of CANDIDATES rows), ratio to the baseline's p50, Triton's compute_infer
-    share, the click AUC through the server and its difference from the trained model's."""
+    """Every variant in turn, ``rounds`` times, so that a shared machine's noise falls on all
+    alike. ``block=0``: one call per variant per round (each call follows calls to the other
+    models: caches and the stub's threads gone cold, as in a request path where other stages
+    run between model calls); ``block=N``: one unmeasured call, then N measured calls in a row
+    (steady state). One row per variant: p50/p99 of the model stage (a Triton call of
+    CANDIDATES rows), ratio to the baseline's p50, Triton's compute_infer, the click AUC through
+    the server and its difference from the trained model's."""
     rows = []
     aucs = {name: served_click_auc(c, workload.heldout) for name, c in clients.items()}
     before = {name: _compute_infer_us(c) for name, c in clients.items()}
@@ -187,9 +198,12 @@ def interleaved_table(
     with ThreadPoolExecutor(concurrency) as pool:
         for _ in range(rounds):
             for name, client in clients.items():
-                start = time.perf_counter()
-                _round(pool, client.predict, workload.requests, concurrency)
-                times[name].append(time.perf_counter() - start)
+                if block:
+                    _round(pool, client.predict, workload.requests, concurrency)
+                for _ in range(max(block, 1)):
+                    start = time.perf_counter()
+                    _round(pool, client.predict, workload.requests, concurrency)
+                    times[name].append(time.perf_counter() - start)
     after = {name: _compute_infer_us(c) for name, c in clients.items()}
     base = float(np.median(times[BASELINE]))
     for variant in VARIANTS:
@@ -204,6 +218,8 @@ def interleaved_table(
                 "threads": variant.threads,
                 "transport": "shm" if variant.shm else "grpc",
                 "concurrency": concurrency,
+                "block": block,
+                "rounds": rounds,
                 "p50_ms": p50 * 1e3,
                 "p99_ms": float(np.percentile(samples, 99)) * 1e3,
                 "speedup": base / p50,
@@ -218,7 +234,9 @@ def interleaved_table(
 def print_table(rows: list[dict]) -> None:
     print(
         f"model stage, {CANDIDATES} candidates per request, concurrency {rows[0]['concurrency']}, "
-        f"{ROUNDS} interleaved rounds; baseline {BASELINE}"
+        f"{rows[0]['rounds']} interleaved rounds, "
+        + (f"blocks of {rows[0]['block']} calls" if rows[0]["block"] else "one call per variant")
+        + f"; baseline {BASELINE}"
     )
     header = ["variant", "p50 ms", "p99 ms", "x vs torch fp32", "compute_infer ms", "click AUC"]
     print("| " + " | ".join([*header, "AUC - trained"]) + " |")
@@ -286,7 +304,8 @@ if __name__ == "__main__":
     levels = [int(c) for c in os.environ.get("ADRANK_BENCH_CONCURRENCY", "1").split(",")]
     with serving(VARIANTS) as (workload, clients):
         for level in levels:
-            print_table(interleaved_table(workload, clients, concurrency=level))
+            print_table(interleaved_table(workload, clients, level, rounds=5 * ROUNDS, block=0))
+            print_table(interleaved_table(workload, clients, level))
         if os.environ.get("ADRANK_BENCH_PERF_ANALYZER", "1") != "0":
             url = next(iter(clients.values())).url
             print_perf_analyzer(url, [BASELINE, "onnx_int8"])

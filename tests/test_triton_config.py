@@ -60,6 +60,12 @@ def test_default_config_serves_through_the_python_backend():
     ]
 
 
+def test_dynamic_batching_can_be_left_out():
+    config = build_model_config("ranker", embedding_dim=4, dense_dim=1, dynamic_batching=False)
+    assert not config.HasField("dynamic_batching")
+    assert build_model_config("ranker", embedding_dim=4, dense_dim=1).HasField("dynamic_batching")
+
+
 def test_torch_threads_is_the_older_name_of_threads():
     config = build_model_config("ranker", embedding_dim=4, dense_dim=1, torch_threads=3)
     assert config.parameters["NUM_THREADS"].string_value == "3"

@@ -210,6 +210,7 @@ def build_model_config(
     max_queue_delay_us: int = 0,
     execution_env_path: str | None = None,
     torch_threads: int | None = None,
+    dynamic_batching: bool = True,
 ) -> pb.ModelConfig:
     """Build the ranker's ``ModelConfig`` for one of :data:`DEPLOYMENTS`.
 
@@ -218,6 +219,8 @@ def build_model_config(
     inputs and outputs by their order in the config when the names do not follow its
     ``<name>__<index>`` convention, so the order here is the model file's order.
     ``execution_env_path`` (Python backend only) is Triton's ``EXECUTION_ENV_PATH``.
+    ``dynamic_batching=False`` leaves Triton's dynamic batcher out (each request runs alone;
+    bench/bench_triton.py measures both).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -267,7 +270,8 @@ def build_model_config(
     config.input.add(name=INPUT_DENSE, data_type=pb.TYPE_FP32, dims=[dense_dim])
     for output in outputs:
         config.output.add(name=output, data_type=pb.TYPE_FP32, dims=[1])
-    config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+    if dynamic_batching:  # without it, each request runs alone (one thread hop fewer)
+        config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     group_kind = (
         pb.ModelInstanceGroup.KIND_GPU if spec.device == "gpu" else pb.ModelInstanceGroup.KIND_CPU
     )
