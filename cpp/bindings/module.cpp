@@ -30,4 +30,5 @@ PYBIND11_MODULE(_native, m) {
   adrank::bindings::bind_hashing(m);
   adrank::bindings::bind_embedding(m);
   adrank::bindings::bind_topk(m);
+  adrank::bindings::bind_auction(m);
 }

@@ -8,5 +8,6 @@ namespace adrank::bindings {
 void bind_hashing(pybind11::module_& m);
 void bind_embedding(pybind11::module_& m);
 void bind_topk(pybind11::module_& m);
+void bind_auction(pybind11::module_& m);
 
 }  // namespace adrank::bindings

@@ -159,3 +159,37 @@ def select(
     values_out: npt.NDArray[np.float32] | None,
     indices_out: npt.NDArray[np.int64] | None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+
+# --- auction (cpp/bindings/bind_auction.cpp) ---
+
+class AuctionCatalog:
+    def __init__(
+        self,
+        creative_id: npt.NDArray[np.int64],
+        advertiser_id: npt.NDArray[np.int64],
+        category: npt.NDArray[np.int64],
+        objective: npt.NDArray[np.int8],
+        bid: npt.NDArray[np.float64],
+        target_cpa: npt.NDArray[np.float64],
+        region_mask: npt.NDArray[np.uint64],
+        active: npt.NDArray[np.bool_],
+    ) -> None: ...
+    def __len__(self) -> int: ...
+
+def auction(
+    catalog: AuctionCatalog,
+    rows: npt.NDArray[np.int64],
+    p_ctr: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    p_cvr: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None,
+    p_neg: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None,
+    pacing: npt.NDArray[np.float64] | None,
+    killed: npt.NDArray[np.bool_] | None,
+    k: int,
+    reserve_ecpm: float,
+    neg_penalty: float,
+    max_per_advertiser: int,
+    region_bit: int,
+    blocked_categories: npt.NDArray[np.int64] | None,
+    recently_seen: npt.NDArray[np.int64] | None,
+    frequency_cap: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

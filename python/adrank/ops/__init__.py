@@ -6,6 +6,7 @@ One class, :class:`EmbeddingBagCollection`, is :func:`embedding_bag_collection` 
 tables and modes prepared once, for callers that pool the same tables on every request.
 """
 
+from adrank.ops.auction import AuctionResult, auction, auction_catalog
 from adrank.ops.embedding import EmbeddingBagCollection, embedding_bag, embedding_bag_collection
 from adrank.ops.hashing import (
     bucketize,
@@ -19,7 +20,10 @@ from adrank.ops.hashing import (
 from adrank.ops.topk import select, topk
 
 __all__ = [
+    "AuctionResult",
     "EmbeddingBagCollection",
+    "auction",
+    "auction_catalog",
     "bucketize",
     "embedding_bag",
     "embedding_bag_collection",

@@ -15,6 +15,11 @@ A request walks one straight line; each stage is timed (``RankResponse.timings_m
                   frequency caps, the reserve
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
 
+Stages 5-7 run as one native pass over the candidates' columns (:func:`adrank.ops.auction`,
+the formulas of ``scoring`` and ``pricing`` bit for bit), so they are timed by this rule:
+``scoring`` is the pacing and kill-switch lookups the pass needs (callbacks in Python),
+``selection`` the pass itself (all of 5-7, with the ad-load cap below), ``pricing`` 0.
+
 Only the heads the model was trained for score (the schema's tasks, ``schema.tasks``): a rate
 it does not predict is None in the response, never a number from an untrained head. Without
 ``p_neg`` there is no negative-feedback penalty; without ``p_cvr`` oCPM campaigns, which bid
@@ -42,8 +47,8 @@ import numpy as np
 from adrank import ops
 from adrank.allocation import AllocationPolicy, build_feed
 from adrank.features.schema import FeatureSchema
-from adrank.orchestrator import pricing, scoring
-from adrank.orchestrator.catalog import ALL_REGIONS, Catalog
+from adrank.orchestrator import scoring
+from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.encoder import CatalogEncoding, ModelInputs, RequestEncoder
 from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.orchestrator.inline_candidates import inline_catalog
@@ -97,6 +102,7 @@ class _Snapshot:
     encoder: RequestEncoder
     encoding: CatalogEncoding
     model: DenseModel
+    columns: Any  # the catalog's columns for the auction pass (ops.auction_catalog)
 
 
 @dataclass(frozen=True)
@@ -298,54 +304,50 @@ class Ranker:
     ) -> RankResponse:
         catalog, rows = candidates.catalog, candidates.rows
         config = self.scoring_config
-        with timer.stage("scoring"):
-            objective = catalog.objective[rows]
-            bid, target_cpa = catalog.bid[rows], catalog.target_cpa[rows]
+        with timer.stage("scoring"):  # the callbacks the pass needs, in Python
             pacing = (
-                np.ones(len(rows))
+                None
                 if self.pacing is None
                 else np.asarray(self.pacing(catalog.campaign_id[rows]), dtype=np.float64)
             )
-            unknown = np.zeros_like(rates.p_ctr)  # a rate the model does not predict
-            p_cvr = unknown if rates.p_cvr is None else rates.p_cvr
-            value = scoring.value_per_mille(objective, bid, target_cpa, rates.p_ctr, p_cvr)
-            penalty = scoring.neg_feedback_penalty(
-                config, unknown if rates.p_neg is None else rates.p_neg
+            killed = (
+                None
+                if self.killed is None
+                else np.asarray(
+                    self.killed(catalog.advertiser_id[rows], catalog.campaign_id[rows]), dtype=bool
+                )
             )
-            ecpm = value * pacing - penalty
-        with timer.stage("selection"):
-            eligible = self._eligible(catalog, request, rows, pacing)
-            if rates.p_cvr is None:  # no conversion head: an oCPM bid cannot be valued
-                eligible &= objective != scoring.Objective.OCPM
-            cap = request.constraints.max_per_advertiser or self.selection_config.max_per_advertiser
-            # One more than asked: the runner-up sets the last winner's second price.
-            _, chosen = ops.select(
-                ecpm.astype(np.float32),
-                min(request.k + 1, max(len(rows), 1)),  # never more than there are
-                groups=(catalog.advertiser_id[rows], cap),
-                eligible=eligible,
-                min_score=config.reserve_ecpm,
+        with timer.stage("selection"):  # scoring, eligibility, selection and pricing, native
+            columns = (
+                snapshot.columns
+                if catalog is snapshot.catalog
+                else _auction_catalog(catalog)  # the request's own rows
             )
-            chosen = chosen[chosen >= 0]
-            winners, runner_up = chosen[: request.k], chosen[request.k :]
-        with timer.stage("pricing"):
-            factor = scoring.bid_to_ecpm_factor(
-                objective[winners],
-                rates.p_ctr[winners].astype(np.float64),
-                p_cvr[winners].astype(np.float64),
-                pacing[winners],
+            winners, ecpm, price = ops.auction(
+                columns,
+                rows,
+                rates.p_ctr,
+                rates.p_cvr,  # None: oCPM campaigns cannot be valued, so are not eligible
+                rates.p_neg,  # None: no negative-feedback penalty
+                k=request.k,
+                reserve_ecpm=config.reserve_ecpm,
+                neg_penalty=config.neg_penalty,
+                max_per_advertiser=(
+                    request.constraints.max_per_advertiser
+                    or self.selection_config.max_per_advertiser
+                ),
+                region_bit=int(catalog.region_bit(request.region)),
+                pacing=pacing,
+                killed=killed,
+                blocked_categories=self._eligible(request),
+                recently_seen=request.recently_seen,
+                frequency_cap=(
+                    request.constraints.frequency_cap or self.selection_config.frequency_cap
+                ),
             )
-            price = pricing.gsp_prices(
-                ecpm[winners],
-                float(ecpm[runner_up[0]]) if len(runner_up) else None,
-                scoring.own_bid(objective[winners], bid[winners], target_cpa[winners]),
-                factor,
-                penalty[winners],
-                config.reserve_ecpm,
-            )
-        with timer.stage("selection"):
-            kept, slot = self._ad_load(request, ecpm[winners])
-            winners, price = winners[kept], price[kept]
+            kept, slot = self._ad_load(request, ecpm)
+            winners, ecpm, price = winners[kept], ecpm[kept], price[kept]
+        timer.ms["pricing"] = 0.0  # priced inside the pass, timed with "selection"
         winner_rows = rows[winners]
         return RankResponse(
             request_id=request.request_id,
@@ -356,7 +358,7 @@ class Ranker:
             p_ctr=rates.p_ctr[winners],
             p_cvr=None if rates.p_cvr is None else rates.p_cvr[winners],
             p_neg=None if rates.p_neg is None else rates.p_neg[winners],
-            ecpm=ecpm[winners],
+            ecpm=ecpm,
             price=price,
             timings_ms={stage: round(timer.ms.get(stage, 0.0), 4) for stage in STAGES},
             unknown_candidates=candidates.unknown,
@@ -379,32 +381,32 @@ class Ranker:
         mixed = build_feed(values, ecpm, rules, feed.length)
         return mixed.placed_ads, mixed.ad_slots
 
-    def _eligible(
-        self, catalog: Catalog, request: RankRequest, rows: np.ndarray, pacing: np.ndarray
-    ) -> np.ndarray:
-        """Paused campaigns, kill switches, region targeting, blocked categories, frequency caps,
-        spent budgets."""
-        eligible = catalog.active[rows] & (pacing > 0)
-        if self.killed is not None:
-            eligible &= ~np.asarray(
-                self.killed(catalog.advertiser_id[rows], catalog.campaign_id[rows]), dtype=bool
-            )
-        # Untargeted campaigns run everywhere, a region no campaign names included.
-        masks = catalog.region_mask[rows]
-        eligible &= (masks == ALL_REGIONS) | ((masks & catalog.region_bit(request.region)) != 0)
-        blocked = set(request.constraints.blocked_categories)
-        if request.region is not None:
-            blocked.update(self.selection_config.blocked_categories.get(request.region, ()))
-        if blocked:
-            eligible &= ~np.isin(catalog.category[rows], np.fromiter(blocked, dtype=np.int64))
-        if len(request.recently_seen):
-            cap = request.constraints.frequency_cap or self.selection_config.frequency_cap
-            seen, counts = np.unique(request.recently_seen, return_counts=True)
-            over_cap = seen[counts >= cap]
-            if len(over_cap):
-                eligible &= ~np.isin(catalog.creative_id[rows], over_cap)
-        return eligible
+    def _eligible(self, request: RankRequest) -> np.ndarray | None:
+        """The categories blocked for ``request`` (its own and its region's); None if none.
+        The other rules (status, kill switches, region, frequency caps, spent budgets) are
+        applied by the auction pass from the columns and the request."""
+        by_region = self.selection_config.blocked_categories
+        regional = by_region.get(request.region, ()) if request.region is not None else ()
+        own = request.constraints.blocked_categories
+        if not own and not regional:
+            return None
+        return np.fromiter({*own, *regional}, dtype=np.int64)
 
 
 def _encode(catalog: Catalog, encoder: RequestEncoder, model: DenseModel) -> _Snapshot:
-    return _Snapshot(catalog, encoder, encoder.encode_catalog(catalog), model)
+    encoding = encoder.encode_catalog(catalog)
+    return _Snapshot(catalog, encoder, encoding, model, _auction_catalog(catalog))
+
+
+def _auction_catalog(catalog: Catalog) -> Any:
+    """The columns the auction pass reads, checked once per catalog."""
+    return ops.auction_catalog(
+        catalog.creative_id,
+        catalog.advertiser_id,
+        catalog.category,
+        catalog.objective,
+        catalog.bid,
+        catalog.target_cpa,
+        catalog.region_mask,
+        catalog.active,
+    )

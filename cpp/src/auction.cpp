@@ -1,0 +1,208 @@
+// The auction pass of auction.hpp: one loop gathers, scores and filters the candidates, the
+// select kernel of topk.hpp picks the winners, a loop over them prices.
+#include "adrank/auction.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "adrank/check.hpp"
+#include "adrank/topk.hpp"
+
+namespace adrank {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// numpy's maximum and minimum: NaN if either side is NaN.
+double nan_max(double a, double b) { return (a != a || b != b) ? a + b : (a < b ? b : a); }
+double nan_min(double a, double b) { return (a != a || b != b) ? a + b : (b < a ? b : a); }
+
+// A small set of int64 ids, sorted: membership by binary search (a request blocks a handful
+// of categories and has seen a few dozen creatives).
+bool contains(const std::vector<std::int64_t>& sorted, std::int64_t id) {
+  return std::binary_search(sorted.begin(), sorted.end(), id);
+}
+
+// The creative ids seen at least `cap` times: np.unique with counts, then the counts >= cap.
+void over_cap_ids(const AuctionRules& rules, std::vector<std::int64_t>& seen,
+                  std::vector<std::int64_t>& over) {
+  over.clear();
+  seen.assign(rules.recently_seen, rules.recently_seen + rules.num_seen);
+  std::sort(seen.begin(), seen.end());
+  for (std::size_t i = 0; i < seen.size();) {
+    std::size_t j = i;
+    while (j < seen.size() && seen[j] == seen[i]) ++j;
+    if (static_cast<std::int64_t>(j - i) >= rules.frequency_cap) over.push_back(seen[i]);
+    i = j;
+  }
+}
+
+// Per-thread buffers, reused across requests.
+struct Scratch {
+  std::vector<double> ecpm, penalty, pacing;
+  std::vector<float> scores;
+  std::vector<std::int64_t> advertiser;
+  std::vector<std::uint8_t> eligible;
+  std::vector<std::int64_t> blocked, seen, over_cap;
+  std::vector<float> chosen_values;
+  std::vector<std::int64_t> chosen;
+};
+
+}  // namespace
+
+float float32_floor(double value) {
+  if (value != value) return static_cast<float>(value);
+  constexpr double kLargest = std::numeric_limits<float>::max();
+  if (value > kLargest) return std::numeric_limits<float>::infinity();
+  if (value < -kLargest) {
+    return value == -kInf ? -std::numeric_limits<float>::infinity()
+                          : -std::numeric_limits<float>::max();
+  }
+  float floor = static_cast<float>(value);
+  if (static_cast<double>(floor) < value) {
+    floor = std::nextafter(floor, std::numeric_limits<float>::infinity());
+  }
+  return floor;
+}
+
+void validate_auction_catalog(const AuctionCatalog& catalog) {
+  for (std::size_t r = 0; r < catalog.num_rows; ++r) {
+    ADRANK_CHECK_VALUE(catalog.objective[r] >= 0 && catalog.objective[r] <= 2,
+                       "objective must hold codes 0 (CPM), 1 (CPC) or 2 (oCPM), got ",
+                       static_cast<int>(catalog.objective[r]), " at row ", r);
+  }
+}
+
+void validate_auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+                      const AuctionRules& rules) {
+  ADRANK_CHECK_VALUE(std::isfinite(rules.reserve_ecpm) && rules.reserve_ecpm >= 0,
+                     "reserve_ecpm must be a finite number >= 0, got ", rules.reserve_ecpm);
+  ADRANK_CHECK_VALUE(std::isfinite(rules.neg_penalty) && rules.neg_penalty >= 0,
+                     "neg_penalty must be a finite number >= 0, got ", rules.neg_penalty);
+  ADRANK_CHECK_VALUE(rules.max_per_advertiser >= 0, "max_per_advertiser must be >= 0, got ",
+                     rules.max_per_advertiser);
+  ADRANK_CHECK_VALUE(rules.frequency_cap >= 1, "frequency_cap must be >= 1, got ",
+                     rules.frequency_cap);
+  ADRANK_CHECK_VALUE(candidates.size == 0 || candidates.p_ctr.present(),
+                     "p_ctr is required for every candidate");
+  for (std::size_t i = 0; i < candidates.size; ++i) {
+    const std::int64_t row = candidates.rows[i];
+    ADRANK_CHECK_INDEX(row >= 0 && static_cast<std::uint64_t>(row) < catalog.num_rows, "rows[", i,
+                       "] = ", row, " is outside the catalog of ", catalog.num_rows, " rows");
+  }
+}
+
+void auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+             const AuctionRules& rules, AuctionResult& result) {
+  validate_auction_catalog(catalog);
+  validate_auction(catalog, candidates, rules);
+  auction_unchecked(catalog, candidates, rules, result);
+}
+
+void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+                       const AuctionRules& rules, AuctionResult& result) {
+  thread_local Scratch s;
+  const std::size_t n = candidates.size;
+  result.winners.clear();
+  result.ecpm.clear();
+  result.price.clear();
+
+  s.blocked.assign(rules.blocked_categories, rules.blocked_categories + rules.num_blocked);
+  std::sort(s.blocked.begin(), s.blocked.end());
+  over_cap_ids(rules, s.seen, s.over_cap);
+  const bool any_blocked = !s.blocked.empty();
+  const bool any_over_cap = !s.over_cap.empty();
+
+  // Gather, score, filter.
+  s.ecpm.resize(n);
+  s.penalty.resize(n);
+  s.pacing.resize(n);
+  s.scores.resize(n);
+  s.advertiser.resize(n);
+  s.eligible.resize(n);
+  const double penalty_per_neg = rules.neg_penalty * 1000.0;
+  const bool has_cvr = candidates.p_cvr.present();
+  const bool has_neg = candidates.p_neg.present();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto r = static_cast<std::size_t>(candidates.rows[i]);
+    const auto objective = static_cast<Objective>(catalog.objective[r]);
+    const double ctr = candidates.p_ctr.at(i);
+    const double cvr = has_cvr ? candidates.p_cvr.at(i) : 0.0;
+    double value;
+    if (objective == Objective::kCpm) {
+      value = catalog.bid[r];
+    } else if (objective == Objective::kCpc) {
+      value = catalog.bid[r] * ctr * 1000.0;
+    } else {
+      value = catalog.target_cpa[r] * ctr * cvr * 1000.0;
+    }
+    const double pacing = candidates.pacing == nullptr ? 1.0 : candidates.pacing[i];
+    const double penalty = penalty_per_neg * (has_neg ? candidates.p_neg.at(i) : 0.0);
+    const double ecpm = value * pacing - penalty;
+    s.ecpm[i] = ecpm;
+    s.penalty[i] = penalty;
+    s.pacing[i] = pacing;
+    s.scores[i] = static_cast<float>(ecpm);
+    s.advertiser[i] = catalog.advertiser_id[r];
+
+    const std::uint64_t mask = catalog.region_mask[r];
+    bool eligible = catalog.active[r] != 0 && pacing > 0 &&
+                    (mask == kAllRegions || (mask & rules.region_bit) != 0) &&
+                    (has_cvr || objective != Objective::kOcpm);
+    if (candidates.killed != nullptr) eligible = eligible && candidates.killed[i] == 0;
+    if (eligible && any_blocked) eligible = !contains(s.blocked, catalog.category[r]);
+    if (eligible && any_over_cap) eligible = !contains(s.over_cap, catalog.creative_id[r]);
+    s.eligible[i] = eligible ? 1 : 0;
+  }
+
+  // Select k + 1: the runner-up sets the last winner's second price.
+  if (rules.k == 0) return;
+  const std::size_t slots = std::min(rules.k + 1, std::max<std::size_t>(n, 1));
+  ScoreRows score_rows;
+  score_rows.scores = s.scores.data();
+  score_rows.size = n;
+  score_rows.num_rows = 1;
+  score_rows.row_length = n;
+  GroupCap per_advertiser{s.advertiser.data(), rules.max_per_advertiser};
+  SelectConstraints constraints;
+  constraints.groups = &per_advertiser;
+  constraints.num_groups = 1;
+  constraints.eligible = s.eligible.data();
+  constraints.min_score = float32_floor(rules.reserve_ecpm);
+  s.chosen_values.resize(slots);
+  s.chosen.resize(slots);
+  select_unchecked(score_rows, slots, constraints, s.chosen_values.data(), s.chosen.data());
+  std::size_t taken = 0;
+  while (taken < slots && s.chosen[taken] >= 0) ++taken;
+  const std::size_t won = std::min(taken, rules.k);
+
+  // Price the winners.
+  result.winners.assign(s.chosen.begin(), s.chosen.begin() + won);
+  result.ecpm.resize(won);
+  result.price.resize(won);
+  for (std::size_t j = 0; j < won; ++j) result.ecpm[j] = s.ecpm[s.chosen[j]];
+  for (std::size_t j = 0; j < won; ++j) {
+    const auto i = static_cast<std::size_t>(s.chosen[j]);
+    const auto r = static_cast<std::size_t>(candidates.rows[i]);
+    const auto objective = static_cast<Objective>(catalog.objective[r]);
+    const double next = j + 1 < taken ? s.ecpm[s.chosen[j + 1]] : rules.reserve_ecpm;
+    const double ctr = candidates.p_ctr.at(i);
+    const double cvr = has_cvr ? candidates.p_cvr.at(i) : 0.0;
+    double per_unit;
+    if (objective == Objective::kCpm) {
+      per_unit = 1.0;
+    } else if (objective == Objective::kCpc) {
+      per_unit = ctr * 1000.0;
+    } else {
+      per_unit = ctr * cvr * 1000.0;
+    }
+    const double factor = per_unit * s.pacing[i];
+    const double target = nan_max(next, rules.reserve_ecpm) + s.penalty[i];
+    const double least = factor > 0 ? target / factor : kInf;
+    const double own_bid = objective == Objective::kOcpm ? catalog.target_cpa[r] : catalog.bid[r];
+    result.price[j] = nan_min(own_bid, least);
+  }
+}
+
+}  // namespace adrank
