@@ -193,3 +193,12 @@ def test_schema_check_command(tmp_path, capsys):
     schema.write_text(SHARED.replace('separator = "^"', 'separator = "^"\nvalue_type = "int"'))
     assert main(["schema", "check", str(schema), str(log)]) == 0
     assert capsys.readouterr().out == f"{log}: 2 rows fit schema 'schema' (0 bad rows skipped)\n"
+
+
+def test_dense_ranges_of_codes_do_not_share_a_table(tmp_path):
+    rng = np.random.default_rng(0)
+    columns = {"click": rng.integers(0, 2, 500)}
+    columns["level"] = rng.integers(1, 31, 500)  # 1..30
+    columns["grade"] = rng.integers(1, 101, 500)  # 1..100: holds every level by coincidence
+    schema = parse_schema(infer_schema(_log(tmp_path, columns)))
+    assert schema.field("level").table != schema.field("grade").table

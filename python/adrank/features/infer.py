@@ -10,8 +10,9 @@ Rules, in order, for each column that is not a label:
 * text is ``categorical``; integers are ``categorical`` unless their name says they count or
   measure (``I3``, ``num_*``, ``*count*``, ``price`` ...); floats are ``numeric_dense``
   unless every value is whole and the name says id (pandas' ints with missing values);
-* two id columns whose values overlap (half of the smaller set or more, both with 20+ values)
-  share one table, with one ``value_type`` so that an id hashes to one row from either;
+* two id columns whose values overlap (half of the smaller set or more, both with 20+ values,
+  neither a dense range of small codes such as 1..30) share one table, with one
+  ``value_type`` so that an id hashes to one row from either;
 * ``num_buckets`` is a power of two >= 2 d (4 d when d grows with n; at most 2^20), ``dim``
   is about ``3 d^(1/4)`` rounded to a multiple of 4 in [4, 16]; numbers above 100 get
   ``transform = "signed_log1p"``.
@@ -184,6 +185,7 @@ def _field(column: str, values: Any, rows: int) -> dict[str, Any] | str:
         "distinct": distinct,
         "grows": distinct > 0.5 * len(present),
         "values": _value_set(present),
+        "codes": values_type == "int" and _is_code_range(present),
         "note": f"{values_type} ids, {distinct:,} distinct in {rows:,} rows",
     }
 
@@ -207,6 +209,7 @@ def _multi_valued(column: str, pieces: Any, separator: str | None) -> dict[str, 
         "distinct": max(distinct, 1),
         "grows": True,
         "values": _value_set(pieces),
+        "codes": value_type == "int" and _is_code_range(pieces.cast("int64")),
         "note": f"{value_type} ids, {how}, {distinct:,} distinct values",
     }
 
@@ -223,6 +226,17 @@ def _numeric(column: str, numbers: np.ndarray, distinct: int) -> dict[str, Any]:
     }
 
 
+def _is_code_range(values: Any) -> bool:
+    """Whether integer values are small codes filling a dense range (1..30, all under 1,000),
+    which two columns share by coincidence, unlike ids."""
+    numbers = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    numbers = numbers[~np.isnan(numbers)]
+    if numbers.size == 0:
+        return True
+    low, high = numbers.min(), numbers.max()
+    return high < 1_000 and high - low + 1 <= 2 * np.unique(numbers).size
+
+
 def _value_set(values: Any) -> set[str]:
     import pyarrow.compute as pc
 
@@ -231,7 +245,11 @@ def _value_set(values: Any) -> set[str]:
 
 def _share_tables(fields: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Union the id fields whose values overlap into shared tables (name -> members)."""
-    candidates = [f for f in fields if "values" in f and len(f["values"]) >= _MIN_SHARED]
+    candidates = [
+        f
+        for f in fields
+        if "values" in f and len(f["values"]) >= _MIN_SHARED and not f.get("codes")
+    ]
     parent = {f["name"]: f["name"] for f in candidates}
 
     def root(name: str) -> str:
