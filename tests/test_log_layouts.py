@@ -1,5 +1,6 @@
 """Bring your own log: generated logs in four public layouts through ``adrank schema infer``,
-``adrank train`` and ``adrank evaluate``, as a new user runs them, with held-out AUC bounds;
+``adrank train``, ``adrank evaluate`` and ``adrank export``, as a new user runs them, with
+held-out AUC bounds;
 and the command line's one-line errors."""
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ def test_layout_infers_trains_and_evaluates(
     assert 0.7 <= click["calibration"] <= 1.3
     if conversion_bound:
         assert report["tasks"]["conversion"]["auc"] >= conversion_bound
+    if schema.dense_dim == 0:
+        return  # export of a model without dense inputs belongs to the model path (issue 12)
+    code, out, err = _run(
+        capsys, "export", "--checkpoint", checkpoint, "--repository", tmp_path / "repo",
+        "--artifacts", tmp_path / "artifacts",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"DENSE [{schema.dense_dim}]" in out
+    assert (tmp_path / "repo" / "ranker" / "1").is_dir()
 
 
 def test_evaluate_another_log_by_slice_in_text(tmp_path, capsys):
