@@ -1,7 +1,6 @@
 """Bring your own log: generated logs in four public layouts through ``adrank schema infer``,
 ``adrank train``, ``adrank evaluate`` and ``adrank export``, as a new user runs them, with
-held-out AUC bounds;
-and the command line's one-line errors."""
+held-out AUC bounds; and the command line's one-line errors."""
 
 from __future__ import annotations
 
