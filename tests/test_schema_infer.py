@@ -202,3 +202,24 @@ def test_dense_ranges_of_codes_do_not_share_a_table(tmp_path):
     columns["grade"] = rng.integers(1, 101, 500)  # 1..100: holds every level by coincidence
     schema = parse_schema(infer_schema(_log(tmp_path, columns)))
     assert schema.field("level").table != schema.field("grade").table
+
+
+def test_a_list_column_of_id_text_shares_the_id_table(tmp_path):
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    ads = rng.choice(np.arange(100_000, 900_000), 40, replace=False)
+    ad = ads[rng.integers(0, 40, 300)]
+    seqs = [[str(a) for a in rng.choice(ads, rng.integers(0, 4))] for _ in range(300)]
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"click": rng.integers(0, 2, 300), "ad": ad, "seq": seqs}), path)
+    reader = open_log(path)
+    schema = parse_schema(infer_schema(reader))
+    seq = schema.field("seq")
+    assert (seq.kind, seq.value_type, seq.separator) == ("multi_valued", "int", None)
+    assert seq.table == schema.field("ad").table
+    batch = FeaturePipeline(schema)(reader.read())
+    first = next(i for i, s in enumerate(seqs) if s)
+    row = int(np.flatnonzero(ad == int(seqs[first][0]))[0])
+    values = batch.sparse["seq"]
+    assert values.values[values.offsets[first]] == batch.sparse["ad"].values[row]
