@@ -232,19 +232,24 @@ class ValidationErrorBody(BaseModel):
     detail: list[ValidationIssue]
 
 
-def unique_candidates(candidates: list[int]) -> tuple[np.ndarray, int]:
+def unique_candidates(candidates: Any) -> tuple[np.ndarray, int]:
     """The candidate ids with repeats removed (first occurrence kept, order kept) and how many
     repeats there were: a creative is ranked, shown and charged at most once per request."""
-    ids = np.array(candidates, dtype=np.int64)
-    _, first = np.unique(ids, return_index=True)
-    if len(first) == len(ids):
+    ids = np.asarray(candidates, dtype=np.int64)
+    ordered = np.sort(ids)  # repeats are rare: a sort finds there are none (cheaper than unique)
+    if not (ordered[1:] == ordered[:-1]).any():
         return ids, 0
+    _, first = np.unique(ids, return_index=True)
     return ids[np.sort(first)], len(ids) - len(first)
 
 
-def rank_request(body: RankRequestBody, candidates: np.ndarray) -> RankRequest:
-    """The Python API's request for a validated body (``candidates`` already de-duplicated)."""
+def rank_request(
+    body: RankRequestBody, candidates: np.ndarray, recently_seen: Any = None
+) -> RankRequest:
+    """The Python API's request for a validated body (``candidates`` already de-duplicated;
+    ``recently_seen``: int64 ids given apart from the body, default the body's)."""
     feed = body.feed
+    seen = body.recently_seen if recently_seen is None else recently_seen
     return RankRequest(
         request_id=body.request_id,
         user=body.user,
@@ -252,7 +257,7 @@ def rank_request(body: RankRequestBody, candidates: np.ndarray) -> RankRequest:
         candidates=candidates,
         k=body.k,
         region=body.region,
-        recently_seen=np.array(body.recently_seen, dtype=np.int64),
+        recently_seen=np.array(seen, dtype=np.int64),
         constraints=Constraints(
             max_per_advertiser=body.constraints.max_per_advertiser,
             blocked_categories=tuple(body.constraints.blocked_categories),

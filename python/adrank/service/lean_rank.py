@@ -1,0 +1,161 @@
+"""``POST /v1/rank`` without the framework: :class:`LeanRank`, ASGI middleware that answers a
+well-formed rank request itself and hands every other request on to FastAPI.
+
+Glossary: the *lean path* is this module's: orjson in, the body model's compiled validator,
+the ranker on a worker thread, orjson out. The *full path* is the FastAPI route of the same
+endpoint, which declares it in OpenAPI and answers everything the lean path does not take.
+
+The lean path takes a request only when its answer is the full path's: a JSON content type,
+the token where ``/v1/rank`` is guarded, a body that the fast parser of
+:mod:`adrank.service.json_body` vouches for and that validates. Anything else (unparsable
+JSON, a schema violation, a missing or wrong token, another content type) goes to the full
+path with the same body, which answers exactly as it always did. What comes after
+validation (413 for too many candidates, 422 for a feature value or ``k``, 503 when the model
+does not answer) is decided by the same :class:`~adrank.service.rank_endpoint.RankEndpoint`
+and rendered by the same functions on both paths. The two differ in speed only.
+
+Where the time went on the full path (one request of 1,000 candidates, in process, no
+network): FastAPI's per-request machinery (dependency solving, the response model's
+validation and ``json.dumps``) and the standard library's JSON parser with its depth scan
+took about 0.5 ms; the lean path takes about 0.15 ms.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from adrank.orchestrator.errors import ModelUnavailableError
+from adrank.service.errors import error_response, validation_response
+from adrank.service.json_body import parse_fast
+from adrank.service.limits import ServiceLimits
+from adrank.service.rank_endpoint import RankEndpoint, Refusal
+from adrank.service.schemas import RankRequestBody, rank_response_body
+from adrank.service.security import AccessPolicy
+
+RANK_PATH = "/v1/rank"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class LeanRank:
+    """``route``: the FastAPI route of ``/v1/rank`` (the metrics label responses by it)."""
+
+    def __init__(
+        self,
+        app: Any,
+        endpoint: RankEndpoint,
+        limits: ServiceLimits,
+        access: AccessPolicy,
+        route: Any,
+    ) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.limits = limits
+        self.route = route
+        guarded = access.guard_rank and access.token is not None
+        self.token = access.token.encode("utf-8") if guarded and access.token else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != RANK_PATH
+            or not self._json_and_allowed(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()  # BoundedBody hands on the whole body in one message
+        body = message.get("body", b"")
+        parsed = parse_fast(body, self.limits.max_json_depth)
+        validated = _validate(parsed)
+        if validated is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        scope["route"] = self.route
+        try:
+            payload = await anyio.to_thread.run_sync(self._answer, validated)
+            status, headers = 200, JSON_HEADERS
+        except Refusal as refusal:
+            await _refused(refusal)(scope, receive, send)
+            return
+        except ModelUnavailableError as error:
+            await error_response(503, "model_unavailable", str(error))(scope, receive, send)
+            return
+        length = str(len(payload)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", length)],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    def _answer(self, body: RankRequestBody) -> bytes:
+        response, duplicates = self.endpoint.rank(body)
+        return orjson.dumps(rank_response_body(response, duplicates), default=_plain)
+
+    def _json_and_allowed(self, scope: dict) -> bool:
+        content_type = authorization = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-type":
+                content_type = value
+            elif name == b"authorization":
+                authorization = value
+        if content_type is None:
+            return False
+        media = content_type.partition(b";")[0].strip().lower()
+        if media != b"application/json":
+            return False
+        return self.token is None or _bearer_matches(authorization, self.token)
+
+
+def _bearer_matches(header: bytes | None, token: bytes) -> bool:
+    """What :meth:`AccessPolicy.authorize` accepts; anything else is the full path's to
+    refuse (401 or 403)."""
+    if header is None:
+        return False
+    scheme, _, presented = header.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return False
+    return hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"), token)
+
+
+def _validate(parsed: Any) -> RankRequestBody | None:
+    if not isinstance(parsed, dict):  # also the fast parser's "unsure"
+        return None
+    try:
+        return RankRequestBody.model_validate(parsed)
+    except ValidationError:
+        return None
+
+
+def _refused(refusal: Refusal) -> Any:
+    if refusal.status == 422:
+        return validation_response(refusal.issues)
+    return error_response(refusal.status, refusal.kind, refusal.detail)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    delivered = False
+
+    async def replay() -> dict:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars in a response (a stage time, say) as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
