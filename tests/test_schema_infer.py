@@ -223,3 +223,22 @@ def test_a_list_column_of_id_text_shares_the_id_table(tmp_path):
     row = int(np.flatnonzero(ad == int(seqs[first][0]))[0])
     values = batch.sparse["seq"]
     assert values.values[values.offsets[first]] == batch.sparse["ad"].values[row]
+
+
+def test_integers_are_ids_or_counts_by_name_and_by_their_values(tmp_path):
+    rng = np.random.default_rng(2)
+    columns = {
+        "click": rng.integers(0, 2, 2000),
+        "views": rng.geometric(0.02, 2000) - 1,  # counts: zeros, a long tail
+        "shop": rng.integers(10_000, 90_000, 2000),  # ids from a wide range
+        "user_id": rng.geometric(0.02, 2000) - 1,  # named an id: an id whatever its values
+        "num_items": rng.integers(1, 5, 2000),  # named a count
+    }
+    schema = parse_schema(infer_schema(_log(tmp_path, columns)))
+    kinds = {f.name: f.kind for f in schema.fields}
+    assert kinds == {
+        "views": "numeric_dense",
+        "shop": "categorical",
+        "user_id": "categorical",
+        "num_items": "numeric_dense",
+    }

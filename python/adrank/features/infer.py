@@ -8,7 +8,8 @@ Rules, in order, for each column that is not a label:
 * a list column, or text where one of ``^ | ;`` separates values, is ``multi_valued``;
 * times and row ids are skipped (a comment in the file says so); so are empty columns;
 * text is ``categorical``; integers are ``categorical`` unless their name says they count or
-  measure (``I3``, ``num_*``, ``*count*``, ``price`` ...); floats are ``numeric_dense``
+  measure (``I3``, ``num_*``, ``*count*``, ``price`` ...) or their values do (zero occurs,
+  over 50 distinct values, the largest over 10 times the median); floats are ``numeric_dense``
   unless every value is whole and the name says id (pandas' ints with missing values);
 * two id columns whose values overlap (half of the smaller set or more, both with 20+ values,
   neither a dense range of small codes such as 1..30) share one table, with one
@@ -171,8 +172,9 @@ def _field(column: str, values: Any, rows: int) -> dict[str, Any] | str:
             return _numeric(column, numbers, distinct)
         values_type = "int"
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        if _MEASURE.search(column) and not _ID_NAME.search(column):
-            return _numeric(column, present.to_numpy(zero_copy_only=False), distinct)
+        numbers = present.to_numpy(zero_copy_only=False).astype(np.float64)
+        if not _ID_NAME.search(column) and (_MEASURE.search(column) or _counts(numbers)):
+            return _numeric(column, numbers, distinct)
         values_type = "int"
     elif text:
         values_type = "string"
@@ -188,6 +190,15 @@ def _field(column: str, values: Any, rows: int) -> dict[str, Any] | str:
         "codes": values_type == "int" and _is_code_range(present),
         "note": f"{values_type} ids, {distinct:,} distinct in {rows:,} rows",
     }
+
+
+def _counts(numbers: np.ndarray) -> bool:
+    """Integers that look like counts rather than ids: zero or below occurs, many distinct
+    values, and a long tail (the largest over 10 times the median)."""
+    if numbers.size == 0 or numbers.min() > 0:
+        return False
+    many = np.unique(numbers).size > 50
+    return many and numbers.max() >= 10 * max(float(np.median(numbers)), 1.0)
 
 
 def _multi_valued(column: str, pieces: Any, separator: str | None) -> dict[str, Any]:
