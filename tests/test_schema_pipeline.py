@@ -223,3 +223,22 @@ def test_whole_floats_with_nan_are_ids_with_missing_values():
     floats["item"] = np.array([1.0, np.nan, 3.0, 4.0])
     expected = FeaturePipeline(SCHEMA)(ids).sparse["item"].values
     np.testing.assert_array_equal(FeaturePipeline(SCHEMA)(floats).sparse["item"].values, expected)
+
+
+def test_python_lists_of_ints_hash_as_ids_and_value_type_decides():
+    """Request values arrive as Python lists: ints stay ids unless the field says text."""
+    ids = parse_schema(
+        '[labels]\nclick = "c"\n[fields.a]\nkind = "categorical"\nside = "user"\n'
+        "num_buckets = 100\ndim = 2\n"
+    )
+    slot = ids.tables["a"].slot
+    batch = FeaturePipeline(ids)({"a": [170301, 5]}, with_labels=False)
+    np.testing.assert_array_equal(batch.sparse["a"].values, ops.hash_ids([170301, 5], slot, 100))
+    text = parse_schema(ids.text.replace('side = "user"', 'side = "user"\nvalue_type = "string"'))
+    batch = FeaturePipeline(text)({"a": [170301, 5]}, with_labels=False)
+    np.testing.assert_array_equal(
+        batch.sparse["a"].values, ops.hash_strings(["170301", "5"], slot, 100)
+    )
+    as_int = parse_schema(ids.text.replace('side = "user"', 'side = "user"\nvalue_type = "int"'))
+    batch = FeaturePipeline(as_int)({"a": ["170301", None]}, with_labels=False)
+    np.testing.assert_array_equal(batch.sparse["a"].values, ops.hash_ids([170301, None], slot, 100))

@@ -184,11 +184,6 @@ def _hash(column: Any, spec: FieldSpec, slot: int, buckets: int, seed: int) -> n
     column, value_type = _hashable(column, spec)
     if value_type == "int":
         return ops.hash_ids(column, slot, buckets, seed)
-    if not is_arrow(column):
-        array = np.asarray(column) if not isinstance(column, list) else None
-        if array is not None and array.dtype.kind != "O":
-            return ops.hash_strings(array, slot, buckets, seed)
-        column = list(column)
     return ops.hash_strings(column, slot, buckets, seed)
 
 
@@ -198,15 +193,15 @@ def _hashable(column: Any, spec: FieldSpec) -> tuple[Any, str]:
     import pyarrow as pa
 
     if not is_arrow(column):
-        array = np.asarray(column) if not isinstance(column, list) else None
-        if array is not None and array.dtype.kind in "iu" and spec.value_type != "string":
+        array = np.asarray(column)
+        if array.dtype.kind in "iu" and spec.value_type != "string":
             return array, "int"
-        if array is not None and array.dtype.kind in "iuf":
+        if array.dtype.kind in "iuf":
             column = pa.array(array)
         elif spec.value_type != "int":
-            return column, "string"
+            return (array if array.dtype.kind != "O" else list(column)), "string"
         else:
-            column = pa.array(list(column) if array is None else array.tolist())
+            column = pa.array(array.tolist())
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
