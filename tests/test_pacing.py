@@ -308,6 +308,19 @@ def test_a_cpc_campaign_keeps_a_reserve_for_the_clicks_still_to_come() -> None:
     assert participation(service, DAY0 + 662) > 0.0
 
 
+def test_ads_served_here_are_held_back_until_their_events_are_due() -> None:
+    service = paced_service(budget=10.0, report_delay_s=60)
+    service.record_events([SpendEvent(f"i{i}", 1, "impression", 0.5, DAY0 + 1) for i in range(10)])
+    assert participation(service, DAY0 + 2) > 0.0  # 5 + what 10 open impressions may bring
+    service.record_served(np.array([1, 1, 1, 7, 1, 1, 1]), DAY0 + 3)  # 7: no budget, ignored
+    # Six ads shown that no event reports yet: each may cost 0.5 at once, and a click later.
+    assert participation(service, DAY0 + 4) == 0.0
+    assert participation(service, DAY0 + 64) > 0.0  # their events are due: no longer held back
+    off = paced_service(budget=10.0, enabled=False)
+    off.record_served(np.array([1] * 100), DAY0 + 3)  # only the cap binds with pacing off
+    assert participation(off, DAY0 + 4) == 1.0
+
+
 def test_a_known_largest_charge_guards_a_budget_of_a_few_charges() -> None:
     service = PacingService(SQLitePacingStore(":memory:"), PacingConfig(report_delay_s=0))
     service.set_budget(1, 0.5, DAY0, max_charge=0.8)  # one click would overspend by 60 %

@@ -56,15 +56,21 @@ owed but is not recorded yet, counted in charges and bounded the way a Poisson c
                                                         seen today (a Beta(1, 1) prior)
     flight    = max(spend_rate, p * D * density(t)) * report_delay_s / mean charge
                                                         charges spent but not reported yet
+    served    = ads this process served in the last report_delay_s (record_served): each may
+                cost at once (at the day's rate of charged impressions) and later (as above)
     extra     = mean charge where c > 2 % of B, else 0
-    reserve   = c * (min(open, bound(owed_open)) + max(1, bound(flight))) + extra
+    reserve   = c * (min(open, bound(owed_open)) + max(1, bound(flight))
+                     + min(served, bound(served * paid)) + min(served, bound(served * later)))
+                + extra
     spend_rate = (1 - a) * spend_rate + a * spent / (t - t0)
 
 A CPC campaign owes the clicks still to come from impressions already served, which land long
 after a spend-rate estimate has decayed to nothing: ``open`` counts them. ``flight`` is the
 recent spend rate, or, when a campaign has just been reopened at participation ``p`` (its past
 rate 0), the rate its demand ``D`` spends at ``p`` along the traffic curve's density (share of
-the day per second). At least one charge is always taken as in flight, and one more of the
+the day per second). ``served`` knows what the rate cannot: a burst of wins (competitors out of
+budget in the evening, two ads of one campaign in one feed) is counted as it is served, before
+any event reports it. At least one charge is always taken as in flight, and one more of the
 mean size where one charge more than expected would overspend by more than 2 %: wins are rare
 and bursty for a small campaign (two impressions in one minute after hours of none), which no
 rate foresees.
@@ -243,10 +249,11 @@ class Owed:
     later: np.ndarray  # charged clicks and conversions recorded today
     charges: np.ndarray  # events that cost something, recorded today
     open: np.ndarray  # impressions still inside their attribution window
+    served: np.ndarray  # ads this process served within report_delay_s (not reported yet)
 
     @classmethod
     def nothing(cls, n: int) -> Owed:
-        return cls(*[np.zeros(n) for _ in range(6)])
+        return cls(*[np.zeros(n) for _ in range(7)])
 
 
 SIGMAS = 3.0  # a count's upper bound: mean + 3 standard deviations of a Poisson count
@@ -279,6 +286,12 @@ def reserve_of(
         mean_charge = np.where(owed.charges > 0, spend / owed.charges, charge)
         flight = np.where(mean_charge > 0, rate * config.report_delay_s / mean_charge, 0.0)
         count = np.minimum(owed.open, _bound(expected_open)) + np.maximum(1.0, _bound(flight))
+        # Served here, not reported yet: each may cost at once and bring a click later.
+        served = owed.served
+        paid_at_once = (owed.charges - owed.later + 1.0) / (owed.impressions + 2.0)
+        later_rate = (owed.later + 1.0) / (owed.impressions + 2.0)
+        count += np.minimum(served, _bound(served * paid_at_once))
+        count += np.minimum(served, _bound(served * later_rate))
         extra = np.where(charge > ALLOWED_OVERSPEND * budget, mean_charge, 0.0)
         return charge * count + extra
 

@@ -20,6 +20,7 @@ state, so all of them throttle by one controller fed by the spend of all of them
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import threading
@@ -96,6 +97,8 @@ class PacingService:
         self._budget = np.empty(0)
         self._spend = np.empty(0)
         self._owed = Owed.nothing(0)  # what may be owed beyond the recorded spend
+        # [unix seconds, campaign ids, their rows] of ads served here, until their events are due
+        self._served: collections.deque[list] = collections.deque()
         self._now = -math.inf  # the latest time asked about: open impressions are counted at it
         columns = [np.empty(0)] * len(ControllerState.COLUMNS)
         self._state = ControllerState(empty, *columns, updated_at=0.0)
@@ -150,8 +153,29 @@ class PacingService:
                 np.add.at(owed.later, rows[known], recorded.later[today][known])
                 np.add.at(owed.charges, rows[known], recorded.charges[today][known])
                 self._count_open()
+                self._count_served()
                 self._publish()
         return RecordResult(accepted=recorded.accepted, duplicates=recorded.duplicates)
+
+    def record_served(self, campaign_ids: np.ndarray, now: float) -> None:
+        """Counts ads of ``campaign_ids`` (int64 [K], repeats welcome) just served at ``now``.
+
+        Until their events are due (``report_delay_s``), the reserve holds back what they may
+        cost, so a burst of wins closes a campaign before any event reports it. Only this
+        process's ads are known here; other processes' arrive as events.
+        """
+        ids = np.asarray(campaign_ids, dtype=np.int64).ravel()
+        if ids.size == 0 or not self.config.enabled:
+            return
+        with self._lock:
+            if self._day is None:
+                return
+            self._now = max(self._now, now)
+            rows = self._rows_of(ids)
+            self._served.append([float(now), ids, rows])
+            np.add.at(self._owed.served, rows, 1.0)
+            self._count_served()
+            self._publish()
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -204,6 +228,7 @@ class PacingService:
             if self.store.save_controller_state(day, state, self._stored_at):
                 self._state, self._stored_at = state, state.updated_at
                 self._count_open()  # impressions past their window owe nothing any more
+                self._count_served()
                 self._publish()
             else:  # another process stepped first: adopt its step
                 self._load_day(day, now, keep_state=True)
@@ -260,6 +285,7 @@ class PacingService:
             later=_aligned(campaign_id, counted, counts[:, 1]),
             charges=_aligned(campaign_id, counted, counts[:, 2]),
             open=np.zeros(len(campaign_id)),
+            served=np.zeros(len(campaign_id)),
         )
         fresh = initial_state(self.config, campaign_id, spend, now)
         stored = self.store.load_controller_state(day)
@@ -271,7 +297,32 @@ class PacingService:
         self._state, self._stored_at = _carry_over(fresh, previous), stored_at
         self._day, self._budget, self._spend, self._owed = day, budget, spend, owed
         self._count_open()
+        self._count_served(rebuild=True)
         self._publish()
+
+    def _count_served(self, rebuild: bool = False) -> None:
+        """Keeps ``_owed.served``: ads served here within ``report_delay_s`` of ``_now``, per
+        campaign. Incremental (expired batches are subtracted); ``rebuild`` recounts all
+        after the campaign set changed."""
+        counts, ids = self._owed.served, self._state.campaign_id
+        if rebuild:
+            counts[:] = 0.0
+            for batch in self._served:
+                batch[2] = self._rows_of(batch[1])
+                np.add.at(counts, batch[2], 1.0)
+        since = self._now - self.config.report_delay_s
+        while self._served and self._served[0][0] < since:
+            np.subtract.at(counts, self._served.popleft()[2], 1.0)
+        if len(ids) == 0:
+            counts[:] = 0.0
+
+    def _rows_of(self, campaign_ids: np.ndarray) -> np.ndarray:
+        """Rows of ``campaign_ids`` in the state's columns (the unknown ones dropped)."""
+        ids = self._state.campaign_id
+        if len(ids) == 0:
+            return np.empty(0, dtype=np.int64)
+        rows = np.minimum(np.searchsorted(ids, campaign_ids), len(ids) - 1)
+        return rows[ids[rows] == campaign_ids]
 
     def _count_open(self) -> None:
         """Counts today's impressions still inside their attribution window at ``_now``."""

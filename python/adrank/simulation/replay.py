@@ -7,13 +7,14 @@ requests, each with a random user and ``candidates`` random creatives
 (:meth:`SyntheticWorld.request`). Each request ranks ``k`` ads, the mixed feed
 (:func:`adrank.allocation.build_feed`) decides which are shown, and each shown ad is billed: CPM
 per impression (price / 1000), CPC per click, oCPM per impression at ``price * p_ctr * p_cvr``
-(oCPM bids per conversion and pays per impression). The model's predicted rates are taken as
-the truth: clicks are drawn with probability ``p_ctr`` and conversions with ``p_cvr``, as if the
-model were calibrated, so the day's demand is what the ranker believes it to be. Spend events
-carry the impression's time and reach pacing late, as they do in production, each kind by its
-own lag (:class:`adrank.simulation.delays.EventDelays`; by default impressions at the end of
-their minute, clicks up to 2 minutes later, conversions an exponential 5 minutes later), so
-batches arrive out of order.
+(oCPM bids per conversion and pays per impression); the shown ads are told to pacing at once
+(:meth:`PacingService.record_served`), as a serving process knows what it served. The model's
+predicted rates are taken as the truth: clicks are drawn with probability ``p_ctr`` and
+conversions with ``p_cvr``, as if the model were calibrated, so the day's demand is what the
+ranker believes it to be. Spend events carry the impression's time and reach pacing late, as
+they do in production, each kind by its own lag (:class:`adrank.simulation.delays.EventDelays`;
+by default impressions at the end of their minute, clicks up to 2 minutes later, conversions an
+exponential 5 minutes later), so batches arrive out of order.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def simulate_day(
             served += 1
             organic = np.sort(rng.exponential(1.0, FEED_LENGTH))[::-1]
             feed = build_feed(organic, response.ecpm, FEED_RULES)
+            pacing.record_served(response.campaign_id[feed.placed_ads], clock.now)
             for ad in feed.placed_ads.tolist():
                 impressions += 1
                 campaign = int(response.campaign_id[ad])
