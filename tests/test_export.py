@@ -443,3 +443,35 @@ def test_a_click_only_model_serves_p_ctr_alone(click_only, trained):
     assert served.p_cvr is None
     assert served.p_neg is None
     assert float(np.abs(served.p_ctr - expected).max()) <= 1e-5
+
+
+@pytest.mark.triton
+def test_a_model_without_dense_fields_exports_and_serves(trained, tmp_path):
+    """A categorical-only schema (N = 0): every form exports, and the served default answers
+    DENSE [B, 0] requests within its bound of the module."""
+    model, _ = trained
+    text = model.schema.text
+    for field in ("watch_minutes", "bid"):
+        block = f'[fields.{field}]\nkind = "numeric_dense"\n'
+        start = text.index(block)
+        text = text[:start] + text[text.index("\n\n", start) + 2 :]
+    schema = parse_schema(text, source="categorical-only")
+    assert schema.dense_dim == 0
+    module = MultiTaskRanker(schema, model.config).eval()
+    export = export_model(module, repository=tmp_path / "models", artifacts=tmp_path / "art")
+    assert export.manifest["dense_dim"] == 0
+    rng = np.random.default_rng(0)
+    embeddings = rng.standard_normal((300, schema.embedding_dim), dtype=np.float32)
+    dense = np.zeros((300, 0), np.float32)
+    with torch.no_grad():
+        expected = [
+            t.numpy().ravel()
+            for t in module.dense(torch.from_numpy(embeddings), torch.from_numpy(dense))
+        ]
+    for name, outputs in served_forms(export, embeddings, dense).items():
+        for want, got in zip(expected, outputs, strict=True):
+            assert float(np.abs(want - got.ravel()).max()) <= FORM_BOUNDS[name][0], name
+    with serve_ranker(tmp_path / "models") as (_, client):
+        served = client.predict(embeddings, dense)
+    for want, got in zip(expected, served, strict=True):
+        assert float(np.abs(want - got).max()) <= FORM_BOUNDS["model.int8.onnx"][0]

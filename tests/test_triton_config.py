@@ -66,6 +66,15 @@ def test_dynamic_batching_can_be_left_out():
     assert build_model_config("ranker", embedding_dim=4, dense_dim=1).HasField("dynamic_batching")
 
 
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_a_model_without_dense_fields_declares_dense_of_variable_width(deployment):
+    # Triton refuses a 0 dim; requests send DENSE [B, 0].
+    config = build_model_config("m", embedding_dim=8, dense_dim=0, deployment=deployment)
+    assert [(t.name, list(t.dims)) for t in config.input] == [("EMBEDDINGS", [8]), ("DENSE", [-1])]
+    parsed = text_format.Parse(text_format.MessageToString(config), pb.ModelConfig())
+    assert ranker_signature(parsed) == RankerSignature("m", 8, 0, 16384)
+
+
 def test_torch_threads_is_the_older_name_of_threads():
     config = build_model_config("ranker", embedding_dim=4, dense_dim=1, torch_threads=3)
     assert config.parameters["NUM_THREADS"].string_value == "3"
@@ -234,7 +243,7 @@ def test_signature_round_trips_through_text(embedding_dim, dense_dim, max_batch_
     ("kwargs", "error", "match"),
     [
         ({"embedding_dim": 0}, ValueError, "embedding_dim must be >= 1, got 0"),
-        ({"dense_dim": -1}, ValueError, "dense_dim must be >= 1, got -1"),
+        ({"dense_dim": -1}, ValueError, "dense_dim must be >= 0, got -1"),
         ({"embedding_dim": 2.0}, TypeError, "embedding_dim must be an int, got float"),
         ({"dense_dim": True}, TypeError, "dense_dim must be an int, got bool"),
         ({"max_batch_size": 0}, ValueError, "max_batch_size must be >= 1"),

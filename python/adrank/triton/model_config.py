@@ -25,7 +25,9 @@ ONNX Runtime backend with its TensorRT execution accelerator, which builds the e
 GPU it finds at load, so the repository holds no GPU-specific plan file).
 
 Tensors (``B`` = candidates of one request; ``dims`` leave it out since ``max_batch_size > 0``):
-``EMBEDDINGS`` fp32 ``[B, E]``, ``DENSE`` fp32 ``[B, N]`` in; one fp32 ``[B, 1]`` output per
+``EMBEDDINGS`` fp32 ``[B, E]``, ``DENSE`` fp32 ``[B, N]`` in (a schema without dense fields has
+``N = 0``: Triton refuses a 0 dim, so ``DENSE`` is declared ``[-1]`` and requests send
+``[B, 0]``); one fp32 ``[B, 1]`` output per
 trained task (``P_CTR`` always: click is the base task; ``P_CVR`` if conversion was trained,
 ``P_NEG`` if negative feedback was), in the order of :data:`OUTPUT_NAMES`. A model file returns
 them in that order.
@@ -172,16 +174,16 @@ class RankerSignature:
 
     def __post_init__(self) -> None:
         _check_positive("embedding_dim", self.embedding_dim)
-        _check_positive("dense_dim", self.dense_dim)
+        _check_positive("dense_dim", self.dense_dim, minimum=0)  # 0: no dense field
         _check_positive("max_batch_size", self.max_batch_size)
         _check_outputs(self.outputs)
 
 
-def _check_positive(name: str, value: object) -> None:
+def _check_positive(name: str, value: object, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_outputs(outputs: Any) -> tuple[str, ...]:
@@ -267,7 +269,8 @@ def build_model_config(
             accelerator.parameters["precision_mode"] = "FP32"
             accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
     config.input.add(name=INPUT_EMBEDDINGS, data_type=pb.TYPE_FP32, dims=[embedding_dim])
-    config.input.add(name=INPUT_DENSE, data_type=pb.TYPE_FP32, dims=[dense_dim])
+    # Triton refuses a 0 dim: a model without dense fields takes DENSE [B, 0] as variable width.
+    config.input.add(name=INPUT_DENSE, data_type=pb.TYPE_FP32, dims=[dense_dim or -1])
     for output in outputs:
         config.output.add(name=output, data_type=pb.TYPE_FP32, dims=[1])
     if dynamic_batching:  # without it, each request runs alone (one thread hop fewer)
@@ -383,7 +386,8 @@ def ranker_signature(config: pb.ModelConfig) -> RankerSignature:
         if tensor.data_type != pb.TYPE_FP32:
             got = pb.DataType.Name(tensor.data_type)
             raise ValueError(f"model {config.name!r}: {tensor.name} must be TYPE_FP32, got {got}")
-        if len(tensor.dims) != 1 or tensor.dims[0] < 1:
+        no_dense = tensor.name == INPUT_DENSE and list(tensor.dims) == [-1]
+        if not no_dense and (len(tensor.dims) != 1 or tensor.dims[0] < 1):
             raise ValueError(
                 f"model {config.name!r}: {tensor.name} dims must be one positive size "
                 f"(batch dimension left out), got {list(tensor.dims)}"
@@ -399,7 +403,7 @@ def ranker_signature(config: pb.ModelConfig) -> RankerSignature:
     return RankerSignature(
         name=config.name,
         embedding_dim=int(inputs[INPUT_EMBEDDINGS].dims[0]),
-        dense_dim=int(inputs[INPUT_DENSE].dims[0]),
+        dense_dim=max(int(inputs[INPUT_DENSE].dims[0]), 0),  # [-1]: no dense field
         max_batch_size=int(config.max_batch_size),
         outputs=declared,
     )
