@@ -79,6 +79,7 @@ def create_app(
     app = FastAPI(title="adrank", summary="Ranks ad creatives for a request", version="0.1.0")
     app.router.route_class = StrictJsonRoute
     app.state.metrics = metrics
+    app.state.rank_endpoint = endpoint  # for the gRPC server beside it (adrank serve)
     app.state.limits = limits
     install_error_handlers(app)
 

@@ -22,7 +22,6 @@ took about 0.5 ms; the lean path takes about 0.15 ms.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import anyio.to_thread
@@ -34,7 +33,7 @@ from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.service.errors import error_response, validation_response
 from adrank.service.json_body import parse_fast
 from adrank.service.limits import ServiceLimits
-from adrank.service.rank_endpoint import RankEndpoint, Refusal
+from adrank.service.rank_endpoint import RankEndpoint, Refusal, bearer_check
 from adrank.service.schemas import RankRequestBody, rank_response_body
 from adrank.service.security import AccessPolicy
 
@@ -58,15 +57,14 @@ class LeanRank:
         self.limits = limits
         self.route = route
         guarded = access.guard_rank and access.token is not None
-        self.token = access.token.encode("utf-8") if guarded and access.token else None
+        self.token = access.token if guarded else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] != RANK_PATH
-            or not self._json_and_allowed(scope)
-        ):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != RANK_PATH:
+            await self.app(scope, receive, send)
+            return
+        if not self._json_and_allowed(scope):
+            self.endpoint.metrics.rank_path.labels("full").inc()
             await self.app(scope, receive, send)
             return
         message = await receive()  # BoundedBody hands on the whole body in one message
@@ -74,8 +72,10 @@ class LeanRank:
         parsed = parse_fast(body, self.limits.max_json_depth)
         validated = _validate(parsed)
         if validated is None:
+            self.endpoint.metrics.rank_path.labels("full").inc()
             await self.app(scope, _replay(body, receive), send)
             return
+        self.endpoint.metrics.rank_path.labels("lean").inc()
         scope["route"] = self.route
         try:
             payload = await anyio.to_thread.run_sync(self._answer, validated)
@@ -112,18 +112,11 @@ class LeanRank:
         media = content_type.partition(b";")[0].strip().lower()
         if media != b"application/json":
             return False
-        return self.token is None or _bearer_matches(authorization, self.token)
-
-
-def _bearer_matches(header: bytes | None, token: bytes) -> bool:
-    """What :meth:`AccessPolicy.authorize` accepts; anything else is the full path's to
-    refuse (401 or 403)."""
-    if header is None:
-        return False
-    scheme, _, presented = header.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        return False
-    return hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"), token)
+        if self.token is None:
+            return True
+        # A missing or wrong token is the full path's to refuse (401, 403).
+        header = None if authorization is None else authorization.decode("latin-1")
+        return bearer_check(header, self.token) == 200
 
 
 def _validate(parsed: Any) -> RankRequestBody | None:

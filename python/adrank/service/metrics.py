@@ -10,6 +10,9 @@ middleware in the ``X-Error-Kind`` header so that whatever layer answered, it is
     adrank_requests_total{status}                     POST /v1/rank responses by status
     adrank_errors_total{kind}                         every 4xx and 5xx by kind
     adrank_duplicate_candidates_total                 repeated candidate ids merged away
+    adrank_grpc_responses_total{method,code}          every gRPC answer by status code
+    adrank_rank_path_total{path}                      POST /v1/rank taken by the lean path or
+                                                      handed to FastAPI's (``full``)
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ class ServiceMetrics:
             "adrank_http_responses",
             "Every HTTP response by route template, method and status",
             ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.grpc_responses = Counter(
+            "adrank_grpc_responses",
+            "Every gRPC answer by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rank_path = Counter(
+            "adrank_rank_path",
+            "POST /v1/rank requests by the path that answered them: lean, or full (FastAPI)",
+            ["path"],
             registry=self.registry,
         )
         self.requests = Counter(
@@ -68,6 +83,11 @@ class ServiceMetrics:
             "Responses scored with the fallback rates because the model did not answer",
             registry=self.registry,
         )
+
+    def count_grpc(self, method: str, code: str, error_kind: str | None) -> None:
+        self.grpc_responses.labels(method, code).inc()
+        if error_kind is not None:
+            self.errors.labels(error_kind).inc()
 
     def count(self, route: str, method: str, status: int, error_kind: str | None) -> None:
         self.responses.labels(route, method, str(status)).inc()

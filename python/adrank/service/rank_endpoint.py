@@ -10,6 +10,7 @@ the schema's field or a limit cannot take (HTTP 422, gRPC INVALID_ARGUMENT), eac
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -109,3 +110,16 @@ class RankEndpoint:
 
 def issue(where: tuple, message: str, kind: str = "value_error") -> dict[str, Any]:
     return {"loc": ("body", *where), "msg": message, "type": kind}
+
+
+def bearer_check(header: str | None, token: str) -> int:
+    """200 when ``header`` (an ``Authorization`` value) carries ``token``, 401 when it carries
+    no bearer token, 403 for a wrong one: :meth:`AccessPolicy.authorize`'s rule, for the
+    transports that do not go through FastAPI (compared in constant time)."""
+    scheme, _, presented = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return 401
+    matches = hmac.compare_digest(
+        presented.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
+    )
+    return 200 if matches else 403
