@@ -1,4 +1,5 @@
-"""``adrank serve``: the ranking service (HTTP JSON API) over an exported model and a catalog.
+"""``adrank serve``: the ranking service (HTTP JSON API) over an exported model and a catalog,
+and with ``--grpc-port`` the same ranking over gRPC (``adrank.v1.Ranking/Rank``) beside it.
 
 The control plane (budgets, spend, kill switches, ad-load caps) is guarded by a bearer token
 read from ``--token-file`` or ``$ADRANK_TOKEN`` (never a flag's value: ``ps`` shows those).
@@ -8,6 +9,7 @@ Binding a non-loopback address without one is refused unless ``--insecure``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -52,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        help="also serve adrank.v1.Ranking/Rank over gRPC on this port, same host, same rules "
+        "(python/adrank/service/proto/rank.proto; default: no gRPC)",
+    )
     parser.add_argument("--deadline-ms", type=float, default=100.0, help="model call deadline")
     parser.add_argument(
         "--precision",
@@ -138,6 +146,20 @@ def access_policy(args: argparse.Namespace) -> tuple[object, list[str]]:
         raise SystemExit(f"adrank serve: {error}") from None
 
 
+def grpc_server(app: object, policy: object, args: argparse.Namespace) -> object:
+    """The gRPC server beside ``app``: its ranker, limits, feature rules and metrics."""
+    from adrank.service.grpc_server import GrpcServer, RankServicer
+
+    state = app.state  # type: ignore[attr-defined]
+    servicer = RankServicer(state.rank_endpoint, policy, state.metrics)  # type: ignore[arg-type]
+    try:
+        return GrpcServer(
+            servicer, args.host, args.grpc_port, max_message_bytes=state.limits.max_body_bytes
+        )
+    except OSError as error:
+        raise SystemExit(f"adrank serve: {error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     # The supervisor's and the model switch's events (adrank.triton, adrank.models) go to stderr.
     logging.basicConfig(
@@ -188,9 +210,13 @@ def run(args: argparse.Namespace) -> int:
         ) as stack,
         StopSignals() as stop,
         HttpServer(stack.app, host=args.host, port=args.port) as http,
+        contextlib.ExitStack() as grpc,
     ):
         for line in warnings:
             print(line, file=sys.stderr, flush=True)
+        if args.grpc_port is not None:
+            target = grpc.enter_context(grpc_server(stack.app, policy, args)).target
+            print(f"adrank serving gRPC adrank.v1.Ranking/Rank on {target}", flush=True)
         print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
         if not stop.wait(lambda: http.running):
             raise SystemExit("adrank serve: the HTTP server stopped")
