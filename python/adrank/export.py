@@ -206,6 +206,36 @@ class _Served(nn.Module):
         return tuple(torch.sigmoid(logit.to(torch.float32)) for logit in logits)
 
 
+class _SideBySideTowers(nn.Module):
+    """The dense part with its towers run as one stack of matmuls: the towers' first layers
+    side by side, their later layers block-diagonal. The same function with fewer, larger
+    matmuls (and, int8, fewer activation quantizations): the ONNX files' graph."""
+
+    def __init__(self, dense: DenseArch) -> None:
+        super().__init__()
+        self.dense = copy.deepcopy(dense)
+        towers = [[m for m in t.modules() if isinstance(m, nn.Linear)] for t in self.dense.towers]
+        layers = []
+        for depth, parts in enumerate(zip(*towers, strict=True)):
+            weights = [part.weight.detach() for part in parts]
+            weight = torch.cat(weights) if depth == 0 else torch.block_diag(*weights)
+            layer = nn.Linear(weight.shape[1], weight.shape[0])
+            with torch.no_grad():
+                layer.weight.copy_(weight)
+                layer.bias.copy_(torch.cat([part.bias.detach() for part in parts]))
+            layers.append(layer)
+        self.layers = nn.ModuleList(layers)
+        del self.dense.towers
+
+    def forward(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, ...]:
+        hidden = self.dense.joined(embeddings, dense)
+        for depth, layer in enumerate(self.layers):
+            hidden = layer(hidden)
+            if depth < len(self.layers) - 1:
+                hidden = torch.relu(hidden)
+        return tuple(torch.sigmoid(hidden).split(1, dim=1))
+
+
 def _example_inputs(dense: DenseArch) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(0)
     return (
@@ -234,7 +264,8 @@ def bf16_dense_model(model: MultiTaskRanker) -> torch.jit.ScriptModule:
 
 def onnx_dense_model(model: MultiTaskRanker, path: str | Path) -> Path:
     """Write the dense part as ONNX (opset ``ONNX_OPSET``, batch dimension dynamic), inputs
-    ``EMBEDDINGS``, ``DENSE`` and outputs named as in the Triton config; returns ``path``."""
+    ``EMBEDDINGS``, ``DENSE`` and outputs named as in the Triton config, the towers side by
+    side (:class:`_SideBySideTowers`); returns ``path``."""
     path = Path(path)
     outputs = list(outputs_for_tasks(model.tasks))
     batch = {0: "B"}
@@ -244,7 +275,7 @@ def onnx_dense_model(model: MultiTaskRanker, path: str | Path) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(
-            _Served(model.dense).eval(),
+            _SideBySideTowers(model.dense).eval(),
             _example_inputs(model.dense),
             str(path),
             input_names=[INPUT_EMBEDDINGS, INPUT_DENSE],

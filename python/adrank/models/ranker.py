@@ -180,14 +180,17 @@ class DenseArch(nn.Module):
             self.dense_mean.copy_(dense.mean(dim=0))
             self.dense_scale.copy_(1.0 / dense.std(dim=0).clamp_min(1e-6))
 
-    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
-        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
+    def joined(self, embeddings: Tensor, dense: Tensor) -> Tensor:
+        """What every tower reads: the cross layers' output beside the deep MLP's."""
         x0 = torch.cat([embeddings, (dense - self.dense_mean) * self.dense_scale], dim=1)
         x = x0
         for layer in self.cross:
             x = layer(x0, x)
-        deep = self.deep(x0)
-        joined = torch.cat([x, deep], dim=1)
+        return torch.cat([x, self.deep(x0)], dim=1)
+
+    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
+        joined = self.joined(embeddings, dense)
         outputs: list[Tensor] = []
         for tower in self.towers:
             outputs.append(tower(joined))
