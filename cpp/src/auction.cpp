@@ -49,6 +49,12 @@ struct Scratch {
   std::vector<std::int64_t> chosen;
 };
 
+// One reference per call: each use of a thread_local itself costs a call to __tls_get_addr.
+Scratch& thread_scratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
 }  // namespace
 
 float float32_floor(double value) {
@@ -102,7 +108,7 @@ void auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
 
 void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
                        const AuctionRules& rules, AuctionResult& result) {
-  thread_local Scratch s;
+  Scratch& s = thread_scratch();
   const std::size_t n = candidates.size;
   result.winners.clear();
   result.ecpm.clear();
@@ -124,6 +130,16 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
   const double penalty_per_neg = rules.neg_penalty * 1000.0;
   const bool has_cvr = candidates.p_cvr.present();
   const bool has_neg = candidates.p_neg.present();
+  // Plain pointers in the loop: a thread_local's address is a call in a shared library, and
+  // byte stores (eligible) would make the compiler reload every vector's data pointer.
+  double* const ecpm_out = s.ecpm.data();
+  double* const penalty_out = s.penalty.data();
+  double* const pacing_out = s.pacing.data();
+  float* const scores_out = s.scores.data();
+  std::int64_t* const advertiser_out = s.advertiser.data();
+  std::uint8_t* const eligible_out = s.eligible.data();
+  const std::vector<std::int64_t>& blocked = s.blocked;
+  const std::vector<std::int64_t>& over_cap = s.over_cap;
   for (std::size_t i = 0; i < n; ++i) {
     const auto r = static_cast<std::size_t>(candidates.rows[i]);
     const std::int8_t objective = catalog.objective[r];
@@ -138,11 +154,11 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
     const double pacing = candidates.pacing == nullptr ? 1.0 : candidates.pacing[i];
     const double penalty = penalty_per_neg * (has_neg ? candidates.p_neg.at(i) : 0.0);
     const double ecpm = value * pacing - penalty;
-    s.ecpm[i] = ecpm;
-    s.penalty[i] = penalty;
-    s.pacing[i] = pacing;
-    s.scores[i] = static_cast<float>(ecpm);
-    s.advertiser[i] = catalog.advertiser_id[r];
+    ecpm_out[i] = ecpm;
+    penalty_out[i] = penalty;
+    pacing_out[i] = pacing;
+    scores_out[i] = static_cast<float>(ecpm);
+    advertiser_out[i] = catalog.advertiser_id[r];
 
     // Bitwise, not short-circuit: each rule costs a few instructions, a mispredicted branch more.
     const std::uint64_t mask = catalog.region_mask[r];
@@ -150,9 +166,9 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
                     ((mask == kAllRegions) | ((mask & rules.region_bit) != 0)) &
                     (has_cvr | (objective != static_cast<std::int8_t>(Objective::kOcpm)));
     if (candidates.killed != nullptr) eligible &= candidates.killed[i] == 0;
-    if (eligible && any_blocked) eligible = !contains(s.blocked, catalog.category[r]);
-    if (eligible && any_over_cap) eligible = !contains(s.over_cap, catalog.creative_id[r]);
-    s.eligible[i] = eligible ? 1 : 0;
+    if (eligible && any_blocked) eligible = !contains(blocked, catalog.category[r]);
+    if (eligible && any_over_cap) eligible = !contains(over_cap, catalog.creative_id[r]);
+    eligible_out[i] = eligible ? 1 : 0;
   }
 
   // Select k + 1: the runner-up sets the last winner's second price.

@@ -129,6 +129,39 @@ def auction(
     ...         neg_penalty=0.0, max_per_advertiser=1)
     AuctionResult(winners=array([0]), ecpm=array([3.]), price=array([2.]))
     """
+    # The serving path (arrays of the kernel's dtypes, Python ints and floats) goes straight to
+    # the kernel, which checks dtypes, sizes and values itself; anything it refuses is
+    # converted and checked below, where a genuinely bad argument gets its error.
+    if (
+        type(k) is int
+        and type(reserve_ecpm) is float
+        and type(neg_penalty) is float
+        and type(max_per_advertiser) is int
+        and type(region_bit) is int
+        and type(frequency_cap) is int
+    ):
+        try:
+            return AuctionResult(
+                *_native.auction(
+                    catalog,
+                    rows,
+                    p_ctr,
+                    p_cvr,
+                    p_neg,
+                    pacing,
+                    killed,
+                    k,
+                    reserve_ecpm,
+                    neg_penalty,
+                    max_per_advertiser,
+                    region_bit,
+                    blocked_categories,
+                    recently_seen,
+                    frequency_cap,
+                )
+            )
+        except (TypeError, ValueError):
+            pass
     if type(rows) is not np.ndarray or rows.dtype != np.int64:
         rows = as_int64_array("rows", rows)
     return AuctionResult(
