@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -152,3 +153,20 @@ def test_targets(rps, p99, outside, met) -> None:
     assert [t.configuration for t in targets] == ["adrank", "adrank"]  # the baseline is no target
     assert (targets[0].met, targets[1].met) == met
     assert f"{rps / 100:.2f}x" in targets[1].measured
+
+
+@pytest.mark.parametrize(
+    ("http_minus_model", "met"),
+    [(0.9, True), (1.0, False)],  # 0.5 ms over the API's 0.4 is met (inclusive), 0.6 is not
+)
+def test_transport_target(http_minus_model, met) -> None:
+    def summary(name: str, minus_model: float) -> LoadSummary:
+        return dataclasses.replace(
+            _summary(name, 100.0, 10.0, 0.3), latency_minus_model_p50_ms=minus_model
+        )
+
+    roles = {"api+triton": "adrank", "http+triton": "adrank"}
+    summaries = [summary("api+triton", 0.4), summary("http+triton", http_minus_model)]
+    transport = [t for t in check_targets(summaries, roles, "base") if "over api+triton" in t.goal]
+    assert [(t.configuration, t.met) for t in transport] == [("http+triton", met)]
+    assert f"({http_minus_model:.3f} vs 0.400 ms)" in transport[0].measured

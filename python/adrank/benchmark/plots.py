@@ -21,6 +21,7 @@ __all__ = ["plot_latency", "plot_throughput"]
 COLORS = {
     "api+triton": "#1f77b4",
     "http+triton": "#2ca02c",
+    "grpc+triton": "#17becf",
     "api+torch": "#9467bd",
     "plain-torch": "#d62728",
 }

@@ -75,6 +75,7 @@ def _describe(name: str) -> str:
     what = {
         "api+triton": "`Ranker.rank` in process, the model on the embedded Triton",
         "http+triton": "`POST /v1/rank` to `adrank serve` (own process, loopback), same Triton",
+        "grpc+triton": "`adrank.v1.Ranking/Rank` over gRPC to the same `adrank serve`",
         "api+torch": "`Ranker.rank` with the TorchScript model in process",
         "plain-torch": "the plain PyTorch pipeline (FeatureHasher, EmbeddingBag, torch.topk)",
     }[name]

@@ -6,6 +6,8 @@ Configurations (each ranks the same requests of ``candidates`` creatives, closed
   Triton.
 * ``http+triton`` (adrank): ``POST /v1/rank`` to ``adrank serve`` (its own process, loopback),
   the dense model on the same embedded Triton.
+* ``grpc+triton`` (adrank): ``adrank.v1.Ranking/Rank`` over gRPC to the same ``adrank serve``
+  (``--grpc-port``), the request serialized up front as the HTTP bodies are.
 * ``api+torch`` (reference): ``Ranker.rank`` with the TorchScript model in process, the model
   cost of the baseline, so the rest compares like for like.
 * ``plain-torch`` (baseline): :class:`~adrank.benchmark.baseline.PlainTorchPipeline`.
@@ -42,6 +44,7 @@ __all__ = ["CONFIGURATIONS", "SuiteConfig", "SuiteResult", "machine_description"
 CONFIGURATIONS = {
     "api+triton": "adrank",
     "http+triton": "adrank",
+    "grpc+triton": "adrank",
     "api+torch": "reference",
     "plain-torch": "baseline",
 }
@@ -189,18 +192,24 @@ def _start(
         say("starting the embedded Triton")
         server = EmbeddedTriton(workspace.repository, models=[workspace.model_name])
         triton_url = stack.enter_context(server).grpc_url
+    service = None
     for name in names:
+        if name in ("http+triton", "grpc+triton") and service is None:
+            say("starting the service (adrank serve: uvicorn and gRPC, loopback)")
+            service = stack.enter_context(_service(workspace, triton_url))
         if name == "api+triton":
             model = TritonModel(triton_url, model=workspace.model_name, timeout_s=10.0)
             stack.callback(model.close)
             ranker = Ranker.from_export(workspace.artifacts_dir, workspace.catalog_path, model)
             calls[name] = ranker.rank
         elif name == "http+triton":
-            say("starting the HTTP service (uvicorn, loopback)")
-            url = stack.enter_context(_http_service(workspace, triton_url))
-            client = _HttpClient(url, requests)
+            client = _HttpClient(service[0], requests)
             stack.callback(client.close)
             calls[name] = client.rank
+        elif name == "grpc+triton":
+            grpc_client = _GrpcClient(service[1], requests)
+            stack.callback(grpc_client.close)
+            calls[name] = grpc_client.rank
         elif name == "api+torch":
             model = TorchScriptModel(version_dir)
             ranker = Ranker.from_export(workspace.artifacts_dir, workspace.catalog_path, model)
@@ -213,15 +222,18 @@ def _start(
 
 
 @contextlib.contextmanager
-def _http_service(workspace: Any, triton_url: str, timeout_s: float = 120.0) -> Iterator[str]:
-    """``adrank serve`` in its own process on a free loopback port, the model on ``triton_url``.
+def _service(
+    workspace: Any, triton_url: str, timeout_s: float = 120.0
+) -> Iterator[tuple[str, str]]:
+    """``adrank serve`` in its own process on free loopback ports, the model on ``triton_url``:
+    its HTTP URL and its gRPC target.
 
     Its own process, as in production: the load generator's threads do not share its GIL. The
     model deadline is generous: a shared machine's stalls are measured, not answered with 503.
     """
     from adrank.ports import free_port
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     command = [
         sys.executable,
         "-m",
@@ -233,6 +245,7 @@ def _http_service(workspace: Any, triton_url: str, timeout_s: float = 120.0) -> 
         f"--triton-url={triton_url}",
         "--host=127.0.0.1",
         f"--port={port}",
+        f"--grpc-port={grpc_port}",
         "--deadline-ms=10000",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -245,7 +258,7 @@ def _http_service(workspace: Any, triton_url: str, timeout_s: float = 120.0) -> 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the HTTP service was not ready within {timeout_s:.0f} s")
             time.sleep(0.2)
-        yield url
+        yield url, f"127.0.0.1:{grpc_port}"
     finally:
         process.send_signal(signal.SIGTERM)  # as a process manager stops it
         try:
@@ -304,3 +317,31 @@ class _HttpClient:
     def close(self) -> None:
         for connection in self._connections:
             connection.close()
+
+
+class _GrpcClient:
+    """One gRPC channel (calls from several threads share it, as gRPC clients do); messages
+    serialized once, up front, as the HTTP client's bodies are encoded."""
+
+    def __init__(self, target: str, requests: Sequence[Any]) -> None:
+        import grpc
+
+        from adrank.service.grpc_messages import request_message
+        from adrank.service.grpc_server import RANK_METHOD
+        from adrank.service.proto import rank_pb2
+
+        self._encode = lambda r: request_message(r).SerializeToString()
+        self._messages = {id(r): self._encode(r) for r in requests}
+        self._channel = grpc.insecure_channel(target)
+        # /readyz answers before the gRPC port is bound: wait for it as a client would.
+        grpc.channel_ready_future(self._channel).result(timeout=60)
+        self._call = self._channel.unary_unary(
+            RANK_METHOD, response_deserializer=rank_pb2.RankResponse.FromString
+        )
+
+    def rank(self, request: Any) -> Any:
+        message = self._messages.get(id(request)) or self._encode(request)
+        return self._call(message, timeout=30)
+
+    def close(self) -> None:
+        self._channel.close()

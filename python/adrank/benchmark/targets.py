@@ -4,6 +4,9 @@
    adrank configuration (``role == "adrank"``) at each concurrency measured.
 2. At least 3x the baseline's requests per second at equal or better p99, for each adrank
    configuration against the baseline at the same concurrency.
+3. A transport no heavier than the work: the caller's wall time less the model call, p50,
+   through HTTP or gRPC at most 0.5 ms over the Python API's (``api+triton``) at the same
+   concurrency.
 
 Every target is reported with its measured figure, met or not.
 """
@@ -15,10 +18,19 @@ from collections.abc import Mapping, Sequence
 
 from adrank.benchmark.loadtest import LoadSummary
 
-__all__ = ["OUTSIDE_MODEL_P50_MS", "THROUGHPUT_RATIO", "Target", "check_targets"]
+__all__ = [
+    "OUTSIDE_MODEL_P50_MS",
+    "THROUGHPUT_RATIO",
+    "TRANSPORT_OVERHEAD_MS",
+    "Target",
+    "check_targets",
+]
 
 OUTSIDE_MODEL_P50_MS = 1.0
 THROUGHPUT_RATIO = 3.0
+TRANSPORT_OVERHEAD_MS = 0.5
+# A transport's configuration -> the in-process configuration it carries.
+TRANSPORTS = {"http+triton": "api+triton", "grpc+triton": "api+triton"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +61,10 @@ def check_targets(
                 outside is not None and outside <= OUTSIDE_MODEL_P50_MS,
             )
         )
+        api = by_key.get((TRANSPORTS.get(summary.name, ""), summary.concurrency))
+        transport = _transport_target(summary, api)
+        if transport is not None:
+            targets.append(transport)
         base = by_key.get((baseline, summary.concurrency))
         if base is None:
             continue
@@ -65,3 +81,18 @@ def check_targets(
             )
         )
     return targets
+
+
+def _transport_target(summary: LoadSummary, api: LoadSummary | None) -> Target | None:
+    ours = summary.latency_minus_model_p50_ms
+    theirs = None if api is None else api.latency_minus_model_p50_ms
+    if ours is None or theirs is None:
+        return None
+    over = ours - theirs
+    return Target(
+        summary.name,
+        summary.concurrency,
+        f"wall minus model p50 <= {TRANSPORT_OVERHEAD_MS:g} ms over {api.name}",
+        f"{over:+.3f} ms ({ours:.3f} vs {theirs:.3f} ms)",
+        over <= TRANSPORT_OVERHEAD_MS,
+    )
