@@ -70,8 +70,6 @@ def test_layout_infers_trains_and_evaluates(
     assert 0.7 <= click["calibration"] <= 1.3
     if conversion_bound:
         assert report["tasks"]["conversion"]["auc"] >= conversion_bound
-    if schema.dense_dim == 0:
-        return  # export of a model without dense inputs belongs to the model path (issue 12)
     code, out, err = _run(
         capsys, "export", "--checkpoint", checkpoint, "--repository", tmp_path / "repo",
         "--artifacts", tmp_path / "artifacts",
