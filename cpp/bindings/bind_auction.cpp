@@ -16,43 +16,45 @@
 namespace adrank::bindings {
 namespace {
 
-// The catalog's columns, checked once per snapshot; the arrays are kept alive with it.
+// The catalog's columns, checked and packed row by row once per snapshot.
 class CatalogColumns {
  public:
-  CatalogColumns(py::array creative_id, py::array advertiser_id, py::array category,
-                 py::array objective, py::array bid, py::array target_cpa, py::array region_mask,
-                 py::array active)
-      : arrays_{creative_id, advertiser_id, category,    objective,
-                bid,         target_cpa,    region_mask, active} {
-    columns_.num_rows = static_cast<std::size_t>(creative_id.size());
-    columns_.creative_id = column<std::int64_t>(creative_id, "creative_id");
-    columns_.advertiser_id = column<std::int64_t>(advertiser_id, "advertiser_id");
-    columns_.category = column<std::int64_t>(category, "category");
-    columns_.objective = column<std::int8_t>(objective, "objective");
-    columns_.bid = column<double>(bid, "bid");
-    columns_.target_cpa = column<double>(target_cpa, "target_cpa");
-    columns_.region_mask = column<std::uint64_t>(region_mask, "region_mask");
-    ADRANK_CHECK_TYPE(active.dtype().kind() == 'b', "active must have dtype bool, got ",
-                      dtype_name(active));
-    columns_.active = reinterpret_cast<const std::uint8_t*>(column<bool>(active, "active"));
-    validate_auction_catalog(columns_);
-  }
+  CatalogColumns(const py::array& creative_id, const py::array& advertiser_id,
+                 const py::array& category, const py::array& objective, const py::array& bid,
+                 const py::array& target_cpa, const py::array& region_mask, const py::array& active)
+      : packed_(columns(creative_id, advertiser_id, category, objective, bid, target_cpa,
+                        region_mask, active)) {}
 
-  const AuctionCatalog& columns() const { return columns_; }
-  std::size_t size() const { return columns_.num_rows; }
+  const PackedCatalog& packed() const { return packed_; }
+  std::size_t size() const { return packed_.size(); }
 
  private:
+  static AuctionCatalog columns(const py::array& creative_id, const py::array& advertiser_id,
+                                const py::array& category, const py::array& objective,
+                                const py::array& bid, const py::array& target_cpa,
+                                const py::array& region_mask, const py::array& active) {
+    AuctionCatalog c;
+    c.num_rows = static_cast<std::size_t>(creative_id.size());
+    c.creative_id = column<std::int64_t>(creative_id, "creative_id", c.num_rows);
+    c.advertiser_id = column<std::int64_t>(advertiser_id, "advertiser_id", c.num_rows);
+    c.category = column<std::int64_t>(category, "category", c.num_rows);
+    c.objective = column<std::int8_t>(objective, "objective", c.num_rows);
+    c.bid = column<double>(bid, "bid", c.num_rows);
+    c.target_cpa = column<double>(target_cpa, "target_cpa", c.num_rows);
+    c.region_mask = column<std::uint64_t>(region_mask, "region_mask", c.num_rows);
+    c.active = reinterpret_cast<const std::uint8_t*>(column<bool>(active, "active", c.num_rows));
+    return c;
+  }
+
   template <class T>
-  const T* column(const py::array& a, const char* name) const {
+  static const T* column(const py::array& a, const char* name, std::size_t rows) {
     const T* data = checked_data<T>(a, name, 1);
-    ADRANK_CHECK_VALUE(static_cast<std::size_t>(a.size()) == columns_.num_rows, name,
-                       " must hold one value per creative (", columns_.num_rows, "), got ",
-                       a.size());
+    ADRANK_CHECK_VALUE(static_cast<std::size_t>(a.size()) == rows, name,
+                       " must hold one value per creative (", rows, "), got ", a.size());
     return data;
   }
 
-  py::array arrays_[8];
-  AuctionCatalog columns_;
+  PackedCatalog packed_;
 };
 
 // An optional [C] array: None, or the dtype T with one item per candidate.
@@ -105,8 +107,8 @@ py::array_t<T> to_array(const std::vector<T>& values) {
 
 void bind_auction(py::module_& m) {
   py::class_<CatalogColumns>(m, "AuctionCatalog")
-      .def(py::init<py::array, py::array, py::array, py::array, py::array, py::array, py::array,
-                    py::array>(),
+      .def(py::init<const py::array&, const py::array&, const py::array&, const py::array&,
+                    const py::array&, const py::array&, const py::array&, const py::array&>(),
            py::arg("creative_id").noconvert(), py::arg("advertiser_id").noconvert(),
            py::arg("category").noconvert(), py::arg("objective").noconvert(),
            py::arg("bid").noconvert(), py::arg("target_cpa").noconvert(),
@@ -147,16 +149,16 @@ void bind_auction(py::module_& m) {
         std::tie(rules.blocked_categories, rules.num_blocked) =
             id_list(blocked_categories, "blocked_categories");
         std::tie(rules.recently_seen, rules.num_seen) = id_list(recently_seen, "recently_seen");
-        validate_auction(catalog.columns(), candidates, rules);
+        validate_auction(catalog.packed(), candidates, rules);
         thread_local AuctionResult result;
         // As the top-k bindings: small requests keep the GIL, releasing and retaking it would
         // cost more than the pass (and up to a switch interval under contention).
         constexpr std::size_t kReleaseGilFrom = 2048;
         if (n < kReleaseGilFrom) {
-          auction_unchecked(catalog.columns(), candidates, rules, result);
+          auction_unchecked(catalog.packed(), candidates, rules, result);
         } else {
           py::gil_scoped_release release;
-          auction_unchecked(catalog.columns(), candidates, rules, result);
+          auction_unchecked(catalog.packed(), candidates, rules, result);
         }
         return py::make_tuple(to_array(result.winners), to_array(result.ecpm),
                               to_array(result.price));

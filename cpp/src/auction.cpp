@@ -72,15 +72,24 @@ float float32_floor(double value) {
   return floor;
 }
 
-void validate_auction_catalog(const AuctionCatalog& catalog) {
-  for (std::size_t r = 0; r < catalog.num_rows; ++r) {
-    ADRANK_CHECK_VALUE(catalog.objective[r] >= 0 && catalog.objective[r] <= 2,
+PackedCatalog::PackedCatalog(const AuctionCatalog& columns) : rows_(columns.num_rows) {
+  for (std::size_t r = 0; r < columns.num_rows; ++r) {
+    ADRANK_CHECK_VALUE(columns.objective[r] >= 0 && columns.objective[r] <= 2,
                        "objective must hold codes 0 (CPM), 1 (CPC) or 2 (oCPM), got ",
-                       static_cast<int>(catalog.objective[r]), " at row ", r);
+                       static_cast<int>(columns.objective[r]), " at row ", r);
+    AuctionRow& row = rows_[r];
+    row.creative_id = columns.creative_id[r];
+    row.advertiser_id = columns.advertiser_id[r];
+    row.category = columns.category[r];
+    row.bid = columns.bid[r];
+    row.target_cpa = columns.target_cpa[r];
+    row.region_mask = columns.region_mask[r];
+    row.objective = columns.objective[r];
+    row.active = columns.active[r] != 0 ? 1 : 0;
   }
 }
 
-void validate_auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+void validate_auction(const PackedCatalog& catalog, const AuctionCandidates& candidates,
                       const AuctionRules& rules) {
   ADRANK_CHECK_VALUE(std::isfinite(rules.reserve_ecpm) && rules.reserve_ecpm >= 0,
                      "reserve_ecpm must be a finite number >= 0, got ", rules.reserve_ecpm);
@@ -94,19 +103,18 @@ void validate_auction(const AuctionCatalog& catalog, const AuctionCandidates& ca
                      "p_ctr is required for every candidate");
   for (std::size_t i = 0; i < candidates.size; ++i) {
     const std::int64_t row = candidates.rows[i];
-    ADRANK_CHECK_INDEX(row >= 0 && static_cast<std::uint64_t>(row) < catalog.num_rows, "rows[", i,
-                       "] = ", row, " is outside the catalog of ", catalog.num_rows, " rows");
+    ADRANK_CHECK_INDEX(row >= 0 && static_cast<std::uint64_t>(row) < catalog.size(), "rows[", i,
+                       "] = ", row, " is outside the catalog of ", catalog.size(), " rows");
   }
 }
 
-void auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+void auction(const PackedCatalog& catalog, const AuctionCandidates& candidates,
              const AuctionRules& rules, AuctionResult& result) {
-  validate_auction_catalog(catalog);
   validate_auction(catalog, candidates, rules);
   auction_unchecked(catalog, candidates, rules, result);
 }
 
-void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+void auction_unchecked(const PackedCatalog& catalog, const AuctionCandidates& candidates,
                        const AuctionRules& rules, AuctionResult& result) {
   Scratch& s = thread_scratch();
   const std::size_t n = candidates.size;
@@ -140,16 +148,18 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
   std::uint8_t* const eligible_out = s.eligible.data();
   const std::vector<std::int64_t>& blocked = s.blocked;
   const std::vector<std::int64_t>& over_cap = s.over_cap;
+  const AuctionRow* const table = catalog.rows();
+  constexpr std::size_t kPrefetch = 8;  // rows ahead: the loads of a row are all misses
   for (std::size_t i = 0; i < n; ++i) {
-    const auto r = static_cast<std::size_t>(candidates.rows[i]);
-    const std::int8_t objective = catalog.objective[r];
+    if (i + kPrefetch < n) __builtin_prefetch(table + candidates.rows[i + kPrefetch]);
+    const AuctionRow& row = table[candidates.rows[i]];
+    const std::int8_t objective = row.objective;
     const double ctr = candidates.p_ctr.at(i);
     const double cvr = has_cvr ? candidates.p_cvr.at(i) : 0.0;
-    const double bid = catalog.bid[r];
     // All three formulas, then the objective's by index: objectives come mixed in any order,
     // and a branch on each would be mispredicted about half the time.
-    const double by_objective[3] = {bid, bid * ctr * 1000.0,
-                                    catalog.target_cpa[r] * ctr * cvr * 1000.0};
+    const double by_objective[3] = {row.bid, row.bid * ctr * 1000.0,
+                                    row.target_cpa * ctr * cvr * 1000.0};
     const double value = by_objective[objective];
     const double pacing = candidates.pacing == nullptr ? 1.0 : candidates.pacing[i];
     const double penalty = penalty_per_neg * (has_neg ? candidates.p_neg.at(i) : 0.0);
@@ -158,16 +168,16 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
     penalty_out[i] = penalty;
     pacing_out[i] = pacing;
     scores_out[i] = static_cast<float>(ecpm);
-    advertiser_out[i] = catalog.advertiser_id[r];
+    advertiser_out[i] = row.advertiser_id;
 
     // Bitwise, not short-circuit: each rule costs a few instructions, a mispredicted branch more.
-    const std::uint64_t mask = catalog.region_mask[r];
-    bool eligible = (catalog.active[r] != 0) & (pacing > 0) &
+    const std::uint64_t mask = row.region_mask;
+    bool eligible = (row.active != 0) & (pacing > 0) &
                     ((mask == kAllRegions) | ((mask & rules.region_bit) != 0)) &
                     (has_cvr | (objective != static_cast<std::int8_t>(Objective::kOcpm)));
     if (candidates.killed != nullptr) eligible &= candidates.killed[i] == 0;
-    if (eligible && any_blocked) eligible = !contains(blocked, catalog.category[r]);
-    if (eligible && any_over_cap) eligible = !contains(over_cap, catalog.creative_id[r]);
+    if (eligible && any_blocked) eligible = !contains(blocked, row.category);
+    if (eligible && any_over_cap) eligible = !contains(over_cap, row.creative_id);
     eligible_out[i] = eligible ? 1 : 0;
   }
 
@@ -199,8 +209,8 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
   for (std::size_t j = 0; j < won; ++j) result.ecpm[j] = s.ecpm[s.chosen[j]];
   for (std::size_t j = 0; j < won; ++j) {
     const auto i = static_cast<std::size_t>(s.chosen[j]);
-    const auto r = static_cast<std::size_t>(candidates.rows[i]);
-    const auto objective = static_cast<Objective>(catalog.objective[r]);
+    const AuctionRow& row = table[candidates.rows[i]];
+    const auto objective = static_cast<Objective>(row.objective);
     const double next = j + 1 < taken ? s.ecpm[s.chosen[j + 1]] : rules.reserve_ecpm;
     const double ctr = candidates.p_ctr.at(i);
     const double cvr = has_cvr ? candidates.p_cvr.at(i) : 0.0;
@@ -215,7 +225,7 @@ void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& c
     const double factor = per_unit * s.pacing[i];
     const double target = nan_max(next, rules.reserve_ecpm) + s.penalty[i];
     const double least = factor > 0 ? target / factor : kInf;
-    const double own_bid = objective == Objective::kOcpm ? catalog.target_cpa[r] : catalog.bid[r];
+    const double own_bid = objective == Objective::kOcpm ? row.target_cpa : row.bid;
     result.price[j] = nan_min(own_bid, least);
   }
 }

@@ -52,6 +52,31 @@ struct AuctionCatalog {
   const std::uint8_t* active = nullptr;  // 0 or 1
 };
 
+// One creative's auction fields in one cache line: a request's candidates are random rows of
+// the catalog, and a row per line costs one miss per candidate where eight columns cost eight.
+struct alignas(64) AuctionRow {
+  std::int64_t creative_id;
+  std::int64_t advertiser_id;
+  std::int64_t category;
+  double bid;
+  double target_cpa;
+  std::uint64_t region_mask;
+  std::int8_t objective;
+  std::uint8_t active;
+};
+
+// The catalog packed row by row, once per snapshot. Throws ValueError for an objective code
+// outside 0..2.
+class PackedCatalog {
+ public:
+  explicit PackedCatalog(const AuctionCatalog& columns);
+  const AuctionRow* rows() const { return rows_.data(); }
+  std::size_t size() const { return rows_.size(); }
+
+ private:
+  std::vector<AuctionRow> rows_;
+};
+
 // A predicted rate per candidate: float32 or float64 (as the model answers), or absent.
 struct RateColumn {
   const float* f32 = nullptr;
@@ -92,17 +117,16 @@ struct AuctionResult {
   std::vector<double> price;
 };
 
-// Throws ValueError for a bad column (an objective code outside 0..2), IndexError for a row
-// outside the catalog, ValueError for bad rules or a candidate without p_ctr.
-void validate_auction_catalog(const AuctionCatalog& catalog);
-void validate_auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+// Throws IndexError for a row outside the catalog, ValueError for bad rules or candidates
+// without p_ctr.
+void validate_auction(const PackedCatalog& catalog, const AuctionCandidates& candidates,
                       const AuctionRules& rules);
 
 // The pass above; `result` is overwritten (its buffers reused). auction_unchecked skips
-// validate_auction (not validate_auction_catalog's checks, which the caller made once).
-void auction(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+// validate_auction, so that a caller (the Python binding) can validate with the GIL held.
+void auction(const PackedCatalog& catalog, const AuctionCandidates& candidates,
              const AuctionRules& rules, AuctionResult& result);
-void auction_unchecked(const AuctionCatalog& catalog, const AuctionCandidates& candidates,
+void auction_unchecked(const PackedCatalog& catalog, const AuctionCandidates& candidates,
                        const AuctionRules& rules, AuctionResult& result);
 
 // The least float32 >= value (+inf above the float32 range; NaN stays NaN): then
