@@ -5,7 +5,7 @@
 // order); k creatives asked for; k' <= k winners. Money is in the account currency, eCPM per
 // thousand impressions. All arithmetic is float64 in the order written below, so the results
 // are those of the reference formulas in python/adrank/orchestrator/scoring.py and pricing.py
-// bit for bit (the portable build has no FMA to contract them).
+// bit for bit (built as ISO C++17, where GCC never contracts a * b + c into an FMA).
 //
 // Per candidate i, with r = rows[i] (objective: 0 CPM, 1 CPC, 2 oCPM):
 //   value[i]   = bid[r]                                   CPM
