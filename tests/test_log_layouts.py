@@ -1,17 +1,25 @@
 """Bring your own log: generated logs in four public layouts through ``adrank schema infer``,
-``adrank train``, ``adrank evaluate`` and ``adrank export``, as a new user runs them, with
-held-out AUC bounds; and the command line's one-line errors."""
+``adrank train``, ``adrank evaluate`` and ``adrank export``, as a new user runs them, then
+served without a catalog (the held-out rows as a request's candidates), with held-out AUC
+bounds; and the command line's one-line errors."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from adrank.cli import main
+from adrank.data import open_log
 from adrank.data.layouts import write_layout
 from adrank.features import load_schema
+from adrank.features.log_check import column_kinds
+from adrank.orchestrator.model import TorchScriptModel
+from adrank.orchestrator.ranker import Ranker
+from adrank.orchestrator.request import RankRequest
+from adrank.training.metrics import auc
 
 # (layout, file written, write options, held-out click AUC bound, conversion AUC bound).
 # The bounds sit well under what a seed reaches (see the README) and well over 0.5.
@@ -77,6 +85,30 @@ def test_layout_infers_trains_and_evaluates(
     assert code == 0, err
     assert f"DENSE [{schema.dense_dim}]" in out
     assert (tmp_path / "repo" / "ranker" / "1").is_dir()
+
+    # Served without a catalog: the held-out rows as candidates, every one ranked.
+    served = _serve_heldout(tmp_path, data, schema, rows)
+    assert served >= click_bound, served
+
+
+def _serve_heldout(root, data, schema, heldout: np.ndarray) -> float:
+    """Click AUC of the exported model's rates, served for the held-out rows (a request's
+    ``candidate_rows``: each row's raw values, a creative id, a bid per click)."""
+    reader = open_log(data)
+    kinds = {c: k for c, k in column_kinds(schema).items() if c in reader.column_names}
+    rows = reader.read(kinds).take(heldout)
+    count = rows.num_rows
+    rows = rows.append_column("creative_id", pa.array(np.arange(count, dtype=np.int64)))
+    rows = rows.append_column("bid", pa.array(np.ones(count)))
+    rows = rows.append_column("objective", pa.array(["CPC"] * count))
+    model = TorchScriptModel(root / "repo" / "ranker" / "1")
+    ranker = Ranker.from_export(root / "artifacts" / "ranker" / "1", None, model)
+    request = RankRequest("heldout", {}, {}, np.empty(0, np.int64), count, candidate_rows=rows)
+    response = ranker.rank(request)
+    assert len(response) == count
+    p_ctr = np.zeros(count)
+    p_ctr[response.creative_id] = response.p_ctr
+    return auc(rows[schema.labels["click"]].to_numpy().astype(float), p_ctr)
 
 
 def test_evaluate_another_log_by_slice_in_text(tmp_path, capsys):

@@ -150,21 +150,24 @@ class RequestEncoder:
         """Hashes and pools the creative fields of every catalog row once."""
         if catalog.table is None:
             raise ValueError("catalog has no table to encode creative features from")
-        batch = self._creative_pipeline(catalog.table, with_labels=False)
-        num_rows = len(batch)
+        num_rows = len(catalog)
         ids = np.empty((num_rows, len(self._creative_names)), dtype=np.int64)
-        for j, name in enumerate(self._creative_names):
-            ids[:, j] = batch.sparse[name].values
         rows = np.zeros((num_rows, _width(self._creative_columns)), dtype=np.float32)
-        if num_rows and self._creative_bags is not None:
-            rows = self._creative_bags(
-                np.ascontiguousarray(ids.T).reshape(-1),
-                np.ones(ids.size, dtype=np.int64),
-            ).reshape(num_rows, -1)
+        dense = np.zeros((num_rows, _width(self._creative_dense_columns)), dtype=np.float32)
+        if num_rows:  # an empty catalog (candidates in the request) need not hold the columns
+            batch = self._creative_pipeline(catalog.table, with_labels=False)
+            for j, name in enumerate(self._creative_names):
+                ids[:, j] = batch.sparse[name].values
+            dense = np.ascontiguousarray(batch.dense, dtype=np.float32)
+            if self._creative_bags is not None:
+                rows = self._creative_bags(
+                    np.ascontiguousarray(ids.T).reshape(-1),
+                    np.ones(ids.size, dtype=np.int64),
+                ).reshape(num_rows, -1)
         return CatalogEncoding(
             creative_ids=ids,
             creative_rows=rows,
-            creative_dense=np.ascontiguousarray(batch.dense, dtype=np.float32),
+            creative_dense=dense,
             crosses=self._crosses.groups(ids),
         )
 
