@@ -361,3 +361,44 @@ def test_the_native_edge_refuses_what_the_wrapper_converts(columns) -> None:
         _native.auction(*args, *rules[:6], [1, 2], 1)
     with pytest.raises(TypeError, match="rows must have dtype int64, got int32"):
         _native.auction(columns, np.array([0, 1], np.int32), *args[2:], *rules)
+
+
+def test_threads_get_their_own_answers() -> None:
+    """Requests large enough to run without the GIL, from four threads at once: each answer
+    is its request's (the pass's buffers are per thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(6)
+    c = make_columns(rng, 3000)
+    columns = ops.auction_catalog(**c)
+    cases = []
+    for _ in range(8):
+        rows = rng.choice(3000, 4000)
+        p_ctr, p_cvr, p_neg = (rates(rng, 4000, np.float32, 0.0) for _ in range(3))
+        cases.append((rows, p_ctr, p_cvr, p_neg))
+    rules = {"k": 20, "reserve_ecpm": 0.5, "neg_penalty": 0.2, "cap": 2, "region_bit": 1}
+
+    def run(case):
+        rows, p_ctr, p_cvr, p_neg = case
+        return [
+            ops.auction(
+                columns,
+                rows,
+                p_ctr,
+                p_cvr,
+                p_neg,
+                k=20,
+                reserve_ecpm=0.5,
+                neg_penalty=0.2,
+                max_per_advertiser=2,
+                region_bit=1,
+            )
+            for _ in range(20)
+        ]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(run, cases))
+    for case, got in zip(cases, answers, strict=True):
+        want = auction_ref(c, *case, **rules)
+        for answer in got:
+            assert_same(answer, want)
