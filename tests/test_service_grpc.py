@@ -335,3 +335,25 @@ def test_a_port_in_use_is_an_error(served) -> None:
     )
     with pytest.raises(OSError, match="cannot bind gRPC"):
         GrpcServer(servicer, "127.0.0.1", served.server.port)
+
+
+def test_the_generated_code_is_the_published_protos() -> None:
+    """Every message field of ``rank.proto`` (name and number) is in the committed gencode, and
+    nothing else: a changed .proto without regenerated code fails here."""
+    import re
+    from pathlib import Path
+
+    text = Path(rank_pb2.__file__).with_name("rank.proto").read_text()
+    field = re.compile(r"^\s+(?:optional |repeated )?[\w.<>, ]+ (\w+) = (\d+);", re.MULTILINE)
+    declared = {
+        name: dict((f, int(n)) for f, n in field.findall(body))
+        for name, body in re.findall(r"^message (\w+) \{(.*?)^\}", text, re.MULTILINE | re.DOTALL)
+    }
+    generated = {
+        name: {f.name: f.number for f in message.fields}
+        for name, message in rank_pb2.DESCRIPTOR.message_types_by_name.items()
+    }
+    assert declared == generated
+    service = rank_pb2.DESCRIPTOR.services_by_name["Ranking"]
+    assert [m.name for m in service.methods] == ["Rank"]
+    assert "rpc Rank(RankRequest) returns (RankResponse);" in text

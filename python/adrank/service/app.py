@@ -12,7 +12,7 @@ field cannot take (422), repeated candidate ids merged (counted), and the ranker
 when the model does not answer).
 
 ``POST /v1/rank`` has two paths with one behaviour: a well-formed request is answered by
-:class:`~adrank.service.lean_rank.LeanRank` (no framework: about a fifth of the time), every
+:class:`~adrank.service.lean_rank.LeanRank` (no framework: less than half the time), every
 other one by the FastAPI route below, which also declares the endpoint in OpenAPI.
 """
 

@@ -14,10 +14,10 @@ validation (413 for too many candidates, 422 for a feature value or ``k``, 503 w
 does not answer) is decided by the same :class:`~adrank.service.rank_endpoint.RankEndpoint`
 and rendered by the same functions on both paths. The two differ in speed only.
 
-Where the time went on the full path (one request of 1,000 candidates, in process, no
-network): FastAPI's per-request machinery (dependency solving, the response model's
-validation and ``json.dumps``) and the standard library's JSON parser with its depth scan
-took about 0.5 ms; the lean path takes about 0.15 ms.
+Where the time went before (one request of 1,000 candidates through the ASGI app in
+process, a stand-in ranker, median): 0.63 ms, of which the standard library's JSON parser
+and the depth scan 0.34 ms, pydantic 0.1 ms, FastAPI's dependency solving, response-model
+pass and ``json.dumps`` the rest. The lean path: 0.26 ms, the worker-thread hop included.
 """
 
 from __future__ import annotations
