@@ -64,8 +64,8 @@ class BoundedBody:
         size = 0
         while True:
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
-            except asyncio.TimeoutError:
+                message = await _receive_by(receive, deadline)
+            except (asyncio.TimeoutError, TimeoutError):
                 seconds = self.limits.read_timeout_s
                 await self.reject(
                     scope,
@@ -93,3 +93,15 @@ class BoundedBody:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+async def _receive_by(receive: Any, deadline: float) -> dict:
+    """``receive()``, cancelled at ``deadline`` (the loop's clock). ``asyncio.timeout_at``
+    (Python 3.11+) awaits it in the request's own task; ``wait_for`` wraps it in a new task,
+    which a body that has already arrived (nearly every one) does not need."""
+    timeout_at = getattr(asyncio, "timeout_at", None)
+    if timeout_at is None:  # Python 3.10
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+    async with timeout_at(deadline):
+        return await receive()
