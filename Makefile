@@ -27,7 +27,7 @@ build: $(DEPS_STAMP)
 # nvidia-pytriton's libraries by adrank.benchmark.perf_analyzer).
 PERF_ANALYZER := $(BIN)/perf_analyzer
 $(PERF_ANALYZER): $(DEPS_STAMP)
-	dpkg -s libb64-0d >/dev/null 2>&1 || apt-get install -y -q libb64-0d
+	dpkg -s libb64-0d >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q libb64-0d)
 	$(BIN)/python -m pip download -q --no-deps -d build/wheels tritonclient==2.51.0
 	$(BIN)/python -c "import zipfile, glob; w = zipfile.ZipFile(glob.glob('build/wheels/tritonclient-2.51.0-*.whl')[0]); open('$@', 'wb').write(w.read('tritonclient-2.51.0.data/data/bin/perf_analyzer'))"
 	chmod +x $@
