@@ -357,3 +357,24 @@ def test_the_generated_code_is_the_published_protos() -> None:
     service = rank_pb2.DESCRIPTOR.services_by_name["Ranking"]
     assert [m.name for m in service.methods] == ["Rank"]
     assert "rpc Rank(RankRequest) returns (RankResponse);" in text
+
+
+def test_adrank_serve_builds_the_grpc_server_beside_the_app(served, world) -> None:
+    import argparse
+
+    from adrank.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    args = parser.parse_args(["--grpc-port", "0"])
+    assert args.grpc_port == 0
+    with (
+        serve.grpc_server(served.app, AccessPolicy(), args) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        assert server.target.startswith("127.0.0.1:")
+        assert len(rank_stub(channel)(good(world), timeout=30).creatives) == 5
+    args.grpc_port = served.server.port  # in use
+    with pytest.raises(SystemExit, match=r"adrank serve: cannot bind gRPC to 127\.0\.0\.1:"):
+        serve.grpc_server(served.app, AccessPolicy(), args)
+    assert parser.parse_args([]).grpc_port is None  # no gRPC unless asked
