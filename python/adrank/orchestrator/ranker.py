@@ -339,7 +339,7 @@ class Ranker:
                 region_bit=int(catalog.region_bit(request.region)),
                 pacing=pacing,
                 killed=killed,
-                blocked_categories=self._eligible(request),
+                blocked_categories=self._blocked_categories(request),
                 recently_seen=request.recently_seen,
                 frequency_cap=(
                     request.constraints.frequency_cap or self.selection_config.frequency_cap
@@ -381,7 +381,7 @@ class Ranker:
         mixed = build_feed(values, ecpm, rules, feed.length)
         return mixed.placed_ads, mixed.ad_slots
 
-    def _eligible(self, request: RankRequest) -> np.ndarray | None:
+    def _blocked_categories(self, request: RankRequest) -> np.ndarray | None:
         """The categories blocked for ``request`` (its own and its region's); None if none.
         The other rules (status, kill switches, region, frequency caps, spent budgets) are
         applied by the auction pass from the columns and the request."""
