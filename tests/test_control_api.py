@@ -152,3 +152,21 @@ def test_ad_load_caps(client: TestClient, traffic: TrafficControl) -> None:
     for bad in ({"max_ad_share": 0.2}, {"region": "US", "max_ad_share": 2}, {"region": ""}):
         assert client.put("/v1/ad-load-caps", json=bad).status_code == 422
     assert len(traffic.ad_load_caps()) == 1
+
+
+def test_a_known_max_charge_closes_a_small_budget_before_it_is_seen(
+    client: TestClient, pacing: PacingService
+) -> None:
+    client.put("/v1/campaigns/7/budget", json={"daily_budget": 10, "max_charge": 9.0})
+    client.put("/v1/campaigns/8/budget", json={"daily_budget": 10})
+    events = [event("a", cost=1.5), event("b", campaign_id=8, cost=1.5)]
+    assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 2
+    # 1.5 spent: one more charge of up to 9 could overspend campaign 7, not campaign 8.
+    assert client.get("/v1/campaigns/7/pacing").json()["exhausted"]
+    assert not client.get("/v1/campaigns/8/pacing").json()["exhausted"]
+    assert pacing.multipliers(np.array([7]), NOW)[0] == 0.0
+    for bad in ({"max_charge": 0}, {"max_charge": "9"}, {"max_charge": 1e13}):
+        body = {"daily_budget": 10, **bad}
+        answer = client.put("/v1/campaigns/7/budget", json=body)
+        assert answer.status_code == 422
+        assert answer.json()["detail"][0]["loc"][-1] == "max_charge"

@@ -3,7 +3,7 @@
 ``create_app`` includes it with ``app.include_router(make_control_router(pacing, traffic))``.
 
     POST   /v1/events                               spend events (batch); 200 {accepted, duplicates}
-    PUT    /v1/campaigns/{campaign_id}/budget        {"daily_budget": x}
+    PUT    /v1/campaigns/{campaign_id}/budget        {"daily_budget": x, "max_charge"?: y}
     GET    /v1/campaigns/{campaign_id}/pacing        budget, spend, target, multiplier
     GET    /v1/kill-switches                         killed advertisers and campaigns
     PUT    /v1/kill-switches/{scope}/{entity_id}     {"reason": "..."}; scope: advertiser | campaign
@@ -73,6 +73,13 @@ class BudgetBody(BaseModel):
     model_config = STRICT
 
     daily_budget: Finite = Field(ge=0, le=MAX_BUDGET)
+    max_charge: Finite | None = Field(
+        None,
+        gt=0,
+        le=MAX_BUDGET,
+        description="the most one event of the campaign can cost (a CPC bid per click): the "
+        "reserve then holds before the largest charges have been seen",
+    )
 
 
 class PacingBody(BaseModel):
@@ -155,7 +162,7 @@ def make_control_router(
     @router.put("/v1/campaigns/{campaign_id}/budget", response_model=PacingBody, **write)
     def set_budget(campaign_id: EntityId, body: BudgetBody) -> Any:
         now = clock()
-        pacing.set_budget(campaign_id, body.daily_budget, now)
+        pacing.set_budget(campaign_id, body.daily_budget, now, max_charge=body.max_charge)
         return pacing.status(campaign_id, now).__dict__
 
     @router.get("/v1/campaigns/{campaign_id}/pacing", response_model=PacingBody, **read)

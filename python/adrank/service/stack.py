@@ -146,7 +146,7 @@ def serving_stack(
         control = make_control_router(pacing, traffic)
         control.include_router(make_model_router(versions))
         app = create_app(
-            ranker,
+            PacedRanker(ranker, pacing),
             limits,
             control=control,
             liveness=None if supervisor is None else supervisor.liveness,
@@ -154,6 +154,24 @@ def serving_stack(
             schema=load_schema(Path(artifacts_dir) / SCHEMA_FILE),
         )
         yield ServingStack(app, ranker, model, triton, supervisor, versions, pacing, traffic)
+
+
+class PacedRanker:
+    """The ranker as the service calls it: every ad it returns counts as served for pacing
+    (:meth:`PacingService.record_served`), so a burst of wins closes a campaign before the
+    events that report them arrive."""
+
+    def __init__(self, ranker: Ranker, pacing: PacingService) -> None:
+        self.ranker = ranker
+        self.pacing = pacing
+
+    def rank(self, request: Any) -> Any:
+        response = self.ranker.rank(request)
+        self.pacing.record_served(response.campaign_id, time.time())
+        return response
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.ranker.readiness()
 
 
 class HttpServer:
