@@ -15,7 +15,7 @@ import adrank
 from adrank import EmbeddingTable, _native, ops, quantize_rowwise
 from reference import embedding_bag_ref
 
-ISAS = ["avx512", "avx2", "generic"]  # "avx512" runs the AVX2 pooling twin
+ISAS = ["avx512", "avx2", "generic"]  # "avx512" needs BW + VL too, else it runs the AVX2 twin
 SUM = _native.PoolingMode.sum
 DIMS = [1, 3, 8, 16, 17, 40, 64, 72, 130]
 

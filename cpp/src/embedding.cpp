@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 #include <ostream>
 
 #include "adrank/check.hpp"
@@ -17,8 +21,22 @@ using embedding_internal::BagRun;
 // Bytes of rows a chunk of work should read before a second thread is worth waking.
 constexpr std::size_t kChunkBytes = 256 * 1024;
 
+// The AVX-512 twin also needs BW and VL (masked 8- and 16-bit loads), beyond the level's F + DQ.
+bool cpu_has_avx512_bw_vl() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool has =
+      __builtin_cpu_supports("avx512bw") != 0 && __builtin_cpu_supports("avx512vl") != 0;
+  return has;
+#else
+  return false;
+#endif
+}
+
 void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
-  if (simd_level() >= SimdLevel::kAvx2) {  // the AVX-512 level runs the AVX2 twin
+  const SimdLevel level = simd_level();
+  if (level >= SimdLevel::kAvx512 && cpu_has_avx512_bw_vl()) {
+    embedding_internal::avx512::pool_bags(table, pooling, run);
+  } else if (level >= SimdLevel::kAvx2) {
     embedding_internal::avx2::pool_bags(table, pooling, run);
   } else {
     embedding_internal::generic::pool_bags(table, pooling, run);
@@ -47,14 +65,68 @@ std::ostream& operator<<(std::ostream& os, FieldNote note) {
   return os;
 }
 
+// Whether any id in values[begin, end) is outside [0, num_rows): a signed compare each side,
+// which AVX2 does 4 (int64) or 8 (int32) lanes at a time; the baseline build has no 64-bit
+// compare, so this is most of a small table's call there.
+template <class Index>
+bool any_out_of_range(const Index* values, std::size_t begin, std::size_t end,
+                      std::int64_t num_rows) {
+  const auto limit = static_cast<Index>(
+      num_rows > std::numeric_limits<Index>::max() ? std::numeric_limits<Index>::max() : num_rows);
+  const bool all_fit = num_rows > std::numeric_limits<Index>::max();
+  bool bad = false;
+  for (std::size_t p = begin; p < end; ++p) {
+    bad |= (values[p] < 0) | (!all_fit & (values[p] >= limit));
+  }
+  return bad;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The same with AVX2 intrinsics: GCC does not vectorize the flag reduction above by itself.
+__attribute__((target("avx2"))) bool any_out_of_range_avx2(const std::int64_t* values,
+                                                           std::size_t begin, std::size_t end,
+                                                           std::int64_t num_rows) {
+  const __m256i limit = _mm256_set1_epi64x(num_rows - 1);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i bad = zero;
+  std::size_t p = begin;
+  for (; p + 4 <= end; p += 4) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + p));
+    bad = _mm256_or_si256(
+        bad, _mm256_or_si256(_mm256_cmpgt_epi64(v, limit), _mm256_cmpgt_epi64(zero, v)));
+  }
+  return !_mm256_testz_si256(bad, bad) || any_out_of_range(values, p, end, num_rows);
+}
+
+__attribute__((target("avx2"))) bool any_out_of_range_avx2(const std::int32_t* values,
+                                                           std::size_t begin, std::size_t end,
+                                                           std::int64_t num_rows) {
+  if (num_rows > std::numeric_limits<std::int32_t>::max()) {
+    return any_out_of_range(values, begin, end, num_rows);  // only negatives can be out
+  }
+  const __m256i limit = _mm256_set1_epi32(static_cast<std::int32_t>(num_rows - 1));
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i bad = zero;
+  std::size_t p = begin;
+  for (; p + 8 <= end; p += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + p));
+    bad = _mm256_or_si256(
+        bad, _mm256_or_si256(_mm256_cmpgt_epi32(v, limit), _mm256_cmpgt_epi32(zero, v)));
+  }
+  return !_mm256_testz_si256(bad, bad) || any_out_of_range(values, p, end, num_rows);
+}
+#endif
+
 template <class Index>
 void check_ids_typed(const Index* values, std::size_t begin, std::size_t end, std::int64_t num_rows,
                      const char* name, FieldNote where) {
-  const auto limit = static_cast<std::uint64_t>(num_rows);
-  bool bad = false;
-  for (std::size_t p = begin; p < end; ++p) {
-    bad |= static_cast<std::uint64_t>(static_cast<std::int64_t>(values[p])) >= limit;
-  }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const bool bad = simd_level() >= SimdLevel::kAvx2
+                       ? any_out_of_range_avx2(values, begin, end, num_rows)
+                       : any_out_of_range(values, begin, end, num_rows);
+#else
+  const bool bad = any_out_of_range(values, begin, end, num_rows);
+#endif
   if (!bad) return;
   for (std::size_t p = begin; p < end; ++p) {
     const auto id = static_cast<std::int64_t>(values[p]);

@@ -63,5 +63,8 @@ void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run
 namespace avx2 {
 void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run);
 }
+namespace avx512 {
+void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run);
+}
 
 }  // namespace adrank::embedding_internal
