@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from service_world import NOW, build_world
 
 from adrank.orchestrator.request import RankRequest
 from adrank.pacing import PacingService, SQLitePacingStore
 from adrank.service.stack import PacedRanker
+from service_world import NOW, build_world
 
 
 @pytest.fixture(scope="module")
