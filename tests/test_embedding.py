@@ -347,3 +347,29 @@ def test_enums_name_the_strings_users_pass():
     assert [int(m) for m in _native.PoolingMode.__members__.values()] == [0, 1, 2]
     assert EmbeddingTable(ROWS)._native.type == _native.TableType.float32
     assert quantize_rowwise(ROWS)._native.type == _native.TableType.int8_rowwise
+
+
+def test_outputs_without_out_reuse_only_memory_no_one_holds():
+    """A call without out= may hand back the pages of a result that was dropped (no fresh page
+    faults per call), never those of a result, view or tensor someone still holds."""
+    rng = np.random.default_rng(9)
+    table = EmbeddingTable(rng.standard_normal((1000, 64)).astype(np.float32))
+    lengths = rng.integers(1, 5, 2048)  # 2048 x 64 floats: 512 KiB, a pooled size
+    indices = rng.integers(0, 1000, lengths.sum())
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    first = ops.embedding_bag(table, indices, offsets)
+    address = first.ctypes.data
+    del first
+    second = ops.embedding_bag(table, indices, offsets, "max")
+    assert second.ctypes.data == address  # the dropped result's memory, reused
+    kept = second.copy()
+    row = second[7]  # a view keeps the whole result held
+    tensor = torch.from_numpy(second)
+    del second
+    third = ops.embedding_bag(table, indices, offsets, "mean")
+    assert third.ctypes.data != address
+    np.testing.assert_array_equal(row, kept[7])
+    np.testing.assert_array_equal(tensor.numpy(), kept)
+    np.testing.assert_allclose(
+        third, embedding_bag_ref(table.data, indices, offsets, "mean"), rtol=1e-5, atol=1e-6
+    )

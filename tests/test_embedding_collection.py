@@ -287,3 +287,20 @@ def test_native_collection_checks_its_lists():
         _native.embedding_bag_collection(
             [native], [sum_mode], [-1], values, lengths.astype(np.int32), None, out
         )
+
+
+def test_collection_outputs_without_out_are_never_shared_with_a_kept_result():
+    rng = np.random.default_rng(12)
+    keys = ["a", "b"]
+    tables = {key: make_table("float32", 500, 32, seed) for seed, key in enumerate(keys)}
+    collection = ops.EmbeddingBagCollection(keys, tables)
+    lengths = rng.integers(1, 4, (2, 2048))  # 2048 x 2 x 32 floats: 512 KiB, a pooled size
+    values = rng.integers(0, 500, lengths.sum())
+    kept = collection(values, lengths)
+    expected = kept.copy()
+    other = collection(rng.integers(0, 500, lengths.sum()), lengths)
+    assert not np.shares_memory(kept, other)
+    np.testing.assert_array_equal(kept, expected)
+    address = other.ctypes.data
+    del other
+    assert collection(values, lengths).ctypes.data == address  # dropped, so reused

@@ -23,12 +23,15 @@ import numpy as np
 from adrank import _native
 from adrank.embedding_table import EmbeddingTable
 from adrank.ops._checks import as_int64_array, check_int
+from adrank.ops._output_pool import OutputPool
 
 __all__ = ["EmbeddingBagCollection", "embedding_bag", "embedding_bag_collection"]
 
 # Pooling modes are the C++ enum's names ("sum", "mean", "max"), written once there.
 _MODES: dict[str, _native.PoolingMode] = dict(_native.PoolingMode.__members__)
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+# Outputs of calls without out=: pages already mapped, never memory a caller still holds.
+_OUTPUTS = OutputPool()
 _NATIVE_TYPE = {
     np.dtype(np.float32): _native.TableType.float32,
     np.dtype(np.float16): _native.TableType.float16,
@@ -151,7 +154,7 @@ def embedding_bag(
             ready = out
             if ready is None:
                 num_bags = len(offsets) - include_last_offset
-                ready = np.empty((num_bags, table._native.dim), dtype=np.float32)
+                ready = _OUTPUTS.take((num_bags, table._native.dim))
             _native.embedding_bag(
                 table._native, indices, offsets, _MODES[mode], None, include_last_offset, -1, ready
             )
@@ -181,7 +184,7 @@ def embedding_bag(
     padding = _padding("padding_idx", padding_idx, native.num_rows)
     if out is None:
         num_bags = len(starts) - 1 if include_last_offset else len(starts)
-        out = np.empty((max(num_bags, 0), native.dim), dtype=np.float32)
+        out = _OUTPUTS.take((max(num_bags, 0), native.dim))
     _native.embedding_bag(
         native, ids, starts, mode_code, weights, bool(include_last_offset), padding, out
     )
@@ -212,7 +215,7 @@ class EmbeddingBagCollection:
         ``sum of D_f``: the columns of an output row.
     """
 
-    __slots__ = ("_native", "_row_shape", "dims", "keys", "output_width")
+    __slots__ = ("_native", "_outputs", "_row_shape", "dims", "keys", "output_width")
 
     def __init__(
         self,
@@ -257,6 +260,8 @@ class EmbeddingBagCollection:
         self._row_shape = (len(keys), self.dims[0]) if same_dim else (self.output_width,)
         # The kernel's own prepared fields: a call converts no list of tables or modes.
         self._native = _native.Collection(natives, mode_codes, paddings)
+        # Outputs of calls without out=, per collection (one per serving call site).
+        self._outputs = OutputPool()
 
     def __call__(
         self,
@@ -290,7 +295,7 @@ class EmbeddingBagCollection:
         ):
             ready = out
             if ready is None:
-                ready = np.empty((lengths.size // len(self.keys), *self._row_shape), np.float32)
+                ready = self._outputs.take((lengths.size // len(self.keys), *self._row_shape))
             try:
                 self._native(values, lengths, None, ready)
                 return ready
@@ -309,7 +314,7 @@ class EmbeddingBagCollection:
         weights = _weights(per_sample_weights)
         if out is None:
             batch_size = length_array.size // len(self.keys)
-            out = np.empty((batch_size, *self._row_shape), dtype=np.float32)
+            out = self._outputs.take((batch_size, *self._row_shape))
         self._native(ids, length_array, weights, out)
         return out
 

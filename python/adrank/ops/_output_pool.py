@@ -1,0 +1,62 @@
+"""Outputs that look fresh but reuse pages already mapped, for calls without ``out=``.
+
+Glossary:
+- fault: the kernel mapping a page on its first touch; a fresh multi-megabyte output can cost
+  hundreds of them per call, more than the lookup itself for a small batch.
+- pool: a few float32 arrays this module keeps; one is handed out again only once nothing else
+  refers to it.
+
+Whether ``np.empty`` returns pages already mapped depends on the allocator's state (glibc hands
+big blocks back to the OS and maps them again on the next call), so a serving loop that drops
+each result could pay the faults on every call. A pooled array is reused only when its reference
+count shows that the pool alone holds it: a result the caller keeps, or any view, tensor or
+buffer made from it, holds a reference, so its memory is never handed out twice.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+# Below this size a fresh array comes from the allocator's cache without faults: not pooled.
+MIN_POOLED_BYTES = 256 * 1024
+# Nor above this: a pool should not pin a large amount of memory.
+MAX_POOLED_BYTES = 64 * 1024 * 1024
+# References to a free pooled array inside take(): the pool's list, the loop variable, and
+# getrefcount's own argument.
+_FREE_REFCOUNT = 3
+
+
+class OutputPool:
+    """Up to ``size`` float32 outputs, handed out again once unreferenced (thread-safe: a
+    thread that holds an array while another checks it makes it look taken, never free)."""
+
+    __slots__ = ("_arrays", "_size")
+
+    def __init__(self, size: int = 4) -> None:
+        self._arrays: list[np.ndarray] = []
+        self._size = size
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialized C-contiguous float32 array of ``shape`` that no one else holds."""
+        nbytes = 4
+        for extent in shape:
+            nbytes *= extent
+        if not MIN_POOLED_BYTES <= nbytes <= MAX_POOLED_BYTES:
+            return np.empty(shape, np.float32)
+        arrays = self._arrays
+        # Indexing, not enumerate(): enumerate's reused result tuple would hold a reference.
+        free = -1
+        for i in range(len(arrays)):
+            array = arrays[i]
+            if sys.getrefcount(array) == _FREE_REFCOUNT:
+                if array.shape == shape:
+                    return array
+                free = i
+        fresh = np.empty(shape, np.float32)
+        if len(arrays) < self._size:
+            arrays.append(fresh)
+        elif free >= 0:  # a free array of another shape makes room
+            arrays[free] = fresh
+        return fresh
