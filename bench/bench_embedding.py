@@ -10,9 +10,14 @@ Groups (items = ids looked up):
   ``embedding_bag_collection`` call against a loop of 26 torch calls and a stack.
 - ``fixed cost``: one bag of one id; one request's 26 fields of one id each (a prepared
   ``EmbeddingBagCollection``, the ``embedding_bag_collection`` function, a loop of torch calls).
+- ``peer grid``: every contender (adrank, torch, FBGEMM's op called directly, FBGEMM's module,
+  torchrec's ``EmbeddingBagCollection``) interleaved in rounds per cell, one thread, printed as
+  one table of medians and ratios with the page size each table got (``embedding_peers.py``).
+  FBGEMM and torchrec are optional: absent, they are left out.
 
 Run: ``.venv/bin/python -m pytest bench/bench_embedding.py --benchmark-only``.
-``ADRANK_BENCH_ROWS=100000`` restricts the table sizes (the 1e7-row tables need ~6 GB).
+``ADRANK_BENCH_BIG=1`` adds the 1e7-row tables (~7 GB, several minutes);
+``ADRANK_BENCH_ROWS=100000`` sets the table sizes of the pytest-benchmark groups directly.
 """
 
 from __future__ import annotations
@@ -28,9 +33,16 @@ import torch.nn.functional as F
 import adrank
 from adrank import EmbeddingTable, ops
 from adrank.embedding_table import huge_page_bytes
+from embedding_peers import HEADER, report_line, run_grid
 
 NUM_BAGS = 4096
-ROW_COUNTS = [int(r) for r in os.environ.get("ADRANK_BENCH_ROWS", "100000,10000000").split(",")]
+BIG = os.environ.get("ADRANK_BENCH_BIG") == "1"
+ROW_COUNTS = [
+    int(r)
+    for r in os.environ.get(
+        "ADRANK_BENCH_ROWS", "100000,1000000,10000000" if BIG else "100000,1000000"
+    ).split(",")
+]
 DIMS = [16, 64, 128]
 THREADS = [1, 2]
 CASES = [
@@ -237,3 +249,17 @@ def test_fixed_cost(benchmark, side):
             torch.from_numpy(rows),
             torch.from_numpy(offsets),
         )
+
+
+def test_peer_grid(benchmark):
+    """The whole peer grid, timed once (its own rounds are inside): see embedding_peers.py."""
+    _tables.clear()  # free the other groups' tables first
+    lines = []
+    benchmark.group = "embedding peer grid"
+    benchmark.extra_info.update(role="grid")
+    benchmark.pedantic(
+        lambda: lines.extend(report_line(cell) for cell in run_grid(big=BIG, rounds=9)),
+        rounds=1,
+        iterations=1,
+    )
+    benchmark.extra_info["report"] = [*HEADER, *lines]

@@ -51,6 +51,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             write(
                 f"  {b.name:<45} {b.extra_info.get('role', '?'):<9} {median * 1e6:12.1f} us {rate}"
             )
+            for line in b.extra_info.get("report", []):
+                write(f"    {line}")
             if b.extra_info.get("role") != "baseline":
                 for base in sorted(baselines, key=lambda x: x.stats.median):
                     write(f"      {base.stats.median / median:8.2f}x  vs {base.name}")
