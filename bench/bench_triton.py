@@ -40,7 +40,6 @@ from adrank.benchmark.perf_analyzer import run_perf_analyzer
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import ExportResult, export_model
 from adrank.features import FeaturePipeline, load_schema
-from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, predict, train
 from adrank.training.metrics import auc
 from adrank.triton.client import RankerClient
@@ -94,8 +93,12 @@ def build_workload(root: Path, rows: int = 40_000) -> Workload:
     result = train(log, load_schema(), config=TrainConfig(seed=0))
     model = result.model
     heldout = FeaturePipeline(model.schema)(log.take(result.heldout_rows))
-    tables = {name: w.detach().numpy() for name, w in model.sparse.tables.items()}
-    embeddings = pooled_embeddings_ref(tables, model.schema, heldout)
+    with torch.no_grad():  # the training-time model's own sparse part
+        bags = {
+            n: (torch.from_numpy(f.values), torch.from_numpy(f.offsets))
+            for n, f in heldout.sparse.items()
+        }
+        embeddings = model.sparse(bags).numpy()
     labels = heldout.labels["click"]
     export = export_model(model, repository=root / "models", artifacts=root / "artifacts")
     requests = [

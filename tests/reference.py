@@ -10,8 +10,13 @@ repository and testpaths ``tests``, in its default ("prepend") import mode, and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import xxhash
+
+from adrank import EmbeddingTable
 
 MASK64 = 2**64 - 1
 
@@ -152,3 +157,25 @@ def check_same(got: tuple, want: tuple) -> None:
     np.testing.assert_array_equal(got[0], want[0])
     assert got[0].dtype == np.float32
     assert got[1].dtype == np.int64
+
+
+# --- the split pipeline (adrank/models, adrank/orchestrator) ---------------------------------
+
+
+def pooled_embeddings_ref(tables: Mapping[str, Any], schema: Any, batch: Any) -> np.ndarray:
+    """The sparse part of the ranker in numpy (``batch``: a FeatureBatch): every sparse field's
+    bags pooled over its table, concatenated in model order, float32 ``[B, E]``."""
+    num_rows = len(batch)
+    pooled = []
+    for spec in schema.sparse_fields:
+        feature = batch.sparse[spec.name]
+        table = tables[spec.table]
+        weights = table.to_float32() if isinstance(table, EmbeddingTable) else np.asarray(table)
+        lengths = np.diff(feature.offsets)
+        owner = np.repeat(np.arange(num_rows), lengths)
+        sums = np.zeros((num_rows, weights.shape[1]), dtype=np.float32)
+        np.add.at(sums, owner, weights[feature.values].astype(np.float32))
+        if spec.pooling == "mean":
+            sums /= np.maximum(lengths, 1).astype(np.float32)[:, None]
+        pooled.append(sums)
+    return np.concatenate(pooled, axis=1)

@@ -22,12 +22,12 @@ from adrank.export import export_model, load_dense_model, next_version
 from adrank.features import FeaturePipeline, load_schema
 from adrank.features.schema import parse_schema
 from adrank.models import MultiTaskRanker, load_checkpoint
-from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, predict, to_torch, train
 from adrank.training.metrics import auc
 from adrank.triton import RankerClient, python_backend
 from adrank.triton.model_config import DEFAULT_DEPLOYMENT, DEPLOYMENTS, ONNX_OPSET
 from adrank.triton.testing import serve_ranker
+from reference import pooled_embeddings_ref
 
 WORLD = SyntheticConfig(
     num_advertisers=10, num_campaigns=20, num_creatives=60, num_users=2000, num_categories=8

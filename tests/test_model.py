@@ -22,8 +22,8 @@ from adrank.models import (
     save_checkpoint,
 )
 from adrank.models.ranker import DenseArch, check_tasks
-from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import to_torch
+from reference import pooled_embeddings_ref
 
 CONFIG = RankerConfig(deep_layers=(16,), tower_layers=(8,))
 

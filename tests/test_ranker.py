@@ -19,7 +19,6 @@ from adrank import EmbeddingTable
 from adrank.data import SyntheticConfig, generate_log
 from adrank.data.catalog import catalog_table
 from adrank.features import FeaturePipeline, load_schema
-from adrank.models.tables import pooled_embeddings_ref
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.orchestrator.ranker import FallbackRates, Ranker, SelectionConfig
@@ -28,6 +27,7 @@ from adrank.orchestrator.scoring import Objective, ScoringConfig
 from adrank.pacing import PacingService, SpendEvent, SQLitePacingStore
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
 from adrank.triton.testing import DemoDenseRanker
+from reference import pooled_embeddings_ref
 
 WORLD = SyntheticConfig(
     num_advertisers=12, num_campaigns=40, num_creatives=400, num_users=200, num_categories=8

@@ -25,11 +25,11 @@ from packaging.utils import canonicalize_name
 from adrank.data import SyntheticConfig, generate_log
 from adrank.export import export_model
 from adrank.features import FeaturePipeline, load_schema
-from adrank.models.tables import pooled_embeddings_ref
 from adrank.training.loop import TrainConfig, to_torch, train
 from adrank.triton import RankerClient
 from adrank.triton.model_config import DEFAULT_DEPLOYMENT
 from adrank.triton.testing import serve_ranker
+from reference import pooled_embeddings_ref
 
 RUNTIME_PACKAGES = ["numpy", "onnxruntime", "torch"]  # requirements.txt of a version
 
