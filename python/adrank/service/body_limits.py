@@ -45,16 +45,7 @@ class BoundedBody:
         body = await self._read(scope, receive, send, limit)
         if body is None:
             return
-        delivered = False
-
-        async def replay() -> dict:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: a disconnect, when it comes
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read(self, scope: dict, receive: Any, send: Any, limit: int) -> bytes | None:
         """The whole body, or None once an error was sent (or the client left)."""
@@ -105,3 +96,18 @@ async def _receive_by(receive: Any, deadline: float) -> dict:
         return await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
     async with timeout_at(deadline):
         return await receive()
+
+
+def replay_body(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that hands ``body`` over whole, then defers to ``receive`` (for the
+    disconnect, when it comes)."""
+    delivered = False
+
+    async def replay() -> dict:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -31,6 +31,7 @@ import orjson
 from pydantic import ValidationError
 
 from adrank.orchestrator.errors import ModelUnavailableError
+from adrank.service.body_limits import replay_body
 from adrank.service.errors import error_response, validation_response
 from adrank.service.json_body import parse_fast
 from adrank.service.limits import ServiceLimits
@@ -77,7 +78,7 @@ class LeanRank:
         validated = _validate(parsed)
         if validated is None:
             self.endpoint.metrics.rank_path.labels("full").inc()
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         self.endpoint.metrics.rank_path.labels("lean").inc()
         scope["route"] = self.route
@@ -137,19 +138,6 @@ def _refused(refusal: Refusal) -> Any:
     if refusal.status == 422:
         return validation_response(refusal.issues)
     return error_response(refusal.status, refusal.kind, refusal.detail)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    delivered = False
-
-    async def replay() -> dict:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _plain(value: Any) -> Any:
