@@ -7,8 +7,6 @@ reason (never 500, never a hang) and recovers by itself when Triton is back.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +15,6 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 
-from adrank.data import SyntheticConfig
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.model import TorchScriptModel, TritonModel
 from adrank.orchestrator.ranker import Ranker
@@ -25,21 +22,15 @@ from adrank.ports import free_port
 from adrank.service.schemas import rank_request_json
 from adrank.service.stack import HttpServer, serving_stack
 from adrank.triton import EmbeddedTriton
-from adrank.workspace import fallback_rates, prepare_workspace, sample_requests
+from adrank.workspace import fallback_rates, sample_requests
+from serving_process import start_serve
 
 pytestmark = pytest.mark.triton
 
-WORLD = SyntheticConfig(
-    num_advertisers=20, num_campaigns=60, num_creatives=600, num_users=500, num_categories=8
-)
-
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workspace")
-    return prepare_workspace(
-        root, rows=20_000, world=WORLD, repository=root / "models", say=lambda _: None
-    )
+def workspace(serving_workspace):
+    return serving_workspace
 
 
 @pytest.fixture(scope="module")
@@ -260,26 +251,15 @@ def _triton_url_of(parent: int) -> str:
 def test_adrank_serve_int8_answers_and_stops_cleanly_on_sigterm(
     workspace, requests, tmp_path
 ) -> None:
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "adrank.cli", "serve", "--precision=int8"),
-        *(f"--workspace={workspace.root}", f"--repository={workspace.repository}"),
-        *(f"--port={port}", f"--state={tmp_path / 'state.sqlite'}", "--deadline-ms=5000"),
-    ]
-
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_serve(
+        "--precision=int8",
+        f"--workspace={workspace.root}",
+        f"--repository={workspace.repository}",
+        f"--state={tmp_path / 'state.sqlite'}",
+        "--deadline-ms=5000",
+        port=free_port(),
+    )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "adrank serve was not ready in 120 s"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
         answer = httpx.post(f"{url}/v1/rank", json=rank_request_json(requests[0]), timeout=30)
         assert answer.status_code == 200, answer.text
         creatives = answer.json()["creatives"]

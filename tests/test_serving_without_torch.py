@@ -14,14 +14,7 @@ import sys
 
 import pytest
 
-from adrank.data import SyntheticConfig
-from adrank.workspace import prepare_workspace
-
 pytestmark = pytest.mark.triton
-
-WORLD = SyntheticConfig(
-    num_advertisers=8, num_campaigns=20, num_creatives=200, num_users=100, num_categories=6
-)
 
 SERVE_ONE_REQUEST = """
 import json, sys
@@ -42,12 +35,9 @@ print(json.dumps({"torch": "torch" in sys.modules, "ranked": len(response)}))
 """
 
 
-def test_the_serving_stack_ranks_without_importing_torch(tmp_path) -> None:
-    prepare_workspace(
-        tmp_path, rows=5_000, world=WORLD, repository=tmp_path / "models", say=lambda _: None
-    )
+def test_the_serving_stack_ranks_without_importing_torch(serving_workspace) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", SERVE_ONE_REQUEST, str(tmp_path)],
+        [sys.executable, "-c", SERVE_ONE_REQUEST, str(serving_workspace.root)],
         capture_output=True,
         text=True,
         timeout=240,

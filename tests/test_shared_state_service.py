@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,6 +23,7 @@ from adrank.ports import free_port
 from adrank.service.schemas import rank_request_json
 from adrank.triton import EmbeddedTriton
 from adrank.workspace import prepare_workspace, sample_requests
+from serving_process import start_serve
 
 pytestmark = pytest.mark.triton
 
@@ -55,25 +54,17 @@ def workspace(tmp_path_factory):
 
 @contextlib.contextmanager
 def _serve(workspace, triton_url: str, state, token_file) -> Iterator[str]:
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "adrank.cli", "serve"),
-        *(f"--artifacts={workspace.artifacts_dir}", f"--catalog={workspace.catalog_path}"),
-        *(f"--repository={workspace.repository}", f"--triton-url={triton_url}"),
-        *(f"--port={port}", f"--state={state}", f"--token-file={token_file}"),
+    process, url = start_serve(
+        f"--artifacts={workspace.artifacts_dir}",
+        f"--catalog={workspace.catalog_path}",
+        f"--repository={workspace.repository}",
+        f"--triton-url={triton_url}",
+        f"--state={state}",
+        f"--token-file={token_file}",
         "--deadline-ms=5000",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+        port=free_port(),
+    )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "adrank serve was not ready in 120 s"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
         yield url
     finally:
         process.terminate()

@@ -18,7 +18,6 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 
-from adrank.data import SyntheticConfig
 from adrank.service.schemas import rank_request_json
 from adrank.service.stack import HttpServer, serving_stack
 from adrank.triton.client import RankerClient, RankerClientError
@@ -26,14 +25,11 @@ from adrank.triton.kill_drill import kill_under_load
 from adrank.triton.server import EmbeddedTriton, TritonError
 from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
 from adrank.triton.testing import DemoDenseRanker, make_model_repository
-from adrank.workspace import prepare_workspace, sample_requests
+from adrank.workspace import sample_requests
 
 pytestmark = pytest.mark.triton
 
 E, N = 8, 2
-WORLD = SyntheticConfig(
-    num_advertisers=20, num_campaigns=60, num_creatives=600, num_users=500, num_categories=8
-)
 
 
 def alive(pid: int) -> bool:
@@ -240,11 +236,8 @@ def test_restart_needs_a_server_that_ran_and_is_down(empty_repository):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workspace")
-    return prepare_workspace(
-        root, rows=20_000, world=WORLD, repository=root / "models", say=lambda _: None
-    )
+def workspace(serving_workspace):
+    return serving_workspace
 
 
 @pytest.fixture(scope="module")
