@@ -37,6 +37,7 @@ struct Float32Rows {
   const float* row(std::int64_t r) const { return base + static_cast<std::size_t>(r) * dim; }
   static float scale(const float*, std::size_t) { return 1.0f; }
   static float bias(const float*, std::size_t) { return 0.0f; }
+  static constexpr std::size_t kVecBytes = 64;
   static __m512 load(const float* row, std::size_t c) { return _mm512_loadu_ps(row + c); }
   static __m512 load(const float* row, std::size_t c, __mmask16 mask) {
     return _mm512_maskz_loadu_ps(mask, row + c);
@@ -52,6 +53,7 @@ struct Float16Rows {
   }
   static float scale(const std::uint16_t*, std::size_t) { return 1.0f; }
   static float bias(const std::uint16_t*, std::size_t) { return 0.0f; }
+  static constexpr std::size_t kVecBytes = 32;
   static __m512 load(const std::uint16_t* row, std::size_t c) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c)));
   }
@@ -69,6 +71,7 @@ struct Int8RowwiseRows {
   }
   static float scale(const std::uint8_t* row, std::size_t dim) { return read_float(row + dim); }
   static float bias(const std::uint8_t* row, std::size_t dim) { return read_float(row + dim + 4); }
+  static constexpr std::size_t kVecBytes = 16;
   static __m512 load(const std::uint8_t* row, std::size_t c) {
     return _mm512_cvtepi32_ps(
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c))));
@@ -90,15 +93,18 @@ struct Prefetch {
   bool straddles;  // whether a row can touch one line more than row_bytes / 64 rounded up
 };
 
+// The row `distance` ids ahead of p, or p's own row near the run's end (no branch).
 template <class Rows, class Index>
-[[gnu::always_inline]] inline void prefetch_ahead(Rows rows, const Index* indices, std::size_t p,
-                                                  Prefetch ahead) {
-  const std::size_t q = p + ahead.distance;
-  if (q >= ahead.end) return;
-  const auto* row = reinterpret_cast<const char*>(rows.row(static_cast<std::int64_t>(indices[q])));
-  // A fixed number of prefetches per row, the last on its last byte (a row that straddles one
-  // more line than its size needs): a trip count that varied with the row's alignment would be
-  // a mispredicted branch on every other id.
+[[gnu::always_inline]] inline const char* row_ahead(Rows rows, const Index* indices, std::size_t p,
+                                                    Prefetch ahead) {
+  const std::size_t q = p + ahead.distance < ahead.end ? p + ahead.distance : p;
+  return reinterpret_cast<const char*>(rows.row(static_cast<std::int64_t>(indices[q])));
+}
+
+// Every line of a row: a fixed number of prefetches per row, the last on its last byte (a row
+// that straddles one more line than its size needs): a trip count that varied with the row's
+// alignment would be a mispredicted branch on every other id.
+[[gnu::always_inline]] inline void prefetch_row(const char* row, Prefetch ahead) {
   for (std::size_t b = 0; b < ahead.row_bytes; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
   if (ahead.straddles) _mm_prefetch(row + ahead.row_bytes - 1, _MM_HINT_T0);
 }
@@ -107,13 +113,19 @@ template <class Rows, class Index>
 // writes them once. An int8 row's codes are affine in the value, so a sum takes the scale
 // into the multiply and adds the biases once at the end. Narrow rows alternate two sets of
 // accumulators so that the adds of consecutive ids do not wait on each other.
-template <Kind K, int kVecs, bool kMasked, class Rows, class Index>
+// kWholeRow: the pass covers the whole row, so the prefetch of the row ahead is interleaved
+// with the loads, a line per register's worth of bytes (as FBGEMM's kernels do).
+template <Kind K, int kVecs, bool kMasked, bool kWholeRow, class Rows, class Index>
 [[gnu::always_inline]] inline void pool_columns(const Rows rows, const Index* indices,
                                                 const float* weights, std::size_t begin,
                                                 std::size_t end, std::int64_t padding_idx,
                                                 std::size_t col, __mmask16 tail, bool mean,
                                                 bool prefetch, const Prefetch ahead, float* out) {
   constexpr int kSets = kVecs <= 2 ? 2 : 1;
+  constexpr bool kInterleaved = kWholeRow;
+  // The registers' lines end here; an int8 row's scale and bias may need one line more.
+  constexpr std::size_t kVecLineBytes = (kVecs * Rows::kVecBytes + 63) / 64 * 64;
+  const bool line_after = kInterleaved && Rows::kAffine && ahead.row_bytes > kVecLineBytes;
   __m512 acc[kSets][kVecs];
   const __m512 start = K == Kind::kMax ? _mm512_set1_ps(-__builtin_inff()) : _mm512_setzero_ps();
 #pragma GCC unroll 16
@@ -124,18 +136,24 @@ template <Kind K, int kVecs, bool kMasked, class Rows, class Index>
   float bias_sums[2] = {0.0f, 0.0f};  // one per set: no chain of dependent scalar adds
   std::size_t skipped = 0;
   auto step = [&](std::size_t p, __m512* into, float& bias_sum) __attribute__((always_inline)) {
-    if (prefetch) prefetch_ahead(rows, indices, p, ahead);
+    const char* next = nullptr;
+    if (kInterleaved || prefetch) next = row_ahead(rows, indices, p, ahead);
+    if (!kInterleaved && prefetch) prefetch_row(next, ahead);
     const auto r = static_cast<std::int64_t>(indices[p]);
     if (r == padding_idx) {
       ++skipped;
       return;
     }
     const auto* row = rows.row(r);
+    const auto* columns = row + col;
     const float w = K == Kind::kWeightedSum ? weights[p] : 1.0f;
 #pragma GCC unroll 8
     for (int v = 0; v < kVecs; ++v) {
-      const __m512 x = kMasked && v == kVecs - 1 ? Rows::load(row, col + v * kLanes, tail)
-                                                 : Rows::load(row, col + v * kLanes);
+      const __m512 x = kMasked && v == kVecs - 1 ? Rows::load(columns, v * kLanes, tail)
+                                                 : Rows::load(columns, v * kLanes);
+      if (kInterleaved && v * Rows::kVecBytes % 64 == 0) {
+        _mm_prefetch(next + v * Rows::kVecBytes, _MM_HINT_T0);
+      }
       if (K == Kind::kMax) {
         const __m512 value = Rows::kAffine
                                  ? _mm512_fmadd_ps(x, _mm512_set1_ps(Rows::scale(row, rows.dim)),
@@ -148,6 +166,8 @@ template <Kind K, int kVecs, bool kMasked, class Rows, class Index>
         into[v] = _mm512_fmadd_ps(x, _mm512_set1_ps(w * Rows::scale(row, rows.dim)), into[v]);
       }
     }
+    if (line_after) _mm_prefetch(next + kVecLineBytes, _MM_HINT_T0);
+    if (kInterleaved && ahead.straddles) _mm_prefetch(next + ahead.row_bytes - 1, _MM_HINT_T0);
     if (K != Kind::kMax && Rows::kAffine) bias_sum += w * Rows::bias(row, rows.dim);
   };
   std::size_t p = begin;
@@ -196,15 +216,26 @@ void pool_run_vecs(const Rows rows, const Pooling& pooling, const BagRun& run,
   const auto full = static_cast<__mmask16>(0xFFFF);
   std::size_t begin = static_cast<std::size_t>(offsets[run.bag_begin]);
   float* out = run.out + run.bag_begin * run.out_row_stride;
+  if (full_passes == 0) {  // the common case: the whole row in one pass, prefetch interleaved
+    for (std::size_t b = run.bag_begin; b < run.bag_end; ++b, out += run.out_row_stride) {
+      const std::size_t end =
+          b + 1 < num_offsets ? static_cast<std::size_t>(offsets[b + 1]) : num_indices;
+      pool_columns<K, kVecs, kMasked, true>(rows, indices, weights, begin, end, padding_idx, 0,
+                                            tail, mean, true, ahead, out);
+      begin = end;
+    }
+    return;
+  }
   for (std::size_t b = run.bag_begin; b < run.bag_end; ++b, out += run.out_row_stride) {
     const std::size_t end =
         b + 1 < num_offsets ? static_cast<std::size_t>(offsets[b + 1]) : num_indices;
     for (std::size_t pass = 0; pass < full_passes; ++pass) {
-      pool_columns<K, kMaxVecs, false>(rows, indices, weights, begin, end, padding_idx,
-                                       pass * kMaxVecs * kLanes, full, mean, pass == 0, ahead, out);
+      pool_columns<K, kMaxVecs, false, false>(rows, indices, weights, begin, end, padding_idx,
+                                              pass * kMaxVecs * kLanes, full, mean, pass == 0,
+                                              ahead, out);
     }
-    pool_columns<K, kVecs, kMasked>(rows, indices, weights, begin, end, padding_idx, last_col, tail,
-                                    mean, full_passes == 0, ahead, out);
+    pool_columns<K, kVecs, kMasked, false>(rows, indices, weights, begin, end, padding_idx,
+                                           last_col, tail, mean, false, ahead, out);
     begin = end;
   }
 }
@@ -212,7 +243,9 @@ void pool_run_vecs(const Rows rows, const Pooling& pooling, const BagRun& run,
 // How many ids ahead rows are prefetched. Measured on Zen 4 (1e6-row tables, bags of 1-50 ids):
 // rows of up to 3 lines gain up to 64 ids ahead (int8 D=128: 0.94 -> 0.51 ms from 16 to 64),
 // wider rows are best near 32; FBGEMM's fixed 16 is short for both here.
-std::size_t prefetch_distance(std::size_t row_bytes) { return row_bytes <= 192 ? 64 : 32; }
+std::size_t prefetch_distance(std::size_t row_bytes) {
+  return row_bytes <= 192 ? 64 : row_bytes <= 256 ? 32 : 16;
+}
 
 template <Kind K, class Rows, class Index, class Offset>
 void pool_run(const Rows rows, const Pooling& pooling, const BagRun& run) {
