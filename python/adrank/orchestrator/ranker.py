@@ -25,6 +25,11 @@ it does not predict is None in the response, never a number from an untrained he
 ``p_neg`` there is no negative-feedback penalty; without ``p_cvr`` oCPM campaigns, which bid
 per conversion, are not eligible (their value cannot be estimated).
 
+With an exploration policy (the ranker's, or an experiment arm's on the request), the pass
+returns the policy's pool of best eligible creatives instead of ``k``, and the policy draws the
+``k`` slots from it, recording each draw's propensity (:mod:`adrank.experiments.exploration`).
+Without one the path is unchanged.
+
 The ad-load cap of the request's placement and region then bounds the ads returned (timed
 with ``selection``): with the request's organic feed, :func:`adrank.allocation.build_feed`
 places the ads and those it leaves out are dropped; without a feed, a cap ``c`` keeps the
@@ -46,6 +51,7 @@ import numpy as np
 
 from adrank import ops
 from adrank.allocation import AllocationPolicy, build_feed
+from adrank.experiments.exploration import request_seed
 from adrank.features.schema import FeatureSchema
 from adrank.orchestrator import scoring
 from adrank.orchestrator.catalog import Catalog
@@ -139,6 +145,7 @@ class Ranker:
     ad_load : (placement, region) -> the ad-load cap
         (:meth:`adrank.traffic.TrafficControl.ad_load_cap`); None means no cap
     allocation : where ads may go in a request's feed, per placement and region
+    exploration : an :class:`adrank.experiments.exploration.ExplorationPolicy`; None: none
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class Ranker:
         killed: KillSwitchLookup | None = None,
         ad_load: AdLoadLookup | None = None,
         allocation: AllocationPolicy | None = None,
+        exploration: Any = None,
     ) -> None:
         self.scoring_config = scoring_config or scoring.ScoringConfig()
         self.selection_config = selection_config or SelectionConfig()
@@ -162,6 +170,7 @@ class Ranker:
         self.killed = killed
         self.ad_load = ad_load
         self.allocation = allocation or AllocationPolicy()
+        self.exploration = exploration
         self._swap_lock = threading.Lock()
         catalog = Catalog.empty() if catalog is None else catalog
         self._snapshot = _encode(catalog, RequestEncoder(schema, tables), model)
@@ -303,7 +312,8 @@ class Ranker:
         degraded: bool,
     ) -> RankResponse:
         catalog, rows = candidates.catalog, candidates.rows
-        config = self.scoring_config
+        config = self.scoring_config if request.scoring is None else request.scoring
+        explore = self.exploration if request.exploration is None else request.exploration
         with timer.stage("scoring"):  # the callbacks the pass needs, in Python
             pacing = (
                 None
@@ -329,7 +339,7 @@ class Ranker:
                 rates.p_ctr,
                 rates.p_cvr,  # None: oCPM campaigns cannot be valued, so are not eligible
                 rates.p_neg,  # None: no negative-feedback penalty
-                k=request.k,
+                k=request.k if explore is None else max(request.k, explore.pool),
                 reserve_ecpm=config.reserve_ecpm,
                 neg_penalty=config.neg_penalty,
                 max_per_advertiser=(
@@ -345,6 +355,11 @@ class Ranker:
                     request.constraints.frequency_cap or self.selection_config.frequency_cap
                 ),
             )
+            propensity = pool = None
+            if explore is not None:
+                pool = (winners, ecpm, price)
+                order, propensity = explore.draw(ecpm, request.k, request_seed(request.request_id))
+                winners, ecpm, price = winners[order], ecpm[order], price[order]
             kept, slot = self._ad_load(request, ecpm)
             winners, ecpm, price = winners[kept], ecpm[kept], price[kept]
         timer.ms["pricing"] = 0.0  # priced inside the pass, timed with "selection"
@@ -364,6 +379,8 @@ class Ranker:
             unknown_candidates=candidates.unknown,
             degraded=degraded,
             slot=slot,
+            propensity=None if propensity is None else propensity[kept],
+            pool=None if pool is None else _pool(catalog, rows, rates, *pool),
         )
 
     def _ad_load(
@@ -391,6 +408,30 @@ class Ranker:
         if not own and not regional:
             return None
         return np.fromiter({*own, *regional}, dtype=np.int64)
+
+
+def _pool(
+    catalog: Catalog,
+    rows: np.ndarray,
+    rates: Rates,
+    winners: np.ndarray,
+    ecpm: np.ndarray,
+    price: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The exploration pool's columns (rank order), for the request log."""
+    picked = rows[winners]
+    return {
+        "creative_id": catalog.creative_id[picked],
+        "campaign_id": catalog.campaign_id[picked],
+        "objective": catalog.objective[picked].astype(np.int8),
+        "ecpm": ecpm,
+        "price": price,
+        **{
+            name: getattr(rates, name)[winners].astype(np.float64)
+            for name in Rates._fields
+            if getattr(rates, name) is not None
+        },
+    }
 
 
 def _encode(catalog: Catalog, encoder: RequestEncoder, model: DenseModel) -> _Snapshot:

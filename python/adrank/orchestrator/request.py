@@ -78,6 +78,9 @@ class RankRequest:
     constraints: Constraints = field(default_factory=Constraints)
     feed: OrganicFeed | None = None
     candidate_rows: Any = None
+    # An experiment arm's settings (adrank.experiments): None keeps the ranker's own.
+    scoring: Any = None  # adrank.orchestrator.scoring.ScoringConfig
+    exploration: Any = None  # adrank.experiments.exploration.ExplorationPolicy
 
     def __post_init__(self) -> None:
         if self.candidate_rows is not None:
@@ -105,6 +108,10 @@ class RankResponse:
     ``price`` is in the campaign's own unit (see :mod:`adrank.orchestrator.pricing`). ``degraded``
     is True when the model could not answer and the documented fallback rates were used.
     ``slot`` (int64 [k']) is each creative's slot in the request's feed, when it gave one.
+    With exploration (:mod:`adrank.experiments.exploration`), ``propensity`` (float64 [k']) is
+    the probability each creative was drawn in its slot given the slots above, and ``pool``
+    the eligible creatives it drew from (name -> array [P], rank order); ``arms`` names the
+    request's experiment arms (experiment -> arm).
     """
 
     request_id: str
@@ -121,6 +128,9 @@ class RankResponse:
     unknown_candidates: int = 0
     degraded: bool = False
     slot: np.ndarray | None = None
+    propensity: np.ndarray | None = None
+    pool: Mapping[str, np.ndarray] | None = None
+    arms: Mapping[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.creative_id)
