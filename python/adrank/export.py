@@ -12,7 +12,10 @@ side of the version (:mod:`adrank.triton.model_config` names each file)::
     <repository>/NAME/V/model.py            the Python-backend model, self-contained
     <repository>/NAME/V/requirements.txt    what model.py's environment needs
 
-Every form returns the trained heads only (``manifest["tasks"]``, ``manifest["outputs"]``).
+Every form returns the trained heads only (``manifest["tasks"]``, ``manifest["outputs"]``),
+calibrated when the model is (``manifest["calibration"]``): the post-hoc maps of
+:mod:`adrank.models.calibration` are traced into every form after the sigmoid, so Triton's
+answers are the calibrated rates. Every dense architecture (DCN-v2, FM, DeepFM) exports alike.
 
 Each version directory is written under a temporary name and renamed into place, so a Triton
 polling the repository never loads a half-written version; a new version loads without a
@@ -44,8 +47,9 @@ from adrank.artifacts import (
     save_tables,
     table_path,
 )
+from adrank.models.calibration import CalibratedHeads
 from adrank.models.checkpoint import load_checkpoint
-from adrank.models.ranker import DenseArch, MultiTaskRanker
+from adrank.models.ranker import DenseArch, FactorizationArch, MultiTaskRanker
 from adrank.triton.model_config import (
     DEFAULT_DEPLOYMENT,
     DEPLOYMENTS,
@@ -187,10 +191,16 @@ class _Served(nn.Module):
     """The dense part with a fixed tuple of outputs (one per trained task), the form every
     backend reads; ``bf16`` runs the matmuls in bfloat16 between fp32 inputs and outputs."""
 
-    def __init__(self, dense: DenseArch, bf16: bool = False) -> None:
+    def __init__(
+        self,
+        dense: DenseArch | FactorizationArch,
+        bf16: bool = False,
+        calibration: dict | None = None,
+    ) -> None:
         super().__init__()
         self.bf16 = bf16
         self.dense = copy.deepcopy(dense)
+        self.calibrated = CalibratedHeads(self.dense.tasks, calibration)
         if bf16:  # standardize in fp32 (raw dense values can be large), the rest in bf16
             self.register_buffer("dense_mean", self.dense.dense_mean.clone())
             self.register_buffer("dense_scale", self.dense.dense_scale.clone())
@@ -200,10 +210,10 @@ class _Served(nn.Module):
 
     def forward(self, embeddings: Tensor, dense: Tensor) -> tuple[Tensor, ...]:
         if not self.bf16:
-            return tuple(self.dense(embeddings, dense))
+            return tuple(self.calibrated(self.dense(embeddings, dense)))
         dense = (dense - self.dense_mean) * self.dense_scale
         logits = self.dense.logits(embeddings.to(torch.bfloat16), dense.to(torch.bfloat16))
-        return tuple(torch.sigmoid(logit.to(torch.float32)) for logit in logits)
+        return tuple(self.calibrated([torch.sigmoid(logit.to(torch.float32)) for logit in logits]))
 
 
 class _SideBySideTowers(nn.Module):
@@ -211,9 +221,10 @@ class _SideBySideTowers(nn.Module):
     side by side, their later layers block-diagonal. The same function with fewer, larger
     matmuls (and, int8, fewer activation quantizations): the ONNX files' graph."""
 
-    def __init__(self, dense: DenseArch) -> None:
+    def __init__(self, dense: DenseArch | FactorizationArch, calibration: dict | None) -> None:
         super().__init__()
         self.dense = copy.deepcopy(dense)
+        self.calibrated = CalibratedHeads(self.dense.tasks, calibration)
         towers = [[m for m in t.modules() if isinstance(m, nn.Linear)] for t in self.dense.towers]
         layers = []
         for depth, parts in enumerate(zip(*towers, strict=True)):
@@ -233,10 +244,10 @@ class _SideBySideTowers(nn.Module):
             hidden = layer(hidden)
             if depth < len(self.layers) - 1:
                 hidden = torch.relu(hidden)
-        return tuple(torch.sigmoid(hidden).split(1, dim=1))
+        return tuple(self.calibrated(list(torch.sigmoid(hidden).split(1, dim=1))))
 
 
-def _example_inputs(dense: DenseArch) -> tuple[Tensor, Tensor]:
+def _example_inputs(dense: DenseArch | FactorizationArch) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(0)
     return (
         torch.randn(4, dense.embedding_dim, generator=generator),
@@ -244,7 +255,7 @@ def _example_inputs(dense: DenseArch) -> tuple[Tensor, Tensor]:
     )
 
 
-def _traced(module: nn.Module, dense: DenseArch) -> torch.jit.ScriptModule:
+def _traced(module: nn.Module, dense: DenseArch | FactorizationArch) -> torch.jit.ScriptModule:
     # Traced, not scripted: the outputs become a tuple of as many tensors as trained tasks,
     # which the libtorch backend maps to the config's outputs. The graph has no branch.
     with _torchscript_allowed(), torch.no_grad():
@@ -254,12 +265,12 @@ def _traced(module: nn.Module, dense: DenseArch) -> torch.jit.ScriptModule:
 def script_dense_model(model: MultiTaskRanker) -> torch.jit.ScriptModule:
     """The dense part as TorchScript fp32 (what the Python and libtorch backends load): returns
     a tuple ``(p_ctr, ...)`` of the trained tasks, each ``[B, 1]``."""
-    return _traced(_Served(model.dense), model.dense)
+    return _traced(_Served(model.dense, calibration=model.calibration), model.dense)
 
 
 def bf16_dense_model(model: MultiTaskRanker) -> torch.jit.ScriptModule:
     """The dense part as TorchScript with bf16 weights and matmuls, fp32 inputs and outputs."""
-    return _traced(_Served(model.dense, bf16=True), model.dense)
+    return _traced(_Served(model.dense, True, model.calibration), model.dense)
 
 
 def onnx_dense_model(model: MultiTaskRanker, path: str | Path) -> Path:
@@ -275,7 +286,7 @@ def onnx_dense_model(model: MultiTaskRanker, path: str | Path) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(
-            _SideBySideTowers(model.dense).eval(),
+            _SideBySideTowers(model.dense, model.calibration).eval(),
             _example_inputs(model.dense),
             str(path),
             input_names=[INPUT_EMBEDDINGS, INPUT_DENSE],
@@ -342,6 +353,9 @@ def _manifest(model: MultiTaskRanker, name: str, version: int) -> dict[str, Any]
         # order); a rate of another task is not predicted.
         "tasks": list(model.tasks),
         "outputs": list(outputs_for_tasks(model.tasks)),
+        # The dense architecture and the post-hoc calibration folded into the served forms.
+        "architecture": model.config.model,
+        "calibration": model.calibration,
     }
 
 

@@ -30,6 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("artifacts/ranker.pt"), help="checkpoint")
     parser.add_argument("--metrics-json", type=Path, help="also write the metrics here as JSON")
+    parser.add_argument(
+        "--model",
+        choices=("dcn", "fm", "deepfm"),
+        default="dcn",
+        help="dense architecture: DCN-v2 (default), a factorization machine, or DeepFM",
+    )
+    parser.add_argument(
+        "--calibration",
+        choices=("none", "auto", "platt", "isotonic"),
+        default="none",
+        help="post-hoc calibration per head on held-back training rows, saved and exported "
+        "with the model (auto: identity, Platt or isotonic by cross-fitted log loss)",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam, dense part")
@@ -104,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
     from adrank.data import generate_log
     from adrank.data.log_errors import BadRowBudget
     from adrank.features import load_schema
-    from adrank.models import save_checkpoint
+    from adrank.models import RankerConfig, save_checkpoint
     from adrank.training.heldout import save_heldout
     from adrank.training.log_data import encode_log
     from adrank.training.loop import TrainConfig, train
-    from adrank.training.report import format_report, oracle_for
+    from adrank.training.report import format_calibration, format_report, oracle_for
 
     config = TrainConfig(
         epochs=args.epochs,
@@ -119,7 +132,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         progress=not args.no_progress,
+        calibration=args.calibration,
     )
+    model_config = RankerConfig(model=args.model)
+    if args.stream and args.calibration != "none":
+        raise ValueError("--calibration is not supported with --stream yet")
     if args.stream and args.data is None:
         raise ValueError("--stream reads a log: pass --data")
     if args.stream:
@@ -132,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             reader,
             schema,
             config=config,
+            model_config=model_config,
             budget=BadRowBudget(args.skip_bad_rows),
             total_rows=total,
         )
@@ -142,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         schema = _schema_for(args, reader)
         encoded = encode_log(reader, schema, budget=BadRowBudget(args.skip_bad_rows))
         print(f"{reader.path}: {len(encoded):,} rows ({len(encoded.skipped)} bad rows skipped)")
-        result = train(encoded.batch, schema, config=config)
+        result = train(encoded.batch, schema, model_config=model_config, config=config)
         oracle = None
         data_path, num_rows = reader.path, len(encoded)
     else:
@@ -150,17 +168,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"drawing a synthetic log of {rows:,} rows (seed {args.seed})")
         table = generate_log(rows, seed=args.seed).impressions
         schema = load_schema(args.schema)
-        result = train(table, schema, config=config)
+        result = train(table, schema, model_config=model_config, config=config)
         oracle = oracle_for(table, result.heldout_rows)
         data_path, num_rows = None, table.num_rows
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_report(result.metrics, oracle))
+    if result.calibration is not None:
+        print(format_calibration(result.calibration, result.uncalibrated_metrics, result.metrics))
     save_checkpoint(args.out, result.model, metrics=result.metrics)
     save_heldout(args.out, result.heldout_rows, data=data_path, num_rows=num_rows, config=config)
     print(f"checkpoint: {args.out} (held-out rows: {args.out}.heldout.npy)")
     if args.metrics_json:
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"heldout": result.metrics, "oracle_auc": oracle, "history": result.history}
+        if result.calibration is not None:
+            payload["calibration"] = result.calibration
+            payload["heldout_uncalibrated"] = result.uncalibrated_metrics
         args.metrics_json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0

@@ -1,7 +1,9 @@
 """A trained ranker on disk: its schema text, its config, its tasks and its weights in one file.
 
 ``tasks`` are the tasks the model was trained on (the schema's labels, ``schema.tasks``): the
-model has a tower for each and no other. A checkpoint written before tasks were recorded holds
+model has a tower for each and no other. ``config["model"]`` names the dense architecture
+(absent: DCN-v2, the only one before); ``calibration`` the post-hoc map per task, as plain
+numbers (None: uncalibrated). A checkpoint written before tasks were recorded holds
 three towers; loading keeps only those of the schema's tasks (the others never saw a label).
 """
 
@@ -32,6 +34,7 @@ def save_checkpoint(path: str | Path, model: MultiTaskRanker, metrics: Any = Non
         "tasks": list(model.tasks),
         "state_dict": model.state_dict(),
         "metrics": metrics,
+        "calibration": model.calibration,
     }
     torch.save(payload, path)
     return path
@@ -60,6 +63,7 @@ def load_checkpoint(path: str | Path) -> tuple[MultiTaskRanker, FeatureSchema, A
             f"{list(model.tasks)}"
         )
     model.load_state_dict(state)
+    model.set_calibration(payload.get("calibration"))  # absent: written before calibration
     model.eval()
     return model, schema, payload["metrics"]
 

@@ -1,13 +1,16 @@
-"""The multi-task ranker: embedding bags, DCN-v2 cross layers beside a deep MLP, three towers.
+"""The multi-task ranker: embedding bags, then DCN-v2, FM or DeepFM, one head per task.
 
 Glossary: ``B`` rows (candidates); ``E`` the width of the concatenated pooled embeddings;
-``N`` dense features; ``D`` the interaction width ``E + N``.
+``N`` dense features; ``D`` the interaction width ``E + N``; ``F`` sparse fields; ``k`` the
+FM's common width (``RankerConfig.fm_dim``); model: ``RankerConfig.model``, one of
+:data:`MODELS`.
 
 The module is built in two parts so that export can split it without rewriting anything:
 
 * :class:`SparseArch` holds the embedding tables and pools each field's bag
   (``embedding_bag``), concatenating the fields in the schema's model order: ``[B, E]``.
-* :class:`DenseArch` is everything after the lookup, ``forward(embeddings [B, E], dense [B, N])
+* :class:`DenseArch` (DCN-v2) or :class:`FactorizationArch` (FM, DeepFM) is everything after
+  the lookup, ``forward(embeddings [B, E], dense [B, N])
   -> [p_task for task in tasks]``, each ``[B, 1]``; it is what Triton serves.
 
 Tasks: click (pCTR), conversion given a click (pCVR) and negative feedback (pNEG). A model has a
@@ -23,23 +26,32 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adrank.features.schema import TASKS, FeatureSchema
+from adrank.models.calibration import CalibratedHeads, check_calibration
 
 __all__ = [
+    "MODELS",
     "DenseArch",
+    "FactorizationArch",
     "MultiTaskRanker",
     "RankerConfig",
     "SparseArch",
+    "build_dense_arch",
     "check_tasks",
     "esmm_loss",
 ]
 
 _EPS = 1e-7
+
+# The dense architectures: DCN-v2 (cross layers beside a deep MLP), a factorization machine
+# over the fields projected to one width, and DeepFM (that FM beside a deep MLP).
+MODELS = ("dcn", "fm", "deepfm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +63,14 @@ class RankerConfig:
     deep_layers: tuple[int, ...] = (128, 64)
     tower_layers: tuple[int, ...] = (32,)
     embedding_init_std: float = 0.1
+    model: str = "dcn"
+    fm_dim: int = 16
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+        if self.fm_dim < 1:
+            raise ValueError(f"fm_dim must be >= 1, got {self.fm_dim}")
         if self.cross_layers < 0:
             raise ValueError(f"cross_layers must be >= 0, got {self.cross_layers}")
         if self.cross_rank < 0:
@@ -201,10 +219,108 @@ class DenseArch(nn.Module):
         return [torch.sigmoid(logit) for logit in self.logits(embeddings, dense)]
 
 
+class FactorizationArch(nn.Module):
+    """FM (``deep=False``) or DeepFM (``deep=True``) after the lookup, the contract of
+    :class:`DenseArch`: ``forward(embeddings [B, E], dense [B, N]) -> [p_task]``.
+
+    The schema's fields have different widths (``field_dims``), and an FM needs one width
+    ``k`` for every field: each field's pooled embedding is projected to ``k`` by its own
+    matrix (one block-diagonal matmul), each standardized dense value scales a learned
+    ``k``-vector. ``V [B, F + N, k]`` holds them all. The pairwise part is
+    ``0.5 * ((sum V)^2 - sum V^2)`` per dimension, ``[B, k]``; the first-order part is the
+    standardized input itself. Each task's head is one linear map over
+    ``[first order, pairwise (, deep MLP over flattened V)]``: a field-shared FM whose
+    ``k`` pairwise sums each task weighs (DeepFM adds the deep part's last layer).
+    """
+
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        dense_dim: int,
+        config: RankerConfig,
+        tasks: Sequence[str] = TASKS,
+        deep: bool = False,
+    ) -> None:
+        super().__init__()
+        field_dims = [int(d) for d in field_dims]
+        if not field_dims and dense_dim == 0:
+            raise ValueError("field_dims: an FM needs at least one field")
+        k = config.fm_dim
+        self.embedding_dim = sum(field_dims)
+        self.dense_dim = dense_dim
+        self.tasks: list[str] = list(check_tasks(tasks))
+        self.register_buffer("dense_mean", torch.zeros(dense_dim))
+        self.register_buffer("dense_scale", torch.ones(dense_dim))
+        self.num_vectors = len(field_dims) + dense_dim
+        self.fm_dim = k
+        mask = torch.zeros(len(field_dims) * k, self.embedding_dim)
+        start = 0
+        for i, dim in enumerate(field_dims):
+            mask[i * k : (i + 1) * k, start : start + dim] = 1.0
+            start += dim
+        self.register_buffer("projection_mask", mask)
+        self.projection = nn.Parameter(torch.randn(len(field_dims) * k, self.embedding_dim) * 0.1)
+        self.dense_vectors = nn.Parameter(torch.randn(dense_dim, k) * 0.1)
+        width = self.embedding_dim + dense_dim + k
+        self.deep = _mlp([self.num_vectors * k, *config.deep_layers]) if deep else None
+        if deep:
+            width += config.deep_layers[-1] if config.deep_layers else self.num_vectors * k
+        self.towers = nn.ModuleList([nn.Sequential(nn.Linear(width, 1)) for _ in self.tasks])
+
+    def set_dense_statistics(self, dense: Tensor) -> None:
+        """Standardize dense inputs with the mean and deviation of ``dense [rows, N]``."""
+        if dense.shape[1] == 0:
+            return
+        with torch.no_grad():
+            self.dense_mean.copy_(dense.mean(dim=0))
+            self.dense_scale.copy_(1.0 / dense.std(dim=0).clamp_min(1e-6))
+
+    def joined(self, embeddings: Tensor, dense: Tensor) -> Tensor:
+        """What every head reads: first order, the pairwise sums (and the deep part)."""
+        scaled = (dense - self.dense_mean) * self.dense_scale
+        rows = embeddings.shape[0]
+        fields = F.linear(embeddings, self.projection * self.projection_mask)
+        vectors = torch.cat(
+            [fields.reshape(rows, -1, self.fm_dim), scaled.unsqueeze(2) * self.dense_vectors],
+            dim=1,
+        )  # [B, F + N, k]
+        pairwise = 0.5 * (vectors.sum(dim=1).square() - vectors.square().sum(dim=1))
+        parts = [embeddings, scaled, pairwise]
+        if self.deep is not None:
+            parts.append(self.deep(vectors.reshape(rows, -1)))
+        return torch.cat(parts, dim=1)
+
+    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
+        joined = self.joined(embeddings, dense)
+        outputs: list[Tensor] = []
+        for tower in self.towers:
+            outputs.append(tower(joined))
+        return outputs
+
+    def forward(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """The trained rates, each ``[B, 1]``, in ``tasks`` order (p_cvr is given a click)."""
+        return [torch.sigmoid(logit) for logit in self.logits(embeddings, dense)]
+
+
+def build_dense_arch(
+    schema: FeatureSchema, config: RankerConfig, tasks: Sequence[str]
+) -> DenseArch | FactorizationArch:
+    """The dense part ``config.model`` names, for ``schema``'s fields."""
+    if config.model == "dcn":
+        return DenseArch(schema.embedding_dim, schema.dense_dim, config, tasks)
+    field_dims = [schema.tables[f.table].dim for f in schema.sparse_fields]
+    return FactorizationArch(
+        field_dims, schema.dense_dim, config, tasks, deep=config.model == "deepfm"
+    )
+
+
 class MultiTaskRanker(nn.Module):
     """The unsplit module: ``SparseArch`` then ``DenseArch``, with a tower per ``schema.tasks``.
 
-    ``logits`` and ``forward`` return ``{task: [B, 1]}`` for the trained tasks only.
+    ``logits`` and ``forward`` return ``{task: [B, 1]}`` for the trained tasks only;
+    ``forward``'s rates pass through the calibration (``set_calibration``), when it has one.
+    The calibration is kept out of the state dict: the checkpoint holds it as plain numbers.
     """
 
     def __init__(self, schema: FeatureSchema, config: RankerConfig | None = None) -> None:
@@ -213,13 +329,26 @@ class MultiTaskRanker(nn.Module):
         self.schema = schema
         self.tasks = check_tasks(schema.tasks)
         self.sparse = SparseArch(schema, self.config.embedding_init_std)
-        self.dense = DenseArch(schema.embedding_dim, schema.dense_dim, self.config, self.tasks)
+        self.dense = build_dense_arch(schema, self.config, self.tasks)
+        self.calibration: dict[str, dict] | None = None
+        self._calibrated: CalibratedHeads | None = None
+
+    def set_calibration(self, calibration: Mapping[str, Any] | None) -> None:
+        """Calibrate ``forward``'s rates with ``{task: entry}`` (see
+        :mod:`adrank.models.calibration`); None removes it."""
+        self.calibration = check_calibration(calibration, self.tasks)
+        # A plain attribute, not a submodule: its buffers stay out of the state dict.
+        calibrated = CalibratedHeads(self.tasks, self.calibration) if self.calibration else None
+        self.__dict__["_calibrated"] = calibrated
 
     def logits(self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor) -> dict[str, Tensor]:
         return dict(zip(self.tasks, self.dense.logits(self.sparse(sparse), dense), strict=True))
 
     def forward(self, sparse: dict[str, tuple[Tensor, Tensor]], dense: Tensor) -> dict[str, Tensor]:
-        return dict(zip(self.tasks, self.dense(self.sparse(sparse), dense), strict=True))
+        rates = self.dense(self.sparse(sparse), dense)
+        if self._calibrated is not None:
+            rates = self._calibrated(rates)
+        return dict(zip(self.tasks, rates, strict=True))
 
 
 def esmm_loss(

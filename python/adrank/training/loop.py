@@ -1,4 +1,5 @@
-"""Training the multi-task ranker: a held-out split, minibatch Adam, metrics per task.
+"""Training the multi-task ranker: a held-out split, minibatch Adam, metrics per task, and
+optionally post-hoc calibration (:mod:`adrank.training.calibrate`).
 
 Deterministic for a seed: the split, the initial weights and the batch order come from it, and
 torch runs on a fixed number of threads.
@@ -45,6 +46,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     progress: bool = False
+    # Post-hoc calibration (adrank.training.calibrate): "none", "auto", "platt", "isotonic",
+    # fitted on calibration_fraction of the training rows, which the model does not fit.
+    calibration: str = "none"
+    calibration_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -57,6 +62,14 @@ class TrainConfig:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.calibration not in ("none", "auto", "platt", "isotonic"):
+            raise ValueError(
+                f"calibration must be one of none, auto, platt, isotonic, got {self.calibration!r}"
+            )
+        if not 0.0 < self.calibration_fraction < 1.0:
+            raise ValueError(
+                f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}"
+            )
 
 
 # Fewer optimizer steps than this rarely move a ranker far from its initial weights.
@@ -73,6 +86,9 @@ class TrainResult:
     history: list[dict[str, float]]
     heldout_rows: np.ndarray
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # With calibration: the held-out metrics before it, and the choice made per task.
+    uncalibrated_metrics: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
 
 
 def training_warnings(train_rows: int, heldout: FeatureBatch, config: TrainConfig) -> list[str]:
@@ -232,7 +248,9 @@ def train(
     model_config: RankerConfig | None = None,
     config: TrainConfig | None = None,
 ) -> TrainResult:
-    """Hash ``columns`` with ``schema``, hold out a split, train a ranker, evaluate it.
+    """Hash ``columns`` with ``schema``, hold out a split, train a ranker, evaluate it; with
+    ``config.calibration``, calibrate it on rows held back from the training split (the
+    metrics are then the calibrated model's, ``uncalibrated_metrics`` the raw one's).
 
     ``columns`` may also be a :class:`FeatureBatch` already hashed with ``schema``.
     """
@@ -241,8 +259,19 @@ def train(
     train_rows, heldout_rows = split_holdout(len(batch), config.holdout, config.seed)
     heldout = batch.take(heldout_rows)
     warnings = training_warnings(len(train_rows), heldout, config)
+    calibration_rows = None
+    if config.calibration != "none":
+        shuffled = np.random.default_rng(config.seed + 1).permutation(train_rows)
+        held = max(2, round(len(train_rows) * config.calibration_fraction))
+        calibration_rows, train_rows = np.sort(shuffled[:held]), np.sort(shuffled[held:])
     torch.manual_seed(config.seed)
     model = MultiTaskRanker(schema, model_config)
     history = fit(model, batch.take(train_rows), config)
     metrics = evaluate(model, heldout)
-    return TrainResult(model, metrics, history, heldout_rows, warnings)
+    if calibration_rows is None:
+        return TrainResult(model, metrics, history, heldout_rows, warnings)
+    from adrank.training.calibrate import fit_calibration
+
+    chosen = fit_calibration(model, batch.take(calibration_rows), config.calibration, config.seed)
+    calibrated = evaluate(model, heldout)
+    return TrainResult(model, calibrated, history, heldout_rows, warnings, metrics, chosen)

@@ -8,7 +8,7 @@ import numpy as np
 
 from adrank.training.metrics import auc
 
-__all__ = ["format_report", "oracle_for", "oracle_metrics"]
+__all__ = ["format_calibration", "format_report", "oracle_for", "oracle_metrics"]
 
 
 def oracle_for(table: Any, rows: np.ndarray) -> dict[str, float] | None:
@@ -45,4 +45,18 @@ def format_report(metrics: dict[str, Any], oracle: dict[str, float] | None = Non
     for task, m in metrics.items():
         ratios = " ".join(f"{b['ratio']:.2f}" for b in m["calibration_deciles"])
         lines.append(f"{task} calibration by decile (predicted / observed): {ratios}")
+    return "\n".join(lines)
+
+
+def format_calibration(
+    chosen: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any]
+) -> str:
+    """The calibration each head got, and its held-out log loss and calibration before/after."""
+    lines = [f"{'calibration':<12}{'kind':>10}{'log loss':>18}{'calib':>16}"]
+    for task, entry in chosen.items():
+        old, new = (before or after)[task], after[task]
+        lines.append(
+            f"{task:<12}{entry['kind']:>10}{old['log_loss']:9.4f}->{new['log_loss']:.4f}"
+            f"{old['calibration']:9.3f}->{new['calibration']:.3f}"
+        )
     return "\n".join(lines)

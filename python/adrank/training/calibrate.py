@@ -1,0 +1,85 @@
+"""Choosing and fitting each head's post-hoc calibration on rows the model never trained on.
+
+Glossary: *calibration rows* a random part of the training split held back from fitting
+(``TrainConfig.calibration_fraction``); *choice* ``"auto"`` (the lowest 2-fold cross-fitted
+log loss of identity, Platt and isotonic on the calibration rows), ``"platt"`` or
+``"isotonic"``; the winner is refitted on all the calibration rows. The conversion head is
+calibrated on its raw pCTCVR against the conversion label over every row, as ESMM scores it
+(see :class:`adrank.models.calibration.CalibratedHeads`); click and negative likewise. The
+held-out split is never used here, so the held-out metrics of the calibrated model stay out of
+sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from adrank.features.pipeline import FeatureBatch
+from adrank.models.calibration import build_map, fit_isotonic, fit_platt
+from adrank.models.ranker import MultiTaskRanker
+from adrank.training.metrics import log_loss
+
+__all__ = ["CALIBRATION_CHOICES", "apply_entry", "choose_calibration", "fit_calibration"]
+
+CALIBRATION_CHOICES = ("none", "auto", "platt", "isotonic")
+_FITTERS = {"platt": fit_platt, "isotonic": fit_isotonic}
+
+
+def apply_entry(entry: dict[str, Any] | None, scores: np.ndarray) -> np.ndarray:
+    """``scores`` through the torch op of ``entry`` (the op that is exported), as float64."""
+    raw = torch.from_numpy(np.asarray(scores, dtype=np.float32).reshape(-1, 1))
+    with torch.no_grad():
+        return build_map(entry)(raw).reshape(-1).double().numpy()
+
+
+def choose_calibration(
+    labels: np.ndarray, scores: np.ndarray, choice: str = "auto", seed: int = 0
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """(the fitted entry, the cross-fitted log loss of each candidate) for one head."""
+    if choice not in CALIBRATION_CHOICES[1:]:
+        raise ValueError(f"choice must be one of {list(CALIBRATION_CHOICES[1:])}, got {choice!r}")
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    candidates = ["identity", "platt", "isotonic"] if choice == "auto" else [choice]
+    halves = np.random.default_rng(seed).permutation(len(labels)) % 2 == 0
+    losses: dict[str, float] = {}
+    for kind in candidates:
+        total = 0.0
+        for fit_rows in (halves, ~halves):
+            if kind == "identity":
+                predicted = scores[~fit_rows]
+            else:
+                entry = _FITTERS[kind](labels[fit_rows], scores[fit_rows])
+                predicted = apply_entry(entry, scores[~fit_rows])
+            total += log_loss(labels[~fit_rows], predicted) * int((~fit_rows).sum())
+        losses[kind] = total / len(labels)
+    best = min(losses, key=losses.__getitem__)
+    entry = {"kind": "identity"} if best == "identity" else _FITTERS[best](labels, scores)
+    return entry, losses
+
+
+def fit_calibration(
+    model: MultiTaskRanker, batch: FeatureBatch, choice: str = "auto", seed: int = 0
+) -> dict[str, Any]:
+    """Calibrate ``model`` in place on ``batch`` (its calibration rows); returns
+    ``{task: {"kind", "cross_fitted_log_loss": {candidate: loss}}}``."""
+    from adrank.training.loop import predict
+
+    model.set_calibration(None)
+    raw = predict(model, batch)
+    entries: dict[str, dict[str, Any]] = {}
+    report: dict[str, Any] = {}
+    for task in model.tasks:
+        labels = batch.labels.get(task)
+        if labels is None:
+            continue
+        scores = raw[{"click": "ctr", "conversion": "ctcvr", "negative": "neg"}[task]]
+        if len(labels) < 2 or labels.min() == labels.max():
+            continue  # nothing to learn a map from: the head stays as trained
+        entries[task], losses = choose_calibration(labels, scores, choice, seed)
+        report[task] = {"kind": entries[task]["kind"], "cross_fitted_log_loss": losses}
+    model.set_calibration(entries)
+    return report

@@ -1,0 +1,233 @@
+"""FM, DeepFM and post-hoc calibration: trained, checkpointed, exported and served alike."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from adrank.cli import main
+from adrank.data import generate_log
+from adrank.export import export_model
+from adrank.features import FeaturePipeline, load_schema
+from adrank.models import MultiTaskRanker, RankerConfig, load_checkpoint, save_checkpoint
+from adrank.models.calibration import (
+    IsotonicMap,
+    PlattMap,
+    build_map,
+    check_calibration,
+    fit_isotonic,
+    fit_platt,
+)
+from adrank.training.calibrate import choose_calibration, fit_calibration
+from adrank.training.loop import TrainConfig, evaluate, split_holdout, to_torch, train
+from adrank.training.metrics import log_loss
+from adrank.triton import RankerClient
+from adrank.triton.model_config import DEPLOYMENTS
+from adrank.triton.testing import serve_ranker
+from test_export import FORM_BOUNDS, WORLD, served_forms, split_embeddings
+
+
+@pytest.fixture(scope="module")
+def log():
+    return generate_log(30_000, seed=5, config=WORLD).impressions
+
+
+@pytest.fixture(scope="module", params=["fm", "deepfm"])
+def calibrated(request, log):
+    config = TrainConfig(batch_size=256, calibration="auto", seed=1)
+    result = train(
+        log, load_schema(), model_config=RankerConfig(model=request.param), config=config
+    )
+    heldout = FeaturePipeline(result.model.schema)(log.take(result.heldout_rows))
+    return result, heldout
+
+
+def test_platt_recovers_a_planted_logit_map():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.01, 0.99, 50_000)
+    logit = np.log(scores / (1 - scores))
+    labels = rng.random(50_000) < 1 / (1 + np.exp(-(0.5 * logit - 1.0)))
+    entry = fit_platt(labels, scores)
+    assert entry["a"] == pytest.approx(0.5, abs=0.05)
+    assert entry["b"] == pytest.approx(-1.0, abs=0.05)
+
+
+def test_isotonic_is_monotone_and_matches_its_torch_op():
+    rng = np.random.default_rng(1)
+    scores = rng.random(5000)
+    labels = rng.random(5000) < scores**2
+    entry = fit_isotonic(labels, scores, max_knots=32)
+    assert len(entry["knots"]) <= 32
+    assert np.all(np.diff(entry["values"]) >= 0)
+    grid = np.linspace(0, 1, 101)
+    mapped = build_map(entry)(torch.tensor(grid, dtype=torch.float32).reshape(-1, 1)).numpy()
+    expected = np.interp(grid, entry["knots"], entry["values"])
+    np.testing.assert_allclose(mapped.ravel(), expected, atol=1e-5)
+    assert isinstance(build_map(entry), IsotonicMap)
+    assert isinstance(build_map({"kind": "platt", "a": 1.0, "b": 0.0}), PlattMap)
+
+
+def test_calibration_errors():
+    with pytest.raises(ValueError, match="differ in length"):
+        fit_platt([0, 1], [0.5])
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        fit_isotonic([1], [0.5])
+    with pytest.raises(ValueError, match="choice must be one of"):
+        choose_calibration(np.array([0, 1]), np.array([0.2, 0.8]), "spline")
+    with pytest.raises(TypeError, match="calibration must be a mapping"):
+        check_calibration([1], ("click",))
+    with pytest.raises(ValueError, match="not one of the model's"):
+        check_calibration({"conversion": {"kind": "platt"}}, ("click",))
+    with pytest.raises(ValueError, match="kind in"):
+        check_calibration({"click": {"kind": "spline"}}, ("click",))
+    with pytest.raises(ValueError, match="isotonic needs >= 2 knots"):
+        check_calibration(
+            {"click": {"kind": "isotonic", "knots": [0.5], "values": [0.1]}}, ("click",)
+        )
+    with pytest.raises(ValueError, match="model must be one of"):
+        RankerConfig(model="xgboost")
+    with pytest.raises(ValueError, match="fm_dim must be >= 1"):
+        RankerConfig(fm_dim=0)
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        TrainConfig(calibration="spline")
+    with pytest.raises(ValueError, match="calibration_fraction must be in"):
+        TrainConfig(calibration_fraction=1.0)
+
+
+def test_calibration_repairs_a_deliberately_miscalibrated_model(log):
+    """A trained DCN whose click and negative logits are shifted by +1 (rates ~2.5x too high):
+    calibration on held-back training rows brings held-out log loss down and the overall
+    predicted / observed ratio of every head back near 1."""
+    schema = load_schema()
+    batch = FeaturePipeline(schema)(log)
+    train_rows, heldout_rows = split_holdout(len(batch), 0.3, 0)
+    fit_rows, calibration_rows = (
+        train_rows[: len(train_rows) // 2],
+        train_rows[len(train_rows) // 2 :],
+    )
+    result = train(batch.take(fit_rows), schema, config=TrainConfig(batch_size=256))
+    model = result.model
+    with torch.no_grad():
+        for tower in model.dense.towers:
+            tower[-1].bias += 1.0
+    heldout = batch.take(heldout_rows)
+    before = evaluate(model, heldout)
+    chosen = fit_calibration(model, batch.take(calibration_rows), "auto")
+    after = evaluate(model, heldout)
+    for task in ("click", "negative"):
+        assert chosen[task]["kind"] in ("platt", "isotonic")
+        assert before[task]["calibration"] > 1.5
+        assert after[task]["log_loss"] < before[task]["log_loss"] - 0.01
+        assert after[task]["calibration"] == pytest.approx(1.0, abs=0.1)
+        assert after[task]["auc"] == pytest.approx(before[task]["auc"], abs=0.01)
+    assert log_loss(heldout.labels["conversion"], _ctcvr(model, heldout)) == pytest.approx(
+        after["conversion"]["log_loss"]
+    )
+
+
+def _ctcvr(model, batch):
+    with torch.no_grad():
+        rates = model(*to_torch(batch))
+    return (rates["click"] * rates["conversion"]).numpy().ravel()
+
+
+def test_fm_and_deepfm_train_calibrate_and_round_trip(calibrated, tmp_path):
+    result, heldout = calibrated
+    model = result.model
+    assert model.config.model in ("fm", "deepfm")
+    assert set(result.calibration) == {"click", "conversion", "negative"}
+    for task, m in result.metrics.items():
+        assert m["auc"] > (0.6 if task == "click" else 0.52), task
+        assert m["log_loss"] <= result.uncalibrated_metrics[task]["log_loss"] + 0.005, task
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    loaded, _, _ = load_checkpoint(path)
+    assert loaded.config.model == model.config.model
+    assert loaded.calibration == model.calibration
+    with torch.no_grad():
+        for task, expected in model(*to_torch(heldout)).items():
+            got = loaded(*to_torch(heldout))[task]
+            assert float((expected - got).abs().max()) <= 1e-6, task
+
+
+def test_calibrated_models_export_every_form_within_its_bound(calibrated, tmp_path):
+    result, heldout = calibrated
+    model = result.model
+    model.set_calibration(
+        {**(model.calibration or {}), "click": {"kind": "platt", "a": 0.5, "b": -1.0}}
+    )
+    export = export_model(model, repository=tmp_path / "models", artifacts=tmp_path / "art")
+    assert export.manifest["architecture"] == model.config.model
+    assert export.manifest["calibration"] == model.calibration
+    with torch.no_grad():
+        unsplit = [t.numpy() for t in model(*to_torch(heldout)).values()]
+        raw = [
+            t.numpy() for t in model.dense(model.sparse(to_torch(heldout)[0]), to_torch(heldout)[1])
+        ]
+    embeddings = split_embeddings(export, heldout, "fp32")
+    for name, outputs in served_forms(export, embeddings, heldout.dense).items():
+        max_diff, _ = FORM_BOUNDS[name]
+        for task, expected, got in zip(model.tasks, unsplit, outputs, strict=True):
+            assert float(np.abs(expected - got).max()) <= max_diff, (name, task)
+        # the calibration is in the served file: it answers the calibrated rates, not the raw
+        assert float(np.abs(raw[0] - outputs[0]).max()) > 0.1, name
+
+
+def test_train_command_takes_model_and_calibration(tmp_path, capsys):
+    checkpoint = tmp_path / "fm.pt"
+    metrics = tmp_path / "metrics.json"
+    code = main(
+        [
+            *("train", "--generate", "6000", "--out", str(checkpoint), "--model", "deepfm"),
+            *("--calibration", "platt", "--metrics-json", str(metrics), "--no-progress"),
+            *("--batch-size", "256"),
+        ]
+    )
+    assert code == 0
+    assert "calibration" in capsys.readouterr().out
+    report = json.loads(metrics.read_text())
+    assert {entry["kind"] for entry in report["calibration"].values()} == {"platt"}
+    model, _, _ = load_checkpoint(checkpoint)
+    assert model.config.model == "deepfm"
+    assert {entry["kind"] for entry in model.calibration.values()} == {"platt"}
+    assert main(["train", "--data", str(tmp_path), "--stream", "--calibration", "auto"]) != 0
+    assert "--calibration is not supported with --stream" in capsys.readouterr().err
+
+
+def test_an_uncalibrated_model_has_no_calibration():
+    model = MultiTaskRanker(load_schema(), RankerConfig(model="fm"))
+    assert model.calibration is None
+    model.set_calibration({"click": {"kind": "identity"}})
+    model.set_calibration(None)
+    assert model.calibration is None
+
+
+@pytest.mark.triton
+def test_fm_and_deepfm_serve_calibrated_through_the_real_triton(calibrated, tmp_path):
+    """adrank's lookup + each Python-backend variant of a calibrated FM / DeepFM on the embedded
+    Triton = the unsplit calibrated module, within the variant's bound."""
+    result, heldout = calibrated
+    model = result.model
+    rows = heldout.take(np.arange(1000))
+    export = export_model(model, repository=tmp_path / "export", artifacts=tmp_path / "art")
+    with torch.no_grad():
+        unsplit = [t.numpy().ravel() for t in model(*to_torch(rows)).values()]
+    embeddings = split_embeddings(export, rows, "fp32")
+    variants = [name for name, spec in DEPLOYMENTS.items() if spec.backend == "python"]
+    repository = tmp_path / "models"
+    for variant in variants:
+        shutil.copytree(export.version_dir, repository / variant / "1")
+        config = (export.model_dir / "configs" / f"{variant}.pbtxt").read_text()
+        (repository / variant / "config.pbtxt").write_text(
+            config.replace('name: "ranker"', f'name: "{variant}"')
+        )
+    with serve_ranker(repository) as (server, _):
+        for variant in variants:
+            with RankerClient(server.grpc_url, model=variant, timeout_s=30) as client:
+                served = client.predict(embeddings, rows.dense)
+            max_diff, _ = FORM_BOUNDS[DEPLOYMENTS[variant].model_file]
+            for task, expected, got in zip(model.tasks, unsplit, served, strict=True):
+                assert float(np.abs(expected - got).max()) <= max_diff, (variant, task)
