@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-installed
 CPP_FILES = $(shell find cpp -name '*.hpp' -o -name '*.cpp')
 
-.PHONY: setup build demo test lint bench clean perf-analyzer
+.PHONY: setup build demo test lint bench clean perf-analyzer postgres
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,12 @@ $(PERF_ANALYZER): $(DEPS_STAMP)
 
 perf-analyzer: $(PERF_ANALYZER)
 
-setup: build $(PERF_ANALYZER)
+# PostgreSQL server binaries: the networked control store's tests start a private server.
+postgres:
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| (apt-get update -q && apt-get install -y -q postgresql)
+
+setup: build $(PERF_ANALYZER) postgres
 
 demo: setup
 	$(BIN)/adrank demo
