@@ -31,4 +31,5 @@ PYBIND11_MODULE(_native, m) {
   adrank::bindings::bind_embedding(m);
   adrank::bindings::bind_topk(m);
   adrank::bindings::bind_auction(m);
+  adrank::bindings::bind_dynamic_table(m);
 }

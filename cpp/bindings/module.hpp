@@ -9,5 +9,6 @@ void bind_hashing(pybind11::module_& m);
 void bind_embedding(pybind11::module_& m);
 void bind_topk(pybind11::module_& m);
 void bind_auction(pybind11::module_& m);
+void bind_dynamic_table(pybind11::module_& m);
 
 }  // namespace adrank::bindings
