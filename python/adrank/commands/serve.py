@@ -14,6 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
+from adrank.stores import state_location
+
 HELP = "serve POST /v1/rank over HTTP (FastAPI on uvicorn), the model on Triton"
 
 # ServiceLimits fields settable as flags (--max-k, --read-timeout-s, ...), with their types.
@@ -82,9 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state",
-        type=Path,
-        help="SQLite file of budgets, spend, pacing and kill switches "
-        "(default: control.sqlite in the workspace, or in memory with --artifacts)",
+        type=state_location,
+        help="SQLite file of budgets, spend, pacing and kill switches, or a postgresql:// URL "
+        "shared by replicas (default: control.sqlite in the workspace, or in memory with "
+        "--artifacts)",
     )
     security = parser.add_argument_group("access (see the README's threat model)")
     security.add_argument(

@@ -13,7 +13,7 @@ Glossary: an error's *kind* is the stable ``error`` field of its body (and its
     421  misdirected_host     a Host header outside the allow-list
     422  invalid_json, invalid_request    ``{"detail": [{"loc", "msg", "type"}]}``
     500  internal             a bug; the body says nothing more
-    503  model_unavailable, not_ready
+    503  model_unavailable, not_ready, state_unavailable (the control-state database)
 
 A 422 names the field in ``loc`` but never echoes the input: the input may be huge, may hold a
 lone surrogate or a NaN, none of which JSON can carry.
@@ -33,6 +33,7 @@ from starlette.routing import Match
 from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.service.metrics import ERROR_KIND_HEADER
 from adrank.service.schemas import ErrorBody, ValidationErrorBody
+from adrank.stores.postgres import StateUnavailableError
 
 KIND_BY_STATUS = {
     401: "unauthorized",
@@ -121,6 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelUnavailableError)
     async def model_unavailable(_: Request, error: ModelUnavailableError) -> Response:
         return error_response(503, "model_unavailable", str(error))
+
+    @app.exception_handler(StateUnavailableError)
+    async def state_unavailable(_: Request, error: StateUnavailableError) -> Response:
+        return error_response(503, "state_unavailable", str(error))  # nothing stored: retry
 
     @app.exception_handler(Exception)
     async def internal(_: Request, error: Exception) -> Response:

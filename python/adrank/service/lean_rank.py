@@ -38,6 +38,7 @@ from adrank.service.limits import ServiceLimits
 from adrank.service.rank_endpoint import RankEndpoint, Refusal, bearer_check
 from adrank.service.schemas import RankRequestBody, rank_response_body
 from adrank.service.security import AccessPolicy
+from adrank.stores.postgres import StateUnavailableError
 
 RANK_PATH = "/v1/rank"
 # The threads the ranker runs on, shared by every app of the process; as many as FastAPI's
@@ -91,6 +92,9 @@ class LeanRank:
             return
         except ModelUnavailableError as error:
             await error_response(503, "model_unavailable", str(error))(scope, receive, send)
+            return
+        except StateUnavailableError as error:
+            await error_response(503, "state_unavailable", str(error))(scope, receive, send)
             return
         length = str(len(payload)).encode()
         await send(

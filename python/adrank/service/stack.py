@@ -21,14 +21,15 @@ from typing import Any
 
 from adrank.orchestrator.model import TritonModel
 from adrank.orchestrator.ranker import FallbackRates, Ranker
-from adrank.pacing import PacingConfig, PacingService, SQLitePacingStore
+from adrank.pacing import PacingConfig, PacingService
 from adrank.ports import free_port
 from adrank.service.app import ServiceLimits, create_app
 from adrank.service.control import make_control_router
 from adrank.service.model_control import make_model_router
 from adrank.service.model_versions import ActiveVersion, ModelVersions
 from adrank.service.security import AccessPolicy
-from adrank.traffic import SQLiteTrafficStore, TrafficControl
+from adrank.stores import open_control_stores
+from adrank.traffic import TrafficControl
 from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
 
 
@@ -70,9 +71,11 @@ def serving_stack(
     ``model_name`` defaults to the manifest's.
 
     Budgets, spend, pacing state, kill switches and ad-load caps live in the SQLite file
-    ``state_path`` (in memory by default: gone when the stack stops). Scoring reads the pacing
-    multipliers and selection the kill switches on every request; the control endpoints
-    (``/v1/events``, budgets, kill switches, ad-load caps) are mounted on the app.
+    ``state_path`` (in memory by default: gone when the stack stops), or in the PostgreSQL
+    database it names when it is a ``postgresql://`` URL (shared by replicas on many machines).
+    Scoring reads the pacing multipliers and selection the kill switches on every request; the
+    control endpoints (``/v1/events``, budgets, kill switches, ad-load caps) are mounted on the
+    app.
 
     ``access``: the token and Host rules of the app (:class:`AccessPolicy`; open on loopback
     if None). ``restart_policy``: how the embedded Triton is brought back when it dies (an
@@ -103,8 +106,9 @@ def serving_stack(
             timeout_s=deadline_ms / 1e3,
         )
         stack.callback(model.close)
-        pacing = PacingService(SQLitePacingStore(state_path), pacing_config)
-        traffic = TrafficControl(SQLiteTrafficStore(state_path))
+        pacing_store, traffic_store = open_control_stores(state_path)
+        pacing = PacingService(pacing_store, pacing_config)
+        traffic = TrafficControl(traffic_store)
         ranker = Ranker.from_export(
             artifacts_dir,
             catalog_path,
