@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaigns", type=int, default=12, help="number of campaigns")
     parser.add_argument("--candidates", type=int, default=100, help="candidates per request")
     parser.add_argument("--seed", type=int, default=0)
+    ab = parser.add_argument_group("A/B: an experiment with known true effects and its report")
+    ab.add_argument("--ab", action="store_true", help="run an A/B test (adrank.simulation.ab_test)")
+    ab.add_argument(
+        "--srm-drop", type=float, default=0.0, help="share of treatment users lost (plants SRM)"
+    )
     sweep = parser.add_argument_group("sweep: many worlds, pacing's bounds over all of them")
     sweep.add_argument("--sweep", action="store_true", help="run the sweep, not one day")
     sweep.add_argument("--seeds", default="1,2", help="comma-separated seeds (1,2)")
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.sweep:
         return _sweep(args)
+    if args.ab:
+        return _ab(args)
     start = time.perf_counter()
     workspace = prepare_workspace(
         args.workspace,
@@ -137,4 +144,37 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{lowest.delays})"
     )
     print(f"report: {out / 'sweep.md'}")
+    return 0
+
+
+def _ab(args: argparse.Namespace) -> int:
+    from adrank.simulation import make_world, simulation_world
+    from adrank.simulation.ab_test import run_ab_test, write_ab_report
+    from adrank.workspace import prepare_workspace
+
+    if not 0.0 <= args.srm_drop < 1.0:
+        raise SystemExit(f"--srm-drop must be in [0, 1), got {args.srm_drop}")
+    workspace = prepare_workspace(
+        args.workspace,
+        rows=args.rows,
+        seed=args.seed,
+        world=simulation_world(args.campaigns),
+        repository=args.workspace / "repository",
+    )
+    world = make_world(workspace, seed=args.seed)
+    run = run_ab_test(world, args.out, args.requests, args.seed, args.candidates, args.srm_drop)
+    report, path = write_ab_report(run)
+    for metric, truth in run.true_deltas.items():
+        d = report.deltas["treatment"].get(metric)
+        if d is not None:
+            verdict = "covers" if d.ci_low <= truth <= d.ci_high else "MISSES"
+            print(
+                f"{metric}: true delta {truth:+.5g}; measured {d.delta:+.5g} "
+                f"[{d.ci_low:+.5g}, {d.ci_high:+.5g}] {verdict} the truth"
+            )
+    srm = report.sample_ratio
+    print(f"sample-ratio check: p = {srm.p_value:.3g}" + (" MISMATCH" if srm.mismatch else ""))
+    for key, (_, _, info) in report.cuped.items():
+        print(f"CUPED {key}: variance reduction {info.variance_reduction:.1%}")
+    print(f"report: {path}")
     return 0
