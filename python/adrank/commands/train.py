@@ -3,7 +3,8 @@
 Beside the checkpoint it writes ``<checkpoint>.heldout.json`` (the log, the seed, the held-out
 fraction, the row count) and ``<checkpoint>.heldout.npy`` (the held-out rows), which
 ``adrank evaluate`` uses to score exactly those rows; and, when the schema was inferred,
-``<checkpoint>.schema.toml``.
+``<checkpoint>.schema.toml``. Before training an in-memory log it runs the data-quality gates
+of ``adrank check`` (an error stops it, a warning is printed; ``--skip-check`` skips them).
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-rows", type=int, default=262_144, help="rows per chunk with --stream"
     )
+    from adrank.commands.check import add_quality_arguments
+
+    add_quality_arguments(parser)
+    parser.add_argument(
+        "--skip-check",
+        action="store_true",
+        help="do not run the data-quality gates (adrank check) before training",
+    )
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +122,16 @@ def _schema_for(args: argparse.Namespace, reader):
     return parse_schema(text, source=str(path))
 
 
+def _gate(report) -> None:
+    """Stop on an error of the data-quality report, print its warnings and go on."""
+    from adrank.quality import QualityError
+
+    if report.errors:
+        raise QualityError(report)
+    if report.warnings:
+        print(report.format(), file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from adrank.data import generate_log
     from adrank.data.log_errors import BadRowBudget
@@ -158,6 +177,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.data is not None:
         reader = open_log_from(args, args.data)
         schema = _schema_for(args, reader)
+        if not args.skip_check:
+            from adrank.commands.check import quality_report
+
+            _gate(quality_report(args, reader, schema))
         encoded = encode_log(reader, schema, budget=BadRowBudget(args.skip_bad_rows))
         print(f"{reader.path}: {len(encoded):,} rows ({len(encoded.skipped)} bad rows skipped)")
         result = train(encoded.batch, schema, model_config=model_config, config=config)
@@ -168,6 +191,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"drawing a synthetic log of {rows:,} rows (seed {args.seed})")
         table = generate_log(rows, seed=args.seed).impressions
         schema = load_schema(args.schema)
+        if not args.skip_check:
+            from adrank.quality import check_frame, load_settings
+
+            settings = load_settings(args.quality_settings)
+            _gate(check_frame(table, schema, settings))
         result = train(table, schema, model_config=model_config, config=config)
         oracle = oracle_for(table, result.heldout_rows)
         data_path, num_rows = None, table.num_rows
