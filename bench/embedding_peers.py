@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 import adrank
 from adrank import EmbeddingTable, ops
-from adrank.embedding_table import huge_page_bytes
+from adrank.embedding_table import aligned_empty, huge_page_bytes
 
 NUM_BAGS = 4096
 MAX_BAG = 50
@@ -137,10 +137,14 @@ def fbgemm_module(tables: list[EmbeddingTable]):
     module = IntNBitTableBatchedEmbeddingBagsCodegen(
         specs, device="cpu", output_dtype=SparseType.FP32, pooling_mode=PoolingMode.SUM
     )
-    module.initialize_weights()  # zeros, never touched where the table is shared
+    module.initialize_weights()  # zeros, never touched where the table is replaced
     if len(tables) == 1 and tables[0].dtype != "int8_rowwise":
         module.weights_host = as_tensor(tables[0].data.view(np.uint8).reshape(-1))
         return module, [tables[0].data]
+    # A copy in memory that asks for huge pages as adrank's tables do, so that both sides read
+    # rows through the same page size.
+    storage = aligned_empty((module.weights_host.numel(),), np.uint8)
+    module.weights_host = torch.from_numpy(storage)
     for (weights, scale_bias), table in zip(module.split_embedding_weights(), tables, strict=True):
         if table.dtype == "int8_rowwise":
             rows = torch.from_numpy(table.data)
@@ -149,7 +153,7 @@ def fbgemm_module(tables: list[EmbeddingTable]):
             scale_bias.copy_(affine.to(torch.float16).view(torch.uint8))
         else:
             weights.copy_(as_tensor(table.data.view(np.uint8)))
-    return module, [module.weights_host.numpy()]
+    return module, [storage]
 
 
 def fbgemm_direct(module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -296,8 +300,8 @@ def serving_cell(dtype: str, mixed: bool, peers: set[str]) -> Cell:
     tables = [make_table(SERVING_ROWS, SERVING_DIM, dtype, seed=f) for f in range(len(keys))]
     lengths = serving_lengths(mixed, rng)
     values = rng.integers(0, SERVING_ROWS, int(lengths.sum()))
-    shape = "6 of 26 fields 1-20 ids" if mixed else "one-hot"
-    cell = Cell(f"serving {dtype} 26x1e5xD16 {shape}", items=len(values))
+    shape = "6/26 fields 1-20 ids" if mixed else "one-hot"
+    cell = Cell(f"serving {dtype} 26x1e5 D16 {shape}", items=len(values))
     cell.pages["adrank"] = page_note(tables[0].data)
     prepared = ops.EmbeddingBagCollection(keys, dict(zip(keys, tables, strict=True)))
     out = np.empty((CANDIDATES, SERVING_FIELDS, SERVING_DIM), np.float32)
