@@ -89,6 +89,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "shared by replicas (default: control.sqlite in the workspace, or in memory with "
         "--artifacts)",
     )
+    experiments = parser.add_argument_group("experiments (see the README's Experiments)")
+    experiments.add_argument(
+        "--experiments", type=Path, metavar="FILE", help="experiments' TOML: arms per request"
+    )
+    experiments.add_argument(
+        "--request-log", type=Path, metavar="DIR", help="write the Parquet request log here"
+    )
+    experiments.add_argument(
+        "--request-log-max-mb", type=int, default=1024, help="the log's size bound (1024 MB)"
+    )
     security = parser.add_argument_group("access (see the README's threat model)")
     security.add_argument(
         "--token-file",
@@ -181,6 +191,20 @@ def run(args: argparse.Namespace) -> int:
         limits = ServiceLimits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
     except ValueError as error:
         raise SystemExit(f"adrank serve: {error}") from None
+    experiment_set = request_log = None
+    if args.experiments is not None:
+        from adrank.experiments.assignment import ExperimentSet
+
+        try:
+            experiment_set = ExperimentSet.from_toml(args.experiments)
+        except (OSError, ValueError, TypeError) as error:
+            raise SystemExit(f"adrank serve: --experiments: {error}") from None
+    if args.request_log is not None:
+        from adrank.experiments.request_log import RequestLog
+
+        if args.request_log_max_mb < 1:
+            raise SystemExit("adrank serve: --request-log-max-mb must be >= 1")
+        request_log = RequestLog(args.request_log, max_bytes=args.request_log_max_mb << 20)
     fallback, state = None, args.state or ":memory:"
     if args.artifacts is None:
         name = args.model or "ranker"
@@ -210,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             access=policy,
             watch_models_s=args.watch_models,
+            experiments=experiment_set,
+            request_log=request_log,
         ) as stack,
         StopSignals() as stop,
         HttpServer(stack.app, host=args.host, port=args.port) as http,

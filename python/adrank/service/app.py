@@ -86,6 +86,7 @@ def create_app(
     @app.post(
         "/v1/rank",
         response_model=RankResponseBody,
+        response_model_exclude_unset=True,  # experiment fields only where set
         responses={
             **declared(inputs=True, guarded=access.guard_rank and access.token is not None),
             413: {"model": ErrorBody, "description": "too many candidates, or too large a body"},

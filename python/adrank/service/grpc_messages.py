@@ -38,7 +38,9 @@ from adrank.service.schemas import (
 )
 
 ROW_COLUMNS = ("advertiser_id", "campaign_id", "category", "target_cpa", "status")
-_CREATIVE_COLUMNS = tuple(name for name in RankedCreativeBody.model_fields if name != "slot")
+_CREATIVE_COLUMNS = tuple(  # the JSON's experiment fields are not in rank.proto (yet)
+    name for name in RankedCreativeBody.model_fields if name not in ("slot", "propensity")
+)
 
 
 def request_body(message: rank_pb2.RankRequest) -> tuple[RankRequestBody, np.ndarray, np.ndarray]:

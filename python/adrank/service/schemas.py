@@ -201,6 +201,9 @@ class RankedCreativeBody(BaseModel):
     ecpm: float
     price: float
     slot: int | None = Field(None, description="the ad's slot in the request's feed, if given")
+    propensity: float | None = Field(
+        None, description="with exploration: the probability it was drawn in its slot"
+    )
 
 
 class RankResponseBody(BaseModel):
@@ -211,6 +214,7 @@ class RankResponseBody(BaseModel):
     duplicate_candidates: int = 0
     creatives: list[RankedCreativeBody]
     timings_ms: dict[str, float]
+    arms: dict[str, str] | None = Field(None, description="experiment -> arm, when configured")
 
 
 class ErrorBody(BaseModel):
@@ -275,14 +279,16 @@ def _rows_table(rows: list[CandidateRowBody]) -> Any:
     return pa.Table.from_pylist([row.columns() for row in rows])
 
 
-_CREATIVE_COLUMNS = tuple(name for name in RankedCreativeBody.model_fields if name != "slot")
+_CREATIVE_COLUMNS = tuple(
+    name for name in RankedCreativeBody.model_fields if name not in ("slot", "propensity")
+)
 
 
 def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) -> dict[str, Any]:
     """The JSON answer of ``POST /v1/rank``: one object per chosen creative, in rank order."""
     lists = [_column(getattr(response, name), len(response)) for name in _CREATIVE_COLUMNS]
     slots = _column(response.slot, len(response))
-    return {
+    body = {
         "request_id": response.request_id,
         "model_version": response.model_version,
         "degraded": response.degraded,
@@ -294,6 +300,14 @@ def rank_response_body(response: RankResponse, duplicate_candidates: int = 0) ->
         ],
         "timings_ms": response.timings_ms,
     }
+    # Experiments (adrank.experiments) add their fields only when configured: other answers
+    # keep their form (the route leaves unset fields out).
+    if response.arms:
+        body["arms"] = dict(response.arms)
+    if response.propensity is not None:
+        for creative, p in zip(body["creatives"], response.propensity.tolist(), strict=True):
+            creative["propensity"] = p
+    return body
 
 
 def _column(values: np.ndarray | None, length: int) -> list[Any]:

@@ -61,6 +61,8 @@ def serving_stack(
     restart_policy: RestartPolicy | None = None,
     access: AccessPolicy | None = None,
     watch_models_s: float | None = None,
+    experiments: Any = None,
+    request_log: Any = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
     """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
@@ -84,6 +86,10 @@ def serving_stack(
     The served version can be switched while serving (``PUT /v1/model``, or ``stack.versions``;
     :mod:`adrank.service.model_versions`); ``watch_models_s`` checks the artifacts directory
     that often for a newer export and switches to it.
+
+    ``experiments`` (an :class:`adrank.experiments.assignment.ExperimentSet`) puts each request
+    in its arms; ``request_log`` (an :class:`adrank.experiments.request_log.RequestLog`) gets
+    every ranked request, and is closed when the stack stops.
     """
     from adrank.artifacts import SCHEMA_FILE, load_manifest
     from adrank.features.schema import load_schema
@@ -149,8 +155,20 @@ def serving_stack(
             supervisor.on_restart = warm_up  # a restarted model instance compiles again
         control = make_control_router(pacing, traffic)
         control.include_router(make_model_router(versions))
+        backend: Any = ranker
+        if experiments is not None or request_log is not None:
+            from adrank.experiments.assignment import ExperimentSet
+            from adrank.experiments.serving import ExperimentRanker
+
+            backend = ExperimentRanker(
+                ranker,
+                experiments or ExperimentSet([]),
+                log=None if request_log is None else request_log.append,
+            )
+            if request_log is not None:
+                stack.callback(request_log.close)
         app = create_app(
-            PacedRanker(ranker, pacing),
+            PacedRanker(backend, pacing),
             limits,
             control=control,
             liveness=None if supervisor is None else supervisor.liveness,
