@@ -215,3 +215,15 @@ def test_simulated_ab_covers_the_truth_and_a_planted_mismatch_is_caught(tmp_path
               "--pre-log", "z"])  # fmt: skip
     with pytest.raises(ValueError, match="srm_drop must be in"):
         run_ab_test(world, tmp_path / "x", srm_drop=1.0)
+
+
+def test_adrank_simulate_ab_prints_the_truth_beside_the_measure(tmp_path, capsys):
+    args = ["simulate", "--ab", "--workspace", str(tmp_path / "ws"), "--rows", "3000"]
+    args += ["--campaigns", "6", "--requests", "600", "--candidates", "30"]
+    assert main([*args, "--out", str(tmp_path / "ab")]) == 0
+    out = capsys.readouterr().out
+    assert "true delta" in out
+    assert "sample-ratio check" in out
+    assert (tmp_path / "ab" / "report" / "report.md").exists()
+    with pytest.raises(SystemExit, match=r"--srm-drop must be in \[0, 1\)"):
+        main([*args, "--srm-drop", "1.5"])
