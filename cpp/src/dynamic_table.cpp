@@ -515,6 +515,26 @@ bool DynamicTable::read_row(const Index& index, std::int64_t id, float* out) con
   }
 }
 
+// Random reads: the slot of ids[i + 2 * kAhead] and the row of ids[i + kAhead] (through its
+// home slot, fetched one stage earlier) are requested ahead, so several misses are in flight.
+constexpr std::size_t kAhead = 8;
+
+void DynamicTable::prefetch_ahead(const Index& index, const std::int64_t* ids, std::size_t i,
+                                  std::size_t n) const {
+  if (i + 2 * kAhead < n) {
+    __builtin_prefetch(&index.slots[hash_id(ids[i + 2 * kAhead]) & index.mask], 0, 3);
+  }
+  if (i + kAhead < n) {
+    const std::uint64_t word =
+        index.slots[hash_id(ids[i + kAhead]) & index.mask].load(std::memory_order_relaxed);
+    if (word != kEmpty && word != kTombstone) {
+      const auto* row =
+          reinterpret_cast<const char*>(row_at(static_cast<std::uint32_t>((word & kRowMask) - 1)));
+      for (std::size_t b = 0; b < row_stride_; b += 64) __builtin_prefetch(row + b, 0, 3);
+    }
+  }
+}
+
 bool DynamicTable::contains(std::int64_t id) const {
   ReadGuard guard(*this);
   return find_slot(guard.index(), id) != SIZE_MAX;
@@ -527,6 +547,7 @@ std::size_t DynamicTable::lookup(const std::int64_t* ids, std::size_t n, float* 
   ReadGuard guard(*this);
   std::size_t hits = 0;
   for (std::size_t i = 0; i < n; ++i) {
+    prefetch_ahead(guard.index(), ids, i, n);
     float* dst = out + i * dim;
     const bool hit = read_row(guard.index(), ids[i], dst);
     if (!hit) {
@@ -586,6 +607,7 @@ std::size_t DynamicTable::embedding_bag(const BagBatch& bags, const Pooling& poo
     for (std::size_t p = begin; p < end; ++p) {
       if (pooling.padding_idx >= 0 && indices[p] == pooling.padding_idx) continue;
       ++kept;
+      prefetch_ahead(guard.index(), indices, p, n);
       const float* src = row.data();
       if (read_row(guard.index(), indices[p], row.data())) {
         ++hits;

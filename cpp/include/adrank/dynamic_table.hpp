@@ -159,6 +159,8 @@ class DynamicTable {
   std::uint32_t find_row(const Index& index, std::int64_t id) const;  // UINT32_MAX if absent
   std::size_t find_slot(const Index& index, std::int64_t id) const;   // SIZE_MAX if absent
   bool read_row(const Index& index, std::int64_t id, float* out) const;
+  void prefetch_ahead(const Index& index, const std::int64_t* ids, std::size_t i,
+                      std::size_t n) const;
 
   std::uint32_t insert_new(std::int64_t id, std::int64_t now);  // id known absent
   void remove_row(std::uint32_t r, std::size_t slot);
