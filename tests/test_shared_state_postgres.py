@@ -8,6 +8,7 @@ answer to the other process's changed answer is printed (run with ``-s``).
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -69,6 +70,31 @@ def services(workspace, postgres, tmp_path_factory):
         )
 
 
+def test_metrics_show_spend_budget_participation_kill_switches_and_version(services):
+    a, b = services
+    campaign = 555_001
+    answer = httpx.put(
+        f"{a}/v1/campaigns/{campaign}/budget", json={"daily_budget": 100.0}, headers=shared.AUTH
+    )
+    assert answer.status_code == 200, answer.text
+    assert httpx.put(f"{a}/v1/kill-switches/campaign/77", headers=shared.AUTH).status_code == 200
+    event = {"event_id": "m1", "campaign_id": campaign, "kind": "click", "cost": 5.0}
+    body = {"events": [{**event, "timestamp": time.time()}]}
+    assert httpx.post(f"{a}/v1/events", json=body, headers=shared.AUTH).status_code == 200
+    deadline = time.monotonic() + shared.GENEROUS_S
+    while True:  # b sees a's writes within its refresh
+        text = httpx.get(f"{b}/metrics").text
+        if f'adrank_campaign_spend{{campaign_id="{campaign}"}} 5.0' in text:
+            break
+        assert time.monotonic() < deadline, text[-2000:]
+        time.sleep(0.1)
+    assert f'adrank_campaign_budget{{campaign_id="{campaign}"}} 100.0' in text
+    assert f'adrank_campaign_participation{{campaign_id="{campaign}"}}' in text
+    assert 'adrank_kill_switches{scope="campaign"} 1.0' in text
+    assert re.search(r'adrank_model_version_info\{version="\d+"\} 1\.0', text)
+    assert "adrank_state_available 1.0" in text
+
+
 def test_a_database_outage_refuses_events_with_503_and_keeps_ranking(
     services, request_body, postgres
 ):
@@ -99,12 +125,18 @@ def test_a_database_outage_refuses_events_with_503_and_keeps_ranking(
         assert ranked.status_code == 200, ranked.text
     finally:
         postgres.start()
+    retried = _post_as_a_client_does(f"{a}/v1/events", body)  # a's connection was cut
+    assert retried.json()["accepted"] == 5
+    again = _post_as_a_client_does(f"{b}/v1/events", body).json()  # and so was b's
+    assert (again["accepted"], again["duplicates"]) == (0, 5)
+
+
+def _post_as_a_client_does(url: str, body: dict) -> httpx.Response:
+    """POSTs ``body``, retrying on 503 (as a client of the events API must)."""
     deadline = time.monotonic() + shared.GENEROUS_S
-    events = f"{a}/v1/events"
-    while (retried := httpx.post(events, json=body, headers=shared.AUTH)).status_code != 200:
-        assert retried.status_code == 503, retried.text
+    while (answer := httpx.post(url, json=body, headers=shared.AUTH)).status_code != 200:
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "state_unavailable"
         assert time.monotonic() < deadline, "the service did not reconnect"
         time.sleep(0.1)
-    assert retried.json()["accepted"] == 5
-    again = httpx.post(f"{b}/v1/events", json=body, headers=shared.AUTH).json()
-    assert (again["accepted"], again["duplicates"]) == (0, 5)
+    return answer

@@ -28,6 +28,7 @@ from adrank.service.control import make_control_router
 from adrank.service.model_control import make_model_router
 from adrank.service.model_versions import ActiveVersion, ModelVersions
 from adrank.service.security import AccessPolicy
+from adrank.service.state_metrics import ControlStateCollector
 from adrank.stores import open_control_stores
 from adrank.traffic import TrafficControl
 from adrank.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -174,6 +175,9 @@ def serving_stack(
             liveness=None if supervisor is None else supervisor.liveness,
             access=access,
             schema=load_schema(Path(artifacts_dir) / SCHEMA_FILE),
+        )
+        app.state.metrics.registry.register(  # type: ignore[attr-defined]
+            ControlStateCollector(pacing, traffic, lambda: versions.current.version)
         )
         yield ServingStack(app, ranker, model, triton, supervisor, versions, pacing, traffic)
 
