@@ -109,10 +109,14 @@ def run_on_ray(
     workers: int,
     address: str | None = None,
     progress: Callable[[PartitionDone, int, int], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> list[PartitionDone]:
-    """The job over the partitions on ``workers`` Ray actors (see the module docstring)."""
+    """The job over the partitions on ``workers`` Ray actors (see the module docstring).
+    ``started`` is called once the cluster is up (to tell its start from the work)."""
     check_workers(workers)
     with ray_cluster(address, workers) as ray:
+        if started is not None:
+            started()
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # one line per partition instead (progress)
         items = [{"input": str(s), "output": str(t)} for s, t in pairs]

@@ -67,16 +67,24 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    ready = [start]
+
+    def started() -> None:
+        ready[0] = time.perf_counter()
+
     if args.in_process:
         done = run_in_process(spec, pairs, progress)
     else:
-        done = run_on_ray(spec, pairs, args.workers, args.address, progress)
-    seconds = time.perf_counter() - start
+        done = run_on_ray(spec, pairs, args.workers, args.address, progress, started)
+    end = time.perf_counter()
     rows = sum(d.rows for d in done)
     where = "in process" if args.in_process else f"on {args.workers} Ray workers"
+    work = sum(d.seconds for d in done)  # reading, ranking and writing, in the workers
+    starting = "" if args.in_process else f" ({ready[0] - start:.1f} s starting Ray)"
     print(
-        f"{args.action}: {rows:,} rows in {len(done)} partitions {where}: {seconds:.1f} s, "
-        f"{rows / seconds:,.0f} rows/s; outputs in {args.output}"
+        f"{args.action}: {rows:,} rows in {len(done)} partitions {where}: {end - start:.1f} s"
+        f"{starting}, {rows / (end - ready[0]):,.0f} rows/s after; {work:.1f} s of partition "
+        f"work ({rows / work:,.0f} rows/s per worker); outputs in {args.output}"
     )
     return 0
 
