@@ -135,7 +135,7 @@ class _Truth:
 
 
 def generate_log(
-    num_rows: int, *, seed: int = 0, config: SyntheticConfig | None = None
+    num_rows: int, *, seed: int = 0, config: SyntheticConfig | None = None, treatment: bool = False
 ) -> SyntheticLog:
     """Draw a synthetic log of ``num_rows`` impressions.
 
@@ -150,7 +150,11 @@ def generate_log(
     SyntheticLog
         ``impressions`` has the feature columns of ``default_schema.toml``, the labels
         ``click``, ``conversion``, ``negative`` (int8) and the true probabilities ``p_click``,
-        ``p_conversion`` (given a click) and ``p_negative`` (float32).
+        ``p_conversion`` (given a click) and ``p_negative`` (float32). With ``treatment``, an
+        experiment: ``treatment`` (int8, 1: the ad shown, 0: withheld, half each),
+        ``converted`` (int8: organic conversions, plus the ad's for the treated) and
+        ``true_uplift`` (float32, the planted effect); drawn after every other column, so those
+        are the same as without it.
     """
     import pyarrow as pa
 
@@ -279,6 +283,13 @@ def generate_log(
     conversion = click & (rng.random(num_rows) < p_conversion)
     negative = rng.random(num_rows) < p_negative
 
+    if treatment:  # organic conversion, then the ad's own (clicked, converted) on top of it
+        p_organic = _sigmoid(conversion_logit - 2.5)
+        treated = rng.random(num_rows) < 0.5
+        organic = rng.random(num_rows) < p_organic
+        converted = organic | (treated & conversion)
+        true_uplift = (1.0 - p_organic) * p_click * p_conversion
+
     interests_rows = _gather_jagged(interest_values, interest_offsets, user)
     recent_rows = _gather_jagged(recent_values, recent_offsets, user)
     impressions = pa.table(
@@ -313,6 +324,12 @@ def generate_log(
             "p_negative": p_negative.astype(np.float32),
         }
     )
+    if treatment:
+        impressions = impressions.append_column("treatment", pa.array(treated.astype(np.int8)))
+        impressions = impressions.append_column("converted", pa.array(converted.astype(np.int8)))
+        impressions = impressions.append_column(
+            "true_uplift", pa.array(true_uplift.astype(np.float32))
+        )
     return SyntheticLog(
         impressions=impressions,
         advertisers=pa.table({"advertiser_id": advertiser_ids}),
