@@ -222,3 +222,21 @@ def test_an_unreachable_database_is_a_clear_error(postgres) -> None:
     url = f"postgresql://postgres@127.0.0.1:{postgres.port + 1}/nothing"
     with pytest.raises(StateUnavailableError, match=r"unreachable \(127\.0\.0\.1:\d+/nothing\)"):
         PostgresPacingStore(url)
+
+
+def test_the_outage_setting_is_read_from_the_environment() -> None:
+    from adrank.stores import MAX_STALE_ENV, max_stale_s
+
+    assert max_stale_s({}) == 30.0
+    assert max_stale_s({MAX_STALE_ENV: "0"}) == 0.0
+    assert max_stale_s({MAX_STALE_ENV: "2.5"}) == 2.5
+    for bad in ("-1", "soon", "inf"):
+        with pytest.raises(ValueError, match=f"{MAX_STALE_ENV} must be a number of seconds >= 0"):
+            max_stale_s({MAX_STALE_ENV: bad})
+
+
+def test_a_state_location_is_a_url_or_a_path() -> None:
+    from adrank.stores import state_location
+
+    assert state_location("postgresql://u@h:5432/d") == "postgresql://u@h:5432/d"
+    assert state_location("state/control.sqlite") == Path("state/control.sqlite")
