@@ -233,3 +233,27 @@ def test_bad_inputs_are_named(tmp_path) -> None:
         check_workers("2")
     with pytest.raises(ValueError, match="a request log needs the columns candidates, context"):
         requests_of(pa.table({"request_id": ["r"], "user": ["{}"]}), k=1)
+
+
+@pytest.mark.triton
+def test_scoring_on_triton_equals_scoring_in_process(workspace, feature_rows, tmp_path) -> None:
+    from adrank.triton import EmbeddedTriton
+
+    pairs = _pairs(feature_rows, tmp_path / "here")
+    run_in_process(_spec(workspace, "score"), pairs)
+    with EmbeddedTriton(workspace.repository, models=[workspace.model_name]) as triton:
+        spec = JobSpec(
+            kind="score",
+            artifacts_dir=str(workspace.artifacts_dir),
+            triton_url=triton.grpc_url,
+            model_name=workspace.model_name,
+        )
+        run_in_process(spec, _pairs(feature_rows, tmp_path / "triton"))
+    for _, here in pairs:
+        name = here.relative_to(tmp_path / "here")
+        on_triton = pq.read_table(tmp_path / "triton" / name)
+        for head in ("p_ctr", "p_cvr", "p_neg"):
+            # Triton runs the export's int8 ONNX file: close to the fp32 TorchScript, not equal
+            np.testing.assert_allclose(
+                on_triton[head].to_numpy(), pq.read_table(here)[head].to_numpy(), atol=0.01
+            )
