@@ -120,7 +120,9 @@ struct PyCollection {
     batch.batch_size = num_lengths / num_fields;
     batch.per_sample_weights = optional_weights(weights, batch.num_values);
     const PooledOutput pooled{checked_rows(out, batch.batch_size, width), width};
-    const std::vector<std::int64_t> offsets = validate_collection(fields, batch, pooled);
+    // Kept per thread from call to call: its capacity is mapped once (see validate_collection).
+    thread_local std::vector<std::int64_t> offsets;
+    validate_collection(fields, batch, pooled, offsets);
     py::gil_scoped_release release;
     embedding_bag_collection_unchecked(fields, batch, offsets, pooled);
   }

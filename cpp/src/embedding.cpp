@@ -290,6 +290,13 @@ std::size_t collection_width(const std::vector<PooledField>& fields) {
 
 std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fields,
                                               const KeyedBatch& batch, const PooledOutput& out) {
+  std::vector<std::int64_t> offsets;
+  validate_collection(fields, batch, out, offsets);
+  return offsets;
+}
+
+void validate_collection(const std::vector<PooledField>& fields, const KeyedBatch& batch,
+                         const PooledOutput& out, std::vector<std::int64_t>& offsets) {
   const std::size_t num_fields = fields.size();
   const std::size_t batch_size = batch.batch_size;
   for (std::size_t f = 0; f < num_fields; ++f) {
@@ -297,7 +304,7 @@ std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fi
     validate_table(fields[f].table);
     check_pooling(fields[f].table, fields[f].pooling, batch.per_sample_weights != nullptr, where);
   }
-  std::vector<std::int64_t> offsets(num_fields * batch_size + 1);
+  offsets.resize(num_fields * batch_size + 1);
   offsets[0] = 0;
   // The running sums with one flag for any negative length or sum past num_values (no branch
   // per bag: 26,000 bags at the serving shape); the checks below find the first bad one.
@@ -329,7 +336,6 @@ std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fi
   ADRANK_CHECK_VALUE(out.data != nullptr || width * batch_size == 0, "out has no data");
   ADRANK_CHECK_VALUE(out.row_stride >= width, "out rows must hold at least ", width,
                      " floats, got ", out.row_stride);
-  return offsets;
 }
 
 void embedding_bag_collection_unchecked(const std::vector<PooledField>& fields,

@@ -19,7 +19,8 @@
 // Strict where torch is lenient: offsets[0] == 0, offsets never decrease, no offset exceeds N,
 // and with include_last_offset the last offset equals N. Every id is in [0, R).
 //
-// The pooling loop has a generic and an AVX2 twin; simd.hpp picks one (ADRANK_SIMD, set_simd).
+// The pooling loop has a generic, an AVX2 and an AVX-512 (F, BW, VL, DQ) twin; simd.hpp picks
+// one (ADRANK_SIMD, set_simd).
 //
 // All functions validate first and throw (check.hpp) before writing anything; the *_unchecked
 // kernels skip validation so that a caller (the Python binding) can validate while it holds
@@ -102,6 +103,10 @@ struct KeyedBatch {
 // kernel then uses, so lengths are summed once.
 std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fields,
                                               const KeyedBatch& batch, const PooledOutput& out);
+// The same into a caller's vector, whose capacity a server reuses from call to call: a fresh
+// vector of 26,000 offsets is a new mapping and its page faults on every call.
+void validate_collection(const std::vector<PooledField>& fields, const KeyedBatch& batch,
+                         const PooledOutput& out, std::vector<std::int64_t>& bag_offsets);
 void embedding_bag_collection_unchecked(const std::vector<PooledField>& fields,
                                         const KeyedBatch& batch,
                                         const std::vector<std::int64_t>& bag_offsets,

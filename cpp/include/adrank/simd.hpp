@@ -5,7 +5,8 @@
 // Levels, each including the ones above it:
 //   "generic"  the build's baseline (what the compiler vectorizes portably; SSE2 on x86-64)
 //   "avx2"     AVX2 + FMA + F16C, where the CPU has all three (embedding pooling, top-k scan)
-//   "avx512"   AVX2's, plus AVX-512 F and DQ (int64 id hashing; the others run their AVX2 twin)
+//   "avx512"   AVX2's, plus AVX-512 F and DQ (int64 id hashing; embedding pooling where the CPU
+//              also has BW and VL; the top-k scan runs its AVX2 twin)
 //   "auto"     the best this CPU has (the default)
 //
 // The level is read once, at load, from the environment variable ADRANK_SIMD (unset or an
