@@ -79,6 +79,8 @@ def test_served_model_learns_a_planted_shift(tmp_path: Path) -> None:
         wait_for(lambda: follower.poll() >= 0 and follower.applied >= 2)
         # The same follower, updated in place, now ranks the new creatives.
         assert auc(follower.predict(held_out_new), held_out_new["click"]) > 0.8
+        assert len(follower.freshness_s) == 2
+        assert all(-1 < s < 60 for s in follower.freshness_s)  # a generous bound
         stdout, stderr = learner.communicate(timeout=60)
     finally:
         learner.kill()

@@ -148,10 +148,13 @@ DynamicTable::~DynamicTable() {
 void DynamicTable::charge(std::ptrdiff_t bytes) {
   const std::size_t now = memory_bytes_.load(std::memory_order_relaxed) + bytes;
   memory_bytes_.store(now, std::memory_order_relaxed);
-  peak_memory_bytes_ = std::max(peak_memory_bytes_, now);
+  if (now > peak_memory_bytes_.load(std::memory_order_relaxed)) {
+    peak_memory_bytes_.store(now, std::memory_order_relaxed);
+  }
 }
 
 DynamicTableStats DynamicTable::stats() const {
+  std::lock_guard<std::mutex> lock(writer_);
   DynamicTableStats s = stats_;
   s.rows = size();
   s.index_capacity = static_cast<std::int64_t>(index_.load()->capacity);

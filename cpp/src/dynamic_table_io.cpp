@@ -115,15 +115,16 @@ FileHeader read_header(std::FILE* f, const std::string& path) {
 
 }  // namespace
 
-void DynamicTable::write_records(std::FILE* f, bool only_dirty, std::int64_t* written) {
+void DynamicTable::write_records(std::FILE* f, const std::string& path, bool only_dirty,
+                                 std::int64_t* written) {
   const auto dim = static_cast<std::size_t>(config_.dim);
   for (std::uint32_t r = lru_head_; r != kNone; r = row_at(r)->next) {
     const Row* row = row_at(r);
     if (only_dirty && row->dirty_gen != generation_) continue;
     const RecordHeader record{row->id.load(std::memory_order_relaxed), row->last_seen, row->count,
                               row->state};
-    write_exact(f, &record, sizeof(record), "");
-    write_exact(f, row->values(), dim * sizeof(float), "");
+    write_exact(f, &record, sizeof(record), path);
+    write_exact(f, row->values(), dim * sizeof(float), path);
     ++*written;
   }
 }
@@ -176,7 +177,7 @@ void write_file(const std::string& path, FileHeader header, Body body) {
 void DynamicTable::save(const std::string& path) {
   std::lock_guard<std::mutex> lock(writer_);
   write_file(path, header_for(config_, kSnapshot),
-             [&](std::FILE* f, FileHeader* h) { write_records(f, false, &h->num_records); });
+             [&](std::FILE* f, FileHeader* h) { write_records(f, path, false, &h->num_records); });
   // Rows written from now on belong to the next delta.
   ++generation_;
   removed_log_.clear();
@@ -193,7 +194,7 @@ std::int64_t DynamicTable::export_delta(const std::string& path, bool* full) {
           h->num_removed = static_cast<std::int64_t>(removed_log_.size());
           write_exact(f, removed_log_.data(), removed_log_.size() * sizeof(std::int64_t), path);
         }
-        write_records(f, !is_full, &h->num_records);
+        write_records(f, path, !is_full, &h->num_records);
         written = h->num_records;
       });
   ++generation_;

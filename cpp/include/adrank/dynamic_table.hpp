@@ -47,7 +47,8 @@
 // save or export_delta, and the ids removed since then; if more ids were removed than the
 // removed-id log holds (max_rows), the delta is full: every live row, and apply_delta on it
 // first clears the target table. apply_delta writes each row atomically (seqlock) while
-// readers run.
+// readers run; it reads the whole file first (a truncated file changes nothing), so it holds
+// the file's size in memory for the call, outside the table's limit.
 #pragma once
 
 #include <atomic>
@@ -105,7 +106,9 @@ class DynamicTable {
   const DynamicTableConfig& config() const { return config_; }
   std::int64_t max_rows() const { return max_rows_; }
   std::size_t memory_bytes() const { return memory_bytes_.load(std::memory_order_relaxed); }
-  std::size_t peak_memory_bytes() const { return peak_memory_bytes_; }
+  std::size_t peak_memory_bytes() const {
+    return peak_memory_bytes_.load(std::memory_order_relaxed);
+  }
   std::int64_t size() const { return live_.load(std::memory_order_relaxed); }
   DynamicTableStats stats() const;
 
@@ -178,7 +181,8 @@ class DynamicTable {
   bool admit(std::int64_t id);
   void charge(std::ptrdiff_t bytes);
   void clear_all();
-  void write_records(std::FILE* file, bool only_dirty, std::int64_t* written);
+  void write_records(std::FILE* file, const std::string& path, bool only_dirty,
+                     std::int64_t* written);
   std::uint32_t put_record(const RecordHeader& header, const float* values);
 
   DynamicTableConfig config_;
@@ -188,7 +192,7 @@ class DynamicTable {
   unsigned chunk_shift_ = 0;
   std::size_t max_index_capacity_ = 0;
 
-  std::mutex writer_;
+  mutable std::mutex writer_;
   std::atomic<unsigned char*>* chunk_table_ = nullptr;  // chunk pointers, fixed at the max
   std::unique_ptr<std::atomic<unsigned char*>[]> chunk_table_owner_;
   std::atomic<Index*> index_{nullptr};
@@ -210,7 +214,7 @@ class DynamicTable {
   bool removed_overflow_ = false;
 
   std::atomic<std::size_t> memory_bytes_{0};
-  std::size_t peak_memory_bytes_ = 0;
+  std::atomic<std::size_t> peak_memory_bytes_{0};
   DynamicTableStats stats_;
 };
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                 batch = {f: data[f][start : start + args.batch_size] for f in config.fields}
                 labels = data[config.label][start : start + args.batch_size]
                 losses.append(learner.step(batch, labels, now))
-            folder = publisher.publish()
+            folder = publisher.publish(source_time=path.stat().st_mtime)
             loss = sum(losses) / len(losses) if losses else float("nan")
             print(f"{path.name}: {table.num_rows} rows, log loss {loss:.4f} -> {folder.name}")
             idle_since = time.monotonic()

@@ -8,12 +8,17 @@ follower sees it whole or not at all.
 
 A follower loads publication 0 and then applies each later one, in order, to its tables in place
 (each row atomic; lookups keep running); a publication is never skipped.
+
+Freshness: a publication records ``source_time``, when the newest data it learned from landed
+(the file's modification time); the follower records, per publication it applies, the seconds
+from then until the serving copy had applied it (:attr:`DeltaFollower.freshness_s`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,8 +45,9 @@ class Publisher:
         (self.out / "publications").mkdir(parents=True)
         self.number = -1
 
-    def publish(self) -> Path:
-        """The next publication: snapshots the first time, deltas after."""
+    def publish(self, source_time: float | None = None) -> Path:
+        """The next publication: snapshots the first time, deltas after. ``source_time``: when
+        the newest data it learned from landed (unix seconds), for the freshness figure."""
         number = self.number + 1
         final = _folder(self.out, number)
         tmp = final.with_name(f".{final.name}.tmp")
@@ -61,6 +67,8 @@ class Publisher:
             "bias": self.learner.bias,
             "examples": self.learner.examples,
             "rows": rows,
+            "source_time": source_time,
+            "published_at": time.time(),
         }
         (tmp / "dense.json").write_text(json.dumps(dense))
         os.rename(tmp, final)
@@ -77,6 +85,7 @@ class DeltaFollower:
         self.fields: tuple[str, ...] = ()
         self.bias = 0.0
         self.applied = -1  # the last publication applied
+        self.freshness_s: list[float] = []  # data landed -> applied here, per publication
 
     def poll(self) -> int:
         """Apply every publication not yet applied; returns how many."""
@@ -97,6 +106,8 @@ class DeltaFollower:
                 for f in self.fields:
                     self.tables[f].apply_delta(folder / f"{f}.delta")
             self.bias = float(dense["bias"])
+            if dense.get("source_time") is not None:
+                self.freshness_s.append(time.time() - float(dense["source_time"]))
             self.applied += 1
             count += 1
 
