@@ -240,3 +240,17 @@ def test_a_state_location_is_a_url_or_a_path() -> None:
 
     assert state_location("postgresql://u@h:5432/d") == "postgresql://u@h:5432/d"
     assert state_location("state/control.sqlite") == Path("state/control.sqlite")
+
+
+def test_a_connection_cut_while_idle_is_replaced_without_an_error(postgres) -> None:
+    url = postgres.new_database()
+    store = PostgresPacingStore(url)
+    store.set_budget(1, 10.0)
+    postgres.stop("fast")  # every connection is cut while this store is idle
+    postgres.start()
+    store.set_budget(2, 20.0)  # a write that had not begun: tried again on a new connection
+    assert store.budgets()[0].tolist() == [1, 2]
+    postgres.stop("fast")
+    postgres.start()
+    assert store.budgets()[0].tolist() == [1, 2]  # a read, the same
+    store.close()

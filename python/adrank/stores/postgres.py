@@ -15,7 +15,9 @@ event ids: nothing acknowledged is lost, nothing is counted twice). Reads of the
 go on answering with the last value seen for ``max_stale_s`` seconds of outage, so serving keeps
 the last known budgets, pacing and kill switches that long, then fail too (``max_stale_s=0``:
 stop serving at once). Each call after a failure tries to reconnect (at most every
-``RECONNECT_S``), and the first one that succeeds ends the outage.
+``RECONNECT_S``), and the first one that succeeds ends the outage. A connection that a database
+restart cut while it was idle is replaced at once: a read, or a write that had not begun, is
+tried once more on a new connection.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ CREATE TABLE IF NOT EXISTS adrank_changes (
 );
 INSERT INTO adrank_changes VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 """
+
+
+BUMP = "UPDATE adrank_changes SET n = n + 1 RETURNING n"
 
 
 class StateUnavailableError(RuntimeError):
@@ -134,24 +139,49 @@ class PostgresConnection:
         self._last_contact = time.monotonic()
 
     def read(self, query: str, params: Any = None) -> list[tuple]:
-        with self._lock, self._calling() as db:
-            return db.execute(query, params).fetchall()
+        with self._lock:
+            return self._retried(lambda db: db.execute(query, params).fetchall())
+
+    def _retried(self, call: Any) -> Any:
+        """``call(connection)``, once more on a new connection if the one it found had been
+        cut while idle (a database restart): a read is safe to repeat."""
+        for attempt in range(2):
+            reused = self._db is not None and not self._db.closed
+            try:
+                with self._calling() as db:
+                    return call(db)
+            except StateUnavailableError:
+                if attempt or not reused:
+                    raise
+                self._next_attempt = -math.inf  # reconnect now
+        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Any]:
         """A write transaction that holds the change counter's row lock from its start."""
-        with self._lock, self._calling() as db, db.transaction():
-            (n,) = db.execute("UPDATE adrank_changes SET n = n + 1 RETURNING n").fetchone()
-            yield db
+        with self._lock:
+            for attempt in range(2):
+                reused, begun = self._db is not None and not self._db.closed, False
+                try:
+                    with self._calling() as db, db.transaction():
+                        (n,) = db.execute(BUMP).fetchone()
+                        begun = True
+                        yield db
+                    break
+                except StateUnavailableError:
+                    # cut before anything was written (a connection idle through a database
+                    # restart): once more on a new one; once begun, the caller retries
+                    if begun or attempt or not reused:
+                        raise
+                    self._next_attempt = -math.inf
         if self._seen == n - 1:
             self._seen = n  # only this handle wrote since it last looked: not a change to it
 
     # -- the change counter -------------------------------------------------------------------
 
     def _read_counter(self) -> int:
-        with self._calling() as db:
-            (n,) = db.execute("SELECT n FROM adrank_changes WHERE id = 1").fetchone()
-        return int(n)
+        read = "SELECT n FROM adrank_changes WHERE id = 1"
+        return int(self._retried(lambda db: db.execute(read).fetchone()[0]))
 
     def version(self) -> int:
         """Moves if and only if another handle wrote since this one last looked. In an outage
