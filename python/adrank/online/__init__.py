@@ -6,8 +6,17 @@ parameters, written whole (renamed into place); ``follower`` a serving copy that
 new publication in place (:class:`DeltaFollower`).
 """
 
+from adrank.online.join import JoinStats, LabelJoiner
 from adrank.online.learner import FMLearner, LearnerConfig
 from adrank.online.publish import DeltaFollower, Publisher
 from adrank.online.stream import ParquetDirectory
 
-__all__ = ["DeltaFollower", "FMLearner", "LearnerConfig", "ParquetDirectory", "Publisher"]
+__all__ = [
+    "DeltaFollower",
+    "FMLearner",
+    "JoinStats",
+    "LabelJoiner",
+    "LearnerConfig",
+    "ParquetDirectory",
+    "Publisher",
+]

@@ -97,6 +97,10 @@ class FMLearner:
             raise ValueError(f"columns must have one length, got {sorted(sizes)}")
         return ids, sizes.pop()
 
+    def expire(self, now: int) -> int:
+        """Drop rows the tables' expiry rule retires at ``now``; returns how many."""
+        return sum(table.expire(now) for table in self.tables.values())
+
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         ids, _ = self._columns(columns)
         rows = [self.tables[f].lookup(i) for f, i in zip(self.config.fields, ids, strict=True)]
