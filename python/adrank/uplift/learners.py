@@ -11,7 +11,9 @@ T-learner: ``tau = mu1(x) - mu0(x)``. X-learner (Kuenzel et al. 2019): impute ef
 
 The base learner is a linear model over the hashed features of a :class:`FeatureSchema`
 (one weight per bucket of each sparse field, one per standardized dense field), fitted with
-Adam: logistic for outcomes, squared loss for imputed effects.
+Adam: logistic for outcomes, squared loss for imputed effects. An L2 penalty on the bucket
+weights (``l2``) and a slow rate keep the rare ids' weights from memorizing their few rows
+(on 100,000 rows, 2 epochs: Qini 0.0007 at l2 1e-6 and rate 0.02, 0.0013 at 1e-3 and 0.005).
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ class LinearLearner:
         *,
         epochs: int = 3,
         batch_size: int = 1024,
-        learning_rate: float = 0.02,
-        l2: float = 1e-6,
+        learning_rate: float = 0.005,
+        l2: float = 1e-3,
         seed: int = 0,
     ) -> None:
         if loss not in ("logistic", "squared"):
