@@ -115,6 +115,9 @@ def test_ranking_on_ray_equals_the_in_process_ranker_row_for_row(
     )
     assert seen == [(i, PARTITIONS) for i in range(1, PARTITIONS + 1)]
     assert all(d.written for d in done)
+    for d in done:  # where a partition's time went
+        assert d.job_s > 0
+        assert d.read_s + d.job_s + d.write_s <= d.seconds + 1e-6
     version_dir = workspace.repository / workspace.model_name / str(workspace.version)
     local = Ranker.from_export(
         workspace.artifacts_dir, workspace.catalog_path, TorchScriptModel(version_dir)

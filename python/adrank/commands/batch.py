@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.action}: {rows:,} rows in {len(done)} partitions {where}: {end - start:.1f} s"
         f"{starting}, {rows / (end - ready[0]):,.0f} rows/s after; {work:.1f} s of partition "
-        f"work ({rows / work:,.0f} rows/s per worker); outputs in {args.output}"
+        f"work ({rows / work:,.0f} rows/s per worker: read {sum(d.read_s for d in done):.1f} s, "
+        f"{args.action} {sum(d.job_s for d in done):.1f} s, write "
+        f"{sum(d.write_s for d in done):.1f} s); outputs in {args.output}"
     )
     return 0
 
