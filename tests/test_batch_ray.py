@@ -141,7 +141,8 @@ def test_preparation_on_ray_equals_the_in_process_pipeline_bit_for_bit(
     workspace, feature_rows, local_ray, tmp_path
 ) -> None:
     spec = JobSpec(kind="prepare", artifacts_dir=str(workspace.artifacts_dir))
-    run_on_ray(spec, _pairs(feature_rows, tmp_path), 2)
+    pairs = _pairs(feature_rows, tmp_path)
+    assert all(d.written for d in run_on_ray(spec, pairs, 2))
     from adrank.artifacts import open_version
 
     pipeline = FeaturePipeline(open_version(workspace.artifacts_dir).schema)
@@ -153,6 +154,12 @@ def test_preparation_on_ray_equals_the_in_process_pipeline_bit_for_bit(
     assert "dense" in got.column_names
     for name in got.column_names:
         assert got[name].combine_chunks().equals(expected[name].combine_chunks()), name
+
+    # A second run over the same output writes no partition twice and leaves no temporary.
+    stamps = {p: p.stat().st_mtime_ns for _, p in pairs}
+    assert not any(d.written for d in run_on_ray(spec, pairs, 1))
+    assert {p: p.stat().st_mtime_ns for _, p in pairs} == stamps
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_scoring_on_ray_equals_scoring_in_process(workspace, feature_rows, local_ray, tmp_path):
@@ -169,17 +176,6 @@ def test_scoring_on_ray_equals_scoring_in_process(workspace, feature_rows, local
         for head in here.column_names:
             np.testing.assert_allclose(on_ray[head].to_numpy(), here[head].to_numpy(), rtol=1e-5)
         assert ((here["p_ctr"].to_numpy() > 0) & (here["p_ctr"].to_numpy() < 1)).all()
-
-
-def test_a_second_run_writes_no_partition_twice(workspace, feature_rows, local_ray, tmp_path):
-    spec = JobSpec(kind="prepare", artifacts_dir=str(workspace.artifacts_dir))
-    pairs = _pairs(feature_rows, tmp_path)
-    assert all(d.written for d in run_on_ray(spec, pairs, 2))
-    stamps = {p: p.stat().st_mtime_ns for _, p in pairs}
-    again = run_on_ray(spec, pairs, 1)
-    assert not any(d.written for d in again)
-    assert {p: p.stat().st_mtime_ns for _, p in pairs} == stamps
-    assert not list(tmp_path.rglob("*.tmp"))  # no temporary left behind
 
 
 def test_write_once_refuses_an_existing_output(tmp_path) -> None:
