@@ -365,6 +365,7 @@ void DynamicTable::observe(const std::int64_t* ids, std::size_t n, std::int64_t 
                            std::uint8_t* admitted) {
   std::lock_guard<std::mutex> lock(writer_);
   for (std::size_t i = 0; i < n; ++i) {
+    prefetch_ahead(*index_.load(std::memory_order_relaxed), ids, i, n);
     std::uint32_t r = find_row(*index_.load(std::memory_order_relaxed), ids[i]);
     if (r == kNone) {
       if (!admit(ids[i])) {
@@ -387,6 +388,7 @@ void DynamicTable::upsert(const std::int64_t* ids, std::size_t n, const float* v
   std::lock_guard<std::mutex> lock(writer_);
   const auto dim = static_cast<std::size_t>(config_.dim);
   for (std::size_t i = 0; i < n; ++i) {
+    prefetch_ahead(*index_.load(std::memory_order_relaxed), ids, i, n);
     std::uint32_t r = find_row(*index_.load(std::memory_order_relaxed), ids[i]);
     if (r == kNone) {
       r = insert_new(ids[i], now);
@@ -443,6 +445,7 @@ std::size_t DynamicTable::apply_adagrad(const std::int64_t* ids, std::size_t n, 
   const auto dim = static_cast<std::size_t>(config_.dim);
   std::size_t updated = 0;
   for (std::size_t i = 0; i < n; ++i) {
+    prefetch_ahead(*index_.load(std::memory_order_relaxed), ids, i, n);
     const std::uint32_t r = find_row(*index_.load(std::memory_order_relaxed), ids[i]);
     if (r == kNone) continue;
     Row* row = row_at(r);
