@@ -97,7 +97,7 @@ def ray_cluster(address: str | None, workers: int) -> Iterator[Any]:
         yield ray
         return
     if address is not None:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)
     else:
         ray.init(
             num_cpus=check_workers(workers),
