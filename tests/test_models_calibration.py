@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from adrank import Ranker, RankRequest
 from adrank.cli import main
 from adrank.data import generate_log
 from adrank.export import export_model
 from adrank.features import FeaturePipeline, load_schema
 from adrank.models import MultiTaskRanker, RankerConfig, load_checkpoint, save_checkpoint
 from adrank.models.calibration import (
+    CalibratedHeads,
     IsotonicMap,
     PlattMap,
     build_map,
@@ -22,12 +24,14 @@ from adrank.models.calibration import (
     fit_isotonic,
     fit_platt,
 )
+from adrank.orchestrator.model import TorchScriptModel
 from adrank.training.calibrate import choose_calibration, fit_calibration
 from adrank.training.loop import TrainConfig, evaluate, split_holdout, to_torch, train
 from adrank.training.metrics import log_loss
 from adrank.triton import RankerClient
 from adrank.triton.model_config import DEPLOYMENTS
 from adrank.triton.testing import serve_ranker
+from conftest import SERVING_WORLD
 from test_export import FORM_BOUNDS, WORLD, served_forms, split_embeddings
 
 
@@ -231,3 +235,50 @@ def test_fm_and_deepfm_serve_calibrated_through_the_real_triton(calibrated, tmp_
             max_diff, _ = FORM_BOUNDS[DEPLOYMENTS[variant].model_file]
             for task, expected, got in zip(model.tasks, unsplit, served, strict=True):
                 assert float(np.abs(expected - got).max()) <= max_diff, (variant, task)
+
+
+class _Recording:
+    """The in-process exported model, keeping what the Ranker asked and got."""
+
+    def __init__(self, model):
+        self.model, self.version, self.calls = model, model.version, []
+
+    def predict(self, embeddings, dense):
+        rates = self.model.predict(embeddings, dense)
+        self.calls.append((embeddings.copy(), dense.copy(), rates))
+        return rates
+
+    def readiness(self):
+        return self.model.readiness()
+
+
+def test_the_ranker_scores_with_an_exported_calibrated_deepfm(serving_workspace, tmp_path):
+    """The same Ranker, given an exported DeepFM with a calibration: its model stage answers
+    the calibrated module's rates for the inputs the request encoder built."""
+    ws = serving_workspace
+    log = generate_log(20_000, seed=0, config=SERVING_WORLD).impressions
+    config = TrainConfig(batch_size=256, calibration="platt")
+    model = train(
+        log, load_schema(), model_config=RankerConfig(model="deepfm"), config=config
+    ).model
+    export = export_model(model, repository=tmp_path / "models", artifacts=tmp_path / "art")
+    served = _Recording(TorchScriptModel(export.version_dir))
+    ranker = Ranker.from_export(export.artifacts_dir, ws.catalog_path, served)
+    request = RankRequest(
+        request_id="r1",
+        user={"user_id": 10000001, "age_bucket": 3, "country": "US", "interests": [3, 17]},
+        context={"placement": "feed", "hour": 20, "network": "wifi"},
+        candidates=ranker.catalog.creative_id[:300],
+        k=5,
+        region="US",
+    )
+    response = ranker.rank(request)
+    assert len(response.creative_id) == 5
+    (embeddings, dense, rates), *_ = served.calls
+    with torch.no_grad():
+        raw = model.dense(torch.from_numpy(embeddings), torch.from_numpy(dense))
+        expected = CalibratedHeads(model.tasks, model.calibration)(raw)
+    np.testing.assert_allclose(rates.p_ctr, expected[0].numpy().ravel(), atol=1e-5)
+    np.testing.assert_allclose(rates.p_cvr, expected[1].numpy().ravel(), atol=1e-5)
+    assert float(np.abs(raw[0].numpy().ravel() - rates.p_ctr).max()) > 1e-4  # calibrated
+    assert set(response.p_ctr) <= {float(p) for p in rates.p_ctr}
