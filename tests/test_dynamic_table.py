@@ -52,7 +52,7 @@ operations = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     ops=st.lists(operations, min_size=1, max_size=40),
     threshold=st.integers(1, 3),
