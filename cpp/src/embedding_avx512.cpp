@@ -214,12 +214,15 @@ void pool_run_vecs(const Rows rows, const Pooling& pooling, const BagRun& run,
   const std::size_t left = dim - last_col;  // in (0, 128]
   const auto tail = static_cast<__mmask16>((1u << (left - (left - 1) / kLanes * kLanes)) - 1u);
   const auto full = static_cast<__mmask16>(0xFFFF);
-  std::size_t begin = static_cast<std::size_t>(offsets[run.bag_begin]);
+  const std::int64_t* lengths = run.lengths;
+  std::size_t begin =
+      lengths != nullptr ? run.first_index : static_cast<std::size_t>(offsets[run.bag_begin]);
   float* out = run.out + run.bag_begin * run.out_row_stride;
   if (full_passes == 0) {  // the common case: the whole row in one pass, prefetch interleaved
     for (std::size_t b = run.bag_begin; b < run.bag_end; ++b, out += run.out_row_stride) {
-      const std::size_t end =
-          b + 1 < num_offsets ? static_cast<std::size_t>(offsets[b + 1]) : num_indices;
+      const std::size_t end = lengths != nullptr    ? begin + static_cast<std::size_t>(lengths[b])
+                              : b + 1 < num_offsets ? static_cast<std::size_t>(offsets[b + 1])
+                                                    : num_indices;
       pool_columns<K, kVecs, kMasked, true>(rows, indices, weights, begin, end, padding_idx, 0,
                                             tail, mean, true, ahead, out);
       begin = end;
@@ -227,8 +230,9 @@ void pool_run_vecs(const Rows rows, const Pooling& pooling, const BagRun& run,
     return;
   }
   for (std::size_t b = run.bag_begin; b < run.bag_end; ++b, out += run.out_row_stride) {
-    const std::size_t end =
-        b + 1 < num_offsets ? static_cast<std::size_t>(offsets[b + 1]) : num_indices;
+    const std::size_t end = lengths != nullptr    ? begin + static_cast<std::size_t>(lengths[b])
+                            : b + 1 < num_offsets ? static_cast<std::size_t>(offsets[b + 1])
+                                                  : num_indices;
     for (std::size_t pass = 0; pass < full_passes; ++pass) {
       pool_columns<K, kMaxVecs, false, false>(rows, indices, weights, begin, end, padding_idx,
                                               pass * kMaxVecs * kLanes, full, mean, pass == 0,
@@ -251,8 +255,9 @@ template <Kind K, class Rows, class Index, class Offset>
 void pool_run(const Rows rows, const Pooling& pooling, const BagRun& run) {
   const auto* offsets = static_cast<const Offset*>(run.offsets);
   Prefetch ahead;
-  ahead.end = run.bag_end < run.num_offsets ? static_cast<std::size_t>(offsets[run.bag_end])
-                                            : run.num_indices;
+  ahead.end = run.lengths != nullptr          ? run.prefetch_end
+              : run.bag_end < run.num_offsets ? static_cast<std::size_t>(offsets[run.bag_end])
+                                              : run.num_indices;
   ahead.distance = prefetch_distance(run.row_bytes);
   ahead.row_bytes = run.row_bytes;
   ahead.straddles =

@@ -17,7 +17,12 @@ typedef float Vec __attribute__((vector_size(32)));
 // Bags [bag_begin, bag_end) of one table. Bag b holds ids at positions [offsets[b], end_b) of
 // indices, where end_b = offsets[b + 1] if b + 1 < num_offsets, else num_indices. Row b of the
 // output is at out + b * out_row_stride. offsets are int64 or the indices' type.
+// With lengths (a collection's field), bag b holds lengths[b] ids instead, bag_begin's starting
+// at first_index, and ids are read ahead (prefetch) up to prefetch_end, the field's end.
 struct BagRun {
+  const std::int64_t* lengths = nullptr;
+  std::size_t first_index = 0;
+  std::size_t prefetch_end = 0;
   IndexType index_type = IndexType::kInt64;
   bool offsets_int64 = true;
   const void* indices = nullptr;

@@ -186,13 +186,19 @@ void pool_run(const Rows& rows, const Pooling& pooling, const BagRun& run) {
   const auto* offsets = static_cast<const Offset*>(run.offsets);
   const bool mean = pooling.mode == PoolingMode::kMean;
   const std::size_t row_bytes = run.row_bytes;
-  const std::size_t prefetch_end = run.bag_end < run.num_offsets
+  const std::int64_t* lengths = run.lengths;
+  const std::size_t prefetch_end = lengths != nullptr ? run.prefetch_end
+                                   : run.bag_end < run.num_offsets
                                        ? static_cast<std::size_t>(offsets[run.bag_end])
                                        : run.num_indices;
+  std::size_t next_begin =
+      lengths != nullptr ? run.first_index : static_cast<std::size_t>(offsets[run.bag_begin]);
   for (std::size_t b = run.bag_begin; b < run.bag_end; ++b) {
-    const auto begin = static_cast<std::size_t>(offsets[b]);
-    const std::size_t end =
-        b + 1 < run.num_offsets ? static_cast<std::size_t>(offsets[b + 1]) : run.num_indices;
+    const std::size_t begin = next_begin;
+    const std::size_t end = lengths != nullptr        ? begin + static_cast<std::size_t>(lengths[b])
+                            : b + 1 < run.num_offsets ? static_cast<std::size_t>(offsets[b + 1])
+                                                      : run.num_indices;
+    next_begin = end;
     float* out = run.out + b * run.out_row_stride;
     std::size_t col = 0;
     for (; col + kMaxVecs * kLanes <= rows.dim; col += kMaxVecs * kLanes) {
@@ -252,6 +258,7 @@ void pool_typed(const TableView& table, const Pooling& pooling, const BagRun& ru
 }
 
 void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
+  if (run.bag_begin >= run.bag_end) return;
   if (run.index_type == IndexType::kInt32) {
     if (run.offsets_int64) {
       pool_typed<std::int32_t, std::int64_t>(table, pooling, run);

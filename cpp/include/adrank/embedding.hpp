@@ -99,17 +99,16 @@ struct KeyedBatch {
   const float* per_sample_weights = nullptr;
 };
 
-// Validates everything and returns the per-bag start offsets (F * B + 1 entries) that the
-// kernel then uses, so lengths are summed once.
+// Validates everything and returns where each field's values start (F + 1 entries, the last
+// N), which the kernel then uses: lengths are summed once, per field, with no per-bag offsets.
 std::vector<std::int64_t> validate_collection(const std::vector<PooledField>& fields,
                                               const KeyedBatch& batch, const PooledOutput& out);
-// The same into a caller's vector, whose capacity a server reuses from call to call: a fresh
-// vector of 26,000 offsets is a new mapping and its page faults on every call.
+// The same into a caller's vector, whose capacity is reused from call to call.
 void validate_collection(const std::vector<PooledField>& fields, const KeyedBatch& batch,
-                         const PooledOutput& out, std::vector<std::int64_t>& bag_offsets);
+                         const PooledOutput& out, std::vector<std::int64_t>& field_starts);
 void embedding_bag_collection_unchecked(const std::vector<PooledField>& fields,
                                         const KeyedBatch& batch,
-                                        const std::vector<std::int64_t>& bag_offsets,
+                                        const std::vector<std::int64_t>& field_starts,
                                         const PooledOutput& out);
 void embedding_bag_collection(const std::vector<PooledField>& fields, const KeyedBatch& batch,
                               const PooledOutput& out);
