@@ -21,6 +21,7 @@ every view at the array that owns the memory), so both reference counts are chec
 from __future__ import annotations
 
 import sys
+from math import prod
 
 import numpy as np
 
@@ -47,9 +48,7 @@ class OutputPool:
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialized C-contiguous float32 array of ``shape`` that no one else holds."""
-        nbytes = 4
-        for extent in shape:
-            nbytes *= extent
+        nbytes = 4 * prod(shape)
         if not MIN_POOLED_BYTES <= nbytes <= MAX_POOLED_BYTES:
             return np.empty(shape, np.float32)
         arrays = self._arrays
