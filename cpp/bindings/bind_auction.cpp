@@ -21,9 +21,10 @@ class CatalogColumns {
  public:
   CatalogColumns(const py::array& creative_id, const py::array& advertiser_id,
                  const py::array& category, const py::array& objective, const py::array& bid,
-                 const py::array& target_cpa, const py::array& region_mask, const py::array& active)
+                 const py::array& target_cpa, const py::array& region_mask, const py::array& active,
+                 const py::object& ad_id)
       : packed_(columns(creative_id, advertiser_id, category, objective, bid, target_cpa,
-                        region_mask, active)) {}
+                        region_mask, active, ad_id)) {}
 
   const PackedCatalog& packed() const { return packed_; }
   std::size_t size() const { return packed_.size(); }
@@ -32,7 +33,8 @@ class CatalogColumns {
   static AuctionCatalog columns(const py::array& creative_id, const py::array& advertiser_id,
                                 const py::array& category, const py::array& objective,
                                 const py::array& bid, const py::array& target_cpa,
-                                const py::array& region_mask, const py::array& active) {
+                                const py::array& region_mask, const py::array& active,
+                                const py::object& ad_id) {
     AuctionCatalog c;
     c.num_rows = static_cast<std::size_t>(creative_id.size());
     c.creative_id = column<std::int64_t>(creative_id, "creative_id", c.num_rows);
@@ -43,6 +45,11 @@ class CatalogColumns {
     c.target_cpa = column<double>(target_cpa, "target_cpa", c.num_rows);
     c.region_mask = column<std::uint64_t>(region_mask, "region_mask", c.num_rows);
     c.active = reinterpret_cast<const std::uint8_t*>(column<bool>(active, "active", c.num_rows));
+    if (!ad_id.is_none()) {
+      ADRANK_CHECK_TYPE(py::isinstance<py::array>(ad_id), "ad_id must be a numpy array, got ",
+                        Py_TYPE(ad_id.ptr())->tp_name);
+      c.ad_id = column<std::int64_t>(py::reinterpret_borrow<py::array>(ad_id), "ad_id", c.num_rows);
+    }
     return c;
   }
 
@@ -108,11 +115,13 @@ py::array_t<T> to_array(const std::vector<T>& values) {
 void bind_auction(py::module_& m) {
   py::class_<CatalogColumns>(m, "AuctionCatalog")
       .def(py::init<const py::array&, const py::array&, const py::array&, const py::array&,
-                    const py::array&, const py::array&, const py::array&, const py::array&>(),
+                    const py::array&, const py::array&, const py::array&, const py::array&,
+                    const py::object&>(),
            py::arg("creative_id").noconvert(), py::arg("advertiser_id").noconvert(),
            py::arg("category").noconvert(), py::arg("objective").noconvert(),
            py::arg("bid").noconvert(), py::arg("target_cpa").noconvert(),
-           py::arg("region_mask").noconvert(), py::arg("active").noconvert())
+           py::arg("region_mask").noconvert(), py::arg("active").noconvert(),
+           py::arg("ad_id").none(true) = py::none())
       .def("__len__", &CatalogColumns::size);
 
   m.def(

@@ -42,7 +42,7 @@ void over_cap_ids(const AuctionRules& rules, std::vector<std::int64_t>& seen,
 struct Scratch {
   std::vector<double> ecpm, penalty, pacing;
   std::vector<float> scores;
-  std::vector<std::int64_t> advertiser;
+  std::vector<std::int64_t> advertiser, ad;
   std::vector<std::uint8_t> eligible;
   std::vector<std::int64_t> blocked, seen, over_cap;
   std::vector<float> chosen_values;
@@ -72,7 +72,8 @@ float float32_floor(double value) {
   return floor;
 }
 
-PackedCatalog::PackedCatalog(const AuctionCatalog& columns) : rows_(columns.num_rows) {
+PackedCatalog::PackedCatalog(const AuctionCatalog& columns)
+    : rows_(columns.num_rows), has_ads_(columns.ad_id != nullptr) {
   for (std::size_t r = 0; r < columns.num_rows; ++r) {
     ADRANK_CHECK_VALUE(columns.objective[r] >= 0 && columns.objective[r] <= 2,
                        "objective must hold codes 0 (CPM), 1 (CPC) or 2 (oCPM), got ",
@@ -84,6 +85,7 @@ PackedCatalog::PackedCatalog(const AuctionCatalog& columns) : rows_(columns.num_
     row.bid = columns.bid[r];
     row.target_cpa = columns.target_cpa[r];
     row.region_mask = columns.region_mask[r];
+    row.ad_id = has_ads_ ? columns.ad_id[r] : columns.creative_id[r];
     row.objective = columns.objective[r];
     row.active = columns.active[r] != 0 ? 1 : 0;
   }
@@ -189,10 +191,17 @@ void auction_unchecked(const PackedCatalog& catalog, const AuctionCandidates& ca
   score_rows.size = n;
   score_rows.num_rows = 1;
   score_rows.row_length = n;
-  GroupCap per_advertiser{s.advertiser.data(), rules.max_per_advertiser};
+  GroupCap caps[2] = {{s.advertiser.data(), rules.max_per_advertiser}, {nullptr, 1}};
+  std::size_t num_caps = 1;
+  if (catalog.has_ads()) {  // a second group: one creative per ad (no ad ids: no such group)
+    s.ad.resize(n);
+    for (std::size_t i = 0; i < n; ++i) s.ad[i] = table[candidates.rows[i]].ad_id;
+    caps[1].ids = s.ad.data();
+    num_caps = 2;
+  }
   SelectConstraints constraints;
-  constraints.groups = &per_advertiser;
-  constraints.num_groups = 1;
+  constraints.groups = caps;
+  constraints.num_groups = num_caps;
   constraints.eligible = s.eligible.data();
   constraints.min_score = float32_floor(rules.reserve_ecpm);
   s.chosen_values.resize(slots);

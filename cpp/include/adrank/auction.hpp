@@ -19,7 +19,8 @@
 //                 and creative_id[r] seen fewer than frequency_cap times in recently_seen
 //                 and not (objective oCPM and p_cvr absent)
 // Selection: select() of topk.hpp over float32(ecpm) for min(k + 1, max(C, 1)) slots, with
-// eligible, at most max_per_advertiser per advertiser_id[r], and min_score = the least float32
+// eligible, at most max_per_advertiser per advertiser_id[r], at most one per ad_id[r] (when the
+// catalog has ad ids: an ad's creatives compete for one slot), and min_score = the least float32
 // >= reserve_ecpm. The first k taken win; the next one, if any, is the runner-up.
 // Pricing of winner j (rank order), w = winners:
 //   next    = ecpm[w[j + 1]], or for the last: ecpm[runner-up], or reserve_ecpm if none
@@ -50,6 +51,7 @@ struct AuctionCatalog {
   const double* target_cpa = nullptr;
   const std::uint64_t* region_mask = nullptr;
   const std::uint8_t* active = nullptr;  // 0 or 1
+  const std::int64_t* ad_id = nullptr;   // the ad (ad group) of each creative; nullptr: none
 };
 
 // One creative's auction fields in one cache line: a request's candidates are random rows of
@@ -61,6 +63,7 @@ struct alignas(64) AuctionRow {
   double bid;
   double target_cpa;
   std::uint64_t region_mask;
+  std::int64_t ad_id;  // the creative id when the catalog has no ad ids (unused then)
   std::int8_t objective;
   std::uint8_t active;
 };
@@ -72,9 +75,11 @@ class PackedCatalog {
   explicit PackedCatalog(const AuctionCatalog& columns);
   const AuctionRow* rows() const { return rows_.data(); }
   std::size_t size() const { return rows_.size(); }
+  bool has_ads() const { return has_ads_; }  // at most one creative per ad wins
 
  private:
   std::vector<AuctionRow> rows_;
+  bool has_ads_ = false;
 };
 
 // A predicted rate per candidate: float32 or float64 (as the model answers), or absent.

@@ -46,12 +46,16 @@ def auction_catalog(
     target_cpa: Any,
     region_mask: Any,
     active: Any,
+    ad_id: Any = None,
 ) -> _native.AuctionCatalog:
     """A catalog's columns ([R] each) prepared for :func:`auction`: converted (integer ids to
     int64, objective codes to int8, money to float64, region masks to uint64, ``active`` to
     bool), checked, and packed one creative per cache line (a request's candidates are random
     rows: one memory miss each instead of one per column). Build it once per catalog snapshot.
-    Objective codes are 0 (CPM), 1 (CPC), 2 (oCPM)."""
+    Objective codes are 0 (CPM), 1 (CPC), 2 (oCPM). ``ad_id`` [R] (None: each creative is its
+    own ad) groups creatives into ads: at most one creative of an ad wins a request, a second
+    group cap in the same selection (not a pre-filter: an ad's best creative may lose to the
+    advertiser cap or be ineligible, and its next one may then win)."""
     ids = {
         name: as_int64_array(name, value)
         for name, value in (
@@ -77,6 +81,7 @@ def auction_catalog(
         _real_array("target_cpa", target_cpa),
         np.ascontiguousarray(masks.astype(np.uint64, copy=False)),
         np.ascontiguousarray(active, dtype=bool),
+        None if ad_id is None else as_int64_array("ad_id", ad_id),
     )
 
 

@@ -19,6 +19,11 @@ Required columns (Parquet/Arrow types)::
     regions        list<string>  regions the campaign targets; empty: everywhere
     status         string   active | paused
 
+Optional columns::
+
+    ad_id          int64    the ad (ad group) of the creative: at most one creative of an ad
+                            is shown per response (absent: each creative is its own ad)
+
 The whole table, sorted by creative id, is kept as ``table`` for the feature pipeline: its
 creative-side feature columns are hashed once per snapshot, not once per request.
 """
@@ -64,6 +69,7 @@ class Catalog:
     regions: tuple[str, ...]
     table: Any = None  # the pyarrow.Table these columns came from, in the same row order
     version: str = ""
+    ad_id: np.ndarray | None = None  # int64 [R]; None: each creative is its own ad
     _region_bits: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -157,6 +163,7 @@ class Catalog:
             regions=regions,
             table=table,
             version=version,
+            ad_id=column("ad_id", np.int64) if "ad_id" in table.column_names else None,
             _region_bits={r: i for i, r in enumerate(regions)},
         )
 

@@ -10,7 +10,8 @@ A request walks one straight line; each stage is timed (``RankResponse.timings_m
 4. ``model``      one call to the dense model (Triton; :mod:`adrank.orchestrator.model`)
 5. ``scoring``    eCPM by objective, pacing, negative-feedback penalty
                   (:mod:`adrank.orchestrator.scoring`)
-6. ``selection``  constrained top-k (``ops.select``): per-advertiser cap, paused and killed
+6. ``selection``  constrained top-k (``ops.select``): per-advertiser cap, one creative per ad
+                  (the catalog's optional ``ad_id``), paused and killed
                   campaigns, region targeting, categories blocked in the user's region,
                   frequency caps, the reserve
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
@@ -450,4 +451,5 @@ def _auction_catalog(catalog: Catalog) -> Any:
         catalog.target_cpa,
         catalog.region_mask,
         catalog.active,
+        catalog.ad_id,  # None: each creative is its own ad (no second group in the pass)
     )
