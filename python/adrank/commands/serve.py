@@ -89,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "shared by replicas (default: control.sqlite in the workspace, or in memory with "
         "--artifacts)",
     )
+    parser.add_argument(
+        "--safety-rules",
+        type=Path,
+        metavar="FILE",
+        help="content-safety rules per region (TOML; see the README's Creatives and safety)",
+    )
     experiments = parser.add_argument_group("experiments (see the README's Experiments)")
     experiments.add_argument(
         "--experiments", type=Path, metavar="FILE", help="experiments' TOML: arms per request"
@@ -199,6 +205,14 @@ def run(args: argparse.Namespace) -> int:
             experiment_set = ExperimentSet.from_toml(args.experiments)
         except (OSError, ValueError, TypeError) as error:
             raise SystemExit(f"adrank serve: --experiments: {error}") from None
+    safety = None
+    if args.safety_rules is not None:
+        from adrank.safety import SafetyGate, SafetyRules
+
+        try:
+            safety = SafetyGate(SafetyRules.from_toml(args.safety_rules))
+        except (OSError, ValueError, TypeError, ImportError) as error:
+            raise SystemExit(f"adrank serve: --safety-rules: {error}") from None
     if args.request_log is not None:
         from adrank.experiments.request_log import RequestLog
 
@@ -236,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             watch_models_s=args.watch_models,
             experiments=experiment_set,
             request_log=request_log,
+            safety=safety,
         ) as stack,
         StopSignals() as stop,
         HttpServer(stack.app, host=args.host, port=args.port) as http,

@@ -147,6 +147,8 @@ class Ranker:
         (:meth:`adrank.traffic.TrafficControl.ad_load_cap`); None means no cap
     allocation : where ads may go in a request's feed, per placement and region
     exploration : an :class:`adrank.experiments.exploration.ExplorationPolicy`; None: none
+    safety : an :class:`adrank.safety.SafetyGate`: the candidates it blocks in the request's
+        region are not eligible (as killed ones); None: no content-safety gate
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class Ranker:
         ad_load: AdLoadLookup | None = None,
         allocation: AllocationPolicy | None = None,
         exploration: Any = None,
+        safety: Any = None,
     ) -> None:
         self.scoring_config = scoring_config or scoring.ScoringConfig()
         self.selection_config = selection_config or SelectionConfig()
@@ -172,6 +175,7 @@ class Ranker:
         self.ad_load = ad_load
         self.allocation = allocation or AllocationPolicy()
         self.exploration = exploration
+        self.safety = safety
         self._swap_lock = threading.Lock()
         catalog = Catalog.empty() if catalog is None else catalog
         self._snapshot = _encode(catalog, RequestEncoder(schema, tables), model)
@@ -328,6 +332,10 @@ class Ranker:
                     self.killed(catalog.advertiser_id[rows], catalog.campaign_id[rows]), dtype=bool
                 )
             )
+            if self.safety is not None:  # blocked by the region's content-safety rules
+                unsafe = self.safety.blocked(catalog, rows, request.region, request.user)
+                if unsafe is not None:
+                    killed = unsafe if killed is None else killed | unsafe
         with timer.stage("selection"):  # scoring, eligibility, selection and pricing, native
             columns = (
                 snapshot.columns

@@ -64,6 +64,7 @@ def serving_stack(
     watch_models_s: float | None = None,
     experiments: Any = None,
     request_log: Any = None,
+    safety: Any = None,
     **ranker_settings: Any,
 ) -> Iterator[ServingStack]:
     """Starts Triton (unless ``triton_url``), the ranker and the app; stops them on exit.
@@ -91,6 +92,9 @@ def serving_stack(
     ``experiments`` (an :class:`adrank.experiments.assignment.ExperimentSet`) puts each request
     in its arms; ``request_log`` (an :class:`adrank.experiments.request_log.RequestLog`) gets
     every ranked request, and is closed when the stack stops.
+
+    ``safety`` (an :class:`adrank.safety.SafetyGate`) blocks creatives by region rules; its
+    audit log and overrides are mounted with the control endpoints (``/v1/safety/...``).
     """
     from adrank.artifacts import SCHEMA_FILE, load_manifest
     from adrank.features.schema import load_schema
@@ -124,6 +128,7 @@ def serving_stack(
             pacing=lambda campaigns: pacing.multipliers(campaigns, time.time()),
             killed=traffic.blocked,
             ad_load=traffic.ad_load_cap,
+            safety=safety,
             **ranker_settings,
         )
 
@@ -156,6 +161,10 @@ def serving_stack(
             supervisor.on_restart = warm_up  # a restarted model instance compiles again
         control = make_control_router(pacing, traffic)
         control.include_router(make_model_router(versions))
+        if safety is not None:
+            from adrank.safety.control import make_safety_router
+
+            control.include_router(make_safety_router(safety))
         backend: Any = ranker
         if experiments is not None or request_log is not None:
             from adrank.experiments.assignment import ExperimentSet
