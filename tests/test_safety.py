@@ -308,5 +308,5 @@ def test_serve_refuses_bad_safety_rules(tmp_path: Path) -> None:
         main(["serve", "--artifacts", str(tmp_path), "--safety-rules", str(missing)])
     bad = tmp_path / "bad.toml"
     bad.write_text("[regions.DE]\nkeywords = 3\n")
-    with pytest.raises(SystemExit, match="--safety-rules: regions.DE: keywords must be a list"):
+    with pytest.raises(SystemExit, match=r"--safety-rules: regions\.DE: keywords must be a list"):
         main(["serve", "--artifacts", str(tmp_path), "--safety-rules", str(bad)])

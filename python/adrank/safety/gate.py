@@ -9,7 +9,8 @@ every override.
 Decisions are computed the first time a catalog snapshot is served (one pass over its rows per
 region with rules, the classifier once over all texts) and cached with the snapshot, so a
 request costs a gather and two comparisons. A snapshot swapped in is decided anew (its blocks
-logged again: a changed creative is checked again). Overrides apply on top at request time:
+logged again: a changed creative is checked again; so is a request's own inline catalog, each
+time). Overrides apply on top at request time:
 *deny* blocks the creative in the region; *allow* lifts the rule blocks (keywords, categories,
 advertisers, the classifier) but not an age gate, which is the law, not a judgment.
 
@@ -79,7 +80,7 @@ class SafetyGate:
         self._lock = threading.Lock()
         self._decided: weakref.WeakKeyDictionary[Any, _Decisions] = weakref.WeakKeyDictionary()
         self._audit: deque[AuditEntry] = deque(maxlen=MAX_AUDIT_ENTRIES)
-        self._overrides: dict[tuple[int, str], bool] = {}  # (creative, region) -> allow
+        self._overrides: dict[str, dict[int, bool]] = {}  # region -> creative -> allow
 
     # --- serving ----------------------------------------------------------------------------
 
@@ -153,13 +154,13 @@ class SafetyGate:
             reason,
         )
         with self._lock:
-            self._overrides[(creative_id, region)] = bool(allow)
+            self._overrides.setdefault(region, {})[creative_id] = bool(allow)
             self._audit.append(entry)
         return entry
 
     def _region_overrides(self, region: str) -> dict[int, bool]:
         with self._lock:
-            return {c: a for (c, r), a in self._overrides.items() if r == region}
+            return dict(self._overrides.get(region, {}))
 
     # --- deciding a snapshot ----------------------------------------------------------------
 
