@@ -173,6 +173,7 @@ class AuctionCatalog:
         target_cpa: npt.NDArray[np.float64],
         region_mask: npt.NDArray[np.uint64],
         active: npt.NDArray[np.bool_],
+        ad_id: npt.NDArray[np.int64] | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
 
