@@ -10,10 +10,10 @@ A request walks one straight line; each stage is timed (``RankResponse.timings_m
 4. ``model``      one call to the dense model (Triton; :mod:`adrank.orchestrator.model`)
 5. ``scoring``    eCPM by objective, pacing, negative-feedback penalty
                   (:mod:`adrank.orchestrator.scoring`)
-6. ``selection``  constrained top-k (``ops.select``): per-advertiser cap, one creative per ad
-                  (the catalog's optional ``ad_id``), paused and killed
-                  campaigns, region targeting, categories blocked in the user's region,
-                  frequency caps, the reserve
+6. ``selection``  constrained top-k: per-advertiser cap, one creative per ad (the catalog's
+                  optional ``ad_id``), paused, killed and safety-blocked creatives, region
+                  targeting, categories blocked in the user's region, frequency caps, the
+                  reserve
 7. ``pricing``    generalized second price (:mod:`adrank.orchestrator.pricing`)
 
 Stages 5-7 run as one native pass over the candidates' columns (:func:`adrank.ops.auction`,
