@@ -108,14 +108,6 @@ class ExportedVersion:
     tables: dict[str, EmbeddingTable]
     precision: str
 
-    @property
-    def model_name(self) -> str:
-        return str(self.manifest["model"])
-
-    @property
-    def version(self) -> int:
-        return int(self.manifest["version"])
-
 
 def open_version(artifacts_dir: str | Path, precision: str = "fp32") -> ExportedVersion:
     """Reads one exported version's artifacts; the tables are memory-mapped."""
