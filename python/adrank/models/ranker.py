@@ -153,7 +153,25 @@ def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     return tasks
 
 
-class DenseArch(nn.Module):
+class TaskTowers(nn.Module):
+    """What the dense architectures share: one tower per trained task over what the subclass's
+    ``joined(embeddings, dense)`` builds (``self.towers``: an ``nn.ModuleList`` the subclass
+    sets); ``forward`` returns the tasks' probabilities."""
+
+    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
+        joined = self.joined(embeddings, dense)
+        outputs: list[Tensor] = []
+        for tower in self.towers:
+            outputs.append(tower(joined))
+        return outputs
+
+    def forward(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
+        """The trained rates, each ``[B, 1]``, in ``tasks`` order (p_cvr is given a click)."""
+        return [torch.sigmoid(logit) for logit in self.logits(embeddings, dense)]
+
+
+class DenseArch(TaskTowers):
     """Everything after the lookup; TorchScript-able, the model Triton serves.
 
     One tower per task of ``tasks``; ``forward`` returns their probabilities in that order.
@@ -206,20 +224,8 @@ class DenseArch(nn.Module):
             x = layer(x0, x)
         return torch.cat([x, self.deep(x0)], dim=1)
 
-    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
-        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
-        joined = self.joined(embeddings, dense)
-        outputs: list[Tensor] = []
-        for tower in self.towers:
-            outputs.append(tower(joined))
-        return outputs
 
-    def forward(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
-        """The trained rates, each ``[B, 1]``, in ``tasks`` order (p_cvr is given a click)."""
-        return [torch.sigmoid(logit) for logit in self.logits(embeddings, dense)]
-
-
-class FactorizationArch(nn.Module):
+class FactorizationArch(TaskTowers):
     """FM (``deep=False``) or DeepFM (``deep=True``) after the lookup, the contract of
     :class:`DenseArch`: ``forward(embeddings [B, E], dense [B, N]) -> [p_task]``.
 
@@ -289,18 +295,6 @@ class FactorizationArch(nn.Module):
         if self.deep is not None:
             parts.append(self.deep(vectors.reshape(rows, -1)))
         return torch.cat(parts, dim=1)
-
-    def logits(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
-        """One logit ``[B, 1]`` per task, in ``tasks`` order."""
-        joined = self.joined(embeddings, dense)
-        outputs: list[Tensor] = []
-        for tower in self.towers:
-            outputs.append(tower(joined))
-        return outputs
-
-    def forward(self, embeddings: Tensor, dense: Tensor) -> list[Tensor]:
-        """The trained rates, each ``[B, 1]``, in ``tasks`` order (p_cvr is given a click)."""
-        return [torch.sigmoid(logit) for logit in self.logits(embeddings, dense)]
 
 
 def build_dense_arch(
