@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 HELP = "Replay a synthetic day of ad traffic with pacing on and off; write a report with plots."
 
@@ -51,9 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adrank.simulation import make_world, run_experiment, simulation_world
+    from adrank.simulation import run_experiment
     from adrank.simulation.report import summary, write_report
-    from adrank.workspace import prepare_workspace
 
     args.requests = args.requests or (10_000 if args.sweep else 30_000)
     args.rows = args.rows or (20_000 if args.sweep else 50_000)
@@ -66,14 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ab:
         return _ab(args)
     start = time.perf_counter()
-    workspace = prepare_workspace(
-        args.workspace,
-        rows=args.rows,
-        seed=args.seed,
-        world=simulation_world(args.campaigns),
-        repository=args.workspace / "repository",
-    )
-    world = make_world(workspace, seed=args.seed)
+    world = _world(args)
     built = time.perf_counter()
     experiment = run_experiment(world, args.requests, args.seed, args.candidates)
     report = write_report(experiment, args.out)
@@ -148,20 +141,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _ab(args: argparse.Namespace) -> int:
-    from adrank.simulation import make_world, simulation_world
     from adrank.simulation.ab_test import run_ab_test, write_ab_report
-    from adrank.workspace import prepare_workspace
 
     if not 0.0 <= args.srm_drop < 1.0:
         raise SystemExit(f"--srm-drop must be in [0, 1), got {args.srm_drop}")
-    workspace = prepare_workspace(
-        args.workspace,
-        rows=args.rows,
-        seed=args.seed,
-        world=simulation_world(args.campaigns),
-        repository=args.workspace / "repository",
-    )
-    world = make_world(workspace, seed=args.seed)
+    world = _world(args)
     run = run_ab_test(world, args.out, args.requests, args.seed, args.candidates, args.srm_drop)
     report, path = write_ab_report(run)
     for metric, truth in run.true_deltas.items():
@@ -178,3 +162,19 @@ def _ab(args: argparse.Namespace) -> int:
         print(f"CUPED {key}: variance reduction {info.variance_reduction:.1%}")
     print(f"report: {path}")
     return 0
+
+
+def _world(args: argparse.Namespace) -> Any:
+    """The simulated world of ``--workspace``, ``--rows``, ``--seed`` and ``--campaigns`` (its
+    workspace trained and exported once, then reused)."""
+    from adrank.simulation import make_world, simulation_world
+    from adrank.workspace import prepare_workspace
+
+    workspace = prepare_workspace(
+        args.workspace,
+        rows=args.rows,
+        seed=args.seed,
+        world=simulation_world(args.campaigns),
+        repository=args.workspace / "repository",
+    )
+    return make_world(workspace, seed=args.seed)
