@@ -38,8 +38,8 @@ from adrank.experiments.serving import ExperimentRanker
 from adrank.orchestrator.model import TorchScriptModel
 from adrank.orchestrator.ranker import Ranker
 from adrank.orchestrator.request import RankResponse
-from adrank.orchestrator.scoring import Objective, ScoringConfig
-from adrank.simulation.world import DAY_START, SyntheticWorld
+from adrank.orchestrator.scoring import ScoringConfig
+from adrank.simulation.world import DAY_START, SyntheticWorld, charges
 
 EXPERIMENT = "sim-ab"
 TREATMENT_PENALTY = 0.3
@@ -77,13 +77,7 @@ def _charges(world: SyntheticWorld, response: RankResponse) -> tuple[np.ndarray,
     price = response.price
     p_ctr = response.p_ctr.astype(np.float64)
     p_cvr = response.p_cvr.astype(np.float64)
-    per_click = np.where(objective == Objective.CPC, price, 0.0)
-    fixed = np.where(
-        objective == Objective.CPM,
-        price / 1000.0,
-        np.where(objective == Objective.OCPM, price * p_ctr * p_cvr, 0.0),
-    )
-    return per_click, fixed
+    return charges(objective, price, p_ctr, p_cvr)
 
 
 def _events(world, response, rng) -> list[dict]:

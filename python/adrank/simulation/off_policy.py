@@ -35,8 +35,8 @@ import numpy as np
 from adrank.experiments.exploration import ExplorationPolicy
 from adrank.experiments.off_policy import evaluate
 from adrank.orchestrator.ranker import Ranker
-from adrank.orchestrator.scoring import Objective, ScoringConfig
-from adrank.simulation.world import DAY_START, SyntheticWorld
+from adrank.orchestrator.scoring import ScoringConfig
+from adrank.simulation.world import DAY_START, SyntheticWorld, charges
 
 REWARD_MODEL_BIAS = 1.25  # DR's reward model over-predicts rates by 25 %
 METRICS = ("clicks", "revenue")
@@ -62,16 +62,6 @@ class LoggedContexts:
     def support(self) -> float:
         """Share of requests where the logging policy could take the target's choice."""
         return float(np.mean(self.target != OUTSIDE))
-
-
-def _charges(objective, price, p_ctr, p_cvr) -> tuple[np.ndarray, np.ndarray]:
-    per_click = np.where(objective == Objective.CPC, price, 0.0)
-    fixed = np.where(
-        objective == Objective.CPM,
-        price / 1000.0,
-        np.where(objective == Objective.OCPM, price * p_ctr * p_cvr, 0.0),
-    )
-    return per_click, fixed
 
 
 def log_contexts(
@@ -100,7 +90,7 @@ def log_contexts(
         if size:
             probability[i, :size] = logging.slot_probabilities(pool["ecpm"])
             p_ctr[i, :size] = pool["p_ctr"]
-            per_click[i, :size], fixed[i, :size] = _charges(
+            per_click[i, :size], fixed[i, :size] = charges(
                 pool["objective"], pool["price"], pool["p_ctr"], pool["p_cvr"]
             )
         chosen = ranker.rank(
@@ -112,7 +102,7 @@ def log_contexts(
             continue  # no ad: reward 0 whatever the log shows; no logged action matches
         where = np.flatnonzero(pool["creative_id"] == chosen.creative_id[0]) if size else []
         target[i] = int(where[0]) if len(where) else OUTSIDE
-        click, one = _charges(
+        click, one = charges(
             np.asarray([_objective(world, chosen.campaign_id[0])]),
             chosen.price[:1],
             chosen.p_ctr[:1].astype(np.float64),
@@ -222,7 +212,7 @@ def online_value(
             continue
         p_ctr = float(response.p_ctr[0])
         clicked = float(rng.random() < p_ctr)
-        click, fixed = _charges(
+        click, fixed = charges(
             np.asarray([_objective(world, response.campaign_id[0])]),
             response.price[:1],
             response.p_ctr[:1].astype(np.float64),

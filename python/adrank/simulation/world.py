@@ -96,6 +96,23 @@ class SyntheticWorld:
         return user_request(request_id, user, context, chosen, k)
 
 
+def charges(
+    objective: np.ndarray, price: np.ndarray, p_ctr: np.ndarray, p_cvr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each shown ad bills in this world: ``(per click, per impression)``, float [K].
+
+    CPC bills its price per click; CPM its price per thousand, so ``price / 1000`` per
+    impression; oCPM bills per impression at the expected conversion value ``price * p_ctr *
+    p_cvr`` (its price is per conversion)."""
+    per_click = np.where(objective == Objective.CPC, price, 0.0)
+    per_impression = np.where(
+        objective == Objective.CPM,
+        price / 1000.0,
+        np.where(objective == Objective.OCPM, price * p_ctr * p_cvr, 0.0),
+    )
+    return per_click, per_impression
+
+
 def make_world(workspace: Any, seed: int = 0) -> SyntheticWorld:
     """The world of ``workspace`` (:class:`adrank.workspace.Workspace`), with a true traffic
     curve that deviates from the expected one by up to +-15 % an hour."""
