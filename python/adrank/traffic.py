@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -81,6 +82,22 @@ class TrafficStore(Protocol):
         ...
 
 
+def state_of_rows(
+    kills: Iterable[tuple[str, int, str]], caps: Iterable[tuple[str, str, float]]
+) -> tuple[dict[int, str], dict[int, str], list[AdLoadCap]]:
+    """A store's rows as :meth:`TrafficStore.load` returns them: ``kills`` as
+    ``(scope, entity_id, reason)``, ``caps`` as ``(region, placement, max_ad_share)`` with ''
+    for a scope the cap leaves open."""
+    killed: dict[str, dict[int, str]] = {"advertiser": {}, "campaign": {}}
+    for scope, entity_id, reason in kills:
+        killed[scope][int(entity_id)] = reason
+    return (
+        killed["advertiser"],
+        killed["campaign"],
+        [AdLoadCap(share, region or None, placement or None) for region, placement, share in caps],
+    )
+
+
 class SQLiteTrafficStore:
     """Traffic control in SQLite: may share the pacing store's file (its own tables)."""
 
@@ -108,17 +125,7 @@ class SQLiteTrafficStore:
             ).fetchall()
             caps = self._db.execute("SELECT region, placement, max_ad_share FROM ad_load_caps")
             caps = caps.fetchall()
-        killed = {"advertiser": {}, "campaign": {}}
-        for scope, entity_id, reason in kills:
-            killed[scope][int(entity_id)] = reason
-        return (
-            killed["advertiser"],
-            killed["campaign"],
-            [
-                AdLoadCap(share, region or None, placement or None)
-                for region, placement, share in caps
-            ],
-        )
+        return state_of_rows(kills, caps)
 
     def set_kill(self, scope: str, entity_id: int, reason: str | None) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ is stored as ``''`` where it applies to every one. Outages: see :mod:`adrank.sto
 from __future__ import annotations
 
 from adrank.stores.postgres import DEFAULT_MAX_STALE_S, PostgresConnection
-from adrank.traffic import ANY, AdLoadCap
+from adrank.traffic import ANY, AdLoadCap, state_of_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kill_switches (
@@ -39,17 +39,7 @@ class PostgresTrafficStore:
     def load(self) -> tuple[dict[int, str], dict[int, str], list[AdLoadCap]]:
         kills = self._db.read("SELECT scope, entity_id, reason FROM kill_switches")
         caps = self._db.read("SELECT region, placement, max_ad_share FROM ad_load_caps")
-        killed: dict[str, dict[int, str]] = {"advertiser": {}, "campaign": {}}
-        for scope, entity_id, reason in kills:
-            killed[scope][int(entity_id)] = reason
-        return (
-            killed["advertiser"],
-            killed["campaign"],
-            [
-                AdLoadCap(share, region or None, placement or None)
-                for region, placement, share in caps
-            ],
-        )
+        return state_of_rows(kills, caps)
 
     def set_kill(self, scope: str, entity_id: int, reason: str | None) -> None:
         with self._db.write() as db:
