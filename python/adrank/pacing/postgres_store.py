@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from adrank.pacing.events import SpendEvent
-from adrank.pacing.store import ControllerState, RecordedSpend
+from adrank.pacing.store import ControllerState, RecordedSpend, id_value_columns
 from adrank.stores.postgres import DEFAULT_MAX_STALE_S, PostgresConnection
 
 SCHEMA = """
@@ -128,14 +128,14 @@ class PostgresPacingStore:
             )
 
     def max_charges(self) -> tuple[np.ndarray, np.ndarray]:
-        return _columns(
+        return id_value_columns(
             self._db.read(
                 "SELECT campaign_id, COALESCE(max_charge, 0) FROM budgets ORDER BY campaign_id"
             )
         )
 
     def budgets(self) -> tuple[np.ndarray, np.ndarray]:
-        return _columns(
+        return id_value_columns(
             self._db.read("SELECT campaign_id, daily_budget FROM budgets ORDER BY campaign_id")
         )
 
@@ -143,7 +143,7 @@ class PostgresPacingStore:
         if len(events) != len(days):
             raise ValueError(f"days must have one entry per event ({len(events)}), got {len(days)}")
         if not events:
-            return _nothing_recorded()
+            return RecordedSpend.nothing()
         first: dict[str, tuple] = {}  # the first occurrence of an id in the batch wins
         for e, d in zip(events, days, strict=True):
             if e.event_id not in first:
@@ -175,7 +175,7 @@ class PostgresPacingStore:
         )
 
     def spend(self, day: int) -> tuple[np.ndarray, np.ndarray]:
-        return _columns(
+        return id_value_columns(
             self._db.read(
                 "SELECT campaign_id, spend FROM spend WHERE day = %s ORDER BY campaign_id",
                 (int(day),),
@@ -183,7 +183,7 @@ class PostgresPacingStore:
         )
 
     def largest_charges(self, day: int) -> tuple[np.ndarray, np.ndarray]:
-        return _columns(
+        return id_value_columns(
             self._db.read(
                 "SELECT campaign_id, largest FROM spend WHERE day = %s ORDER BY campaign_id",
                 (int(day),),
@@ -207,7 +207,7 @@ class PostgresPacingStore:
         return np.array([r[0] for r in rows], dtype=np.int64), counts
 
     def open_impressions(self, day: int, since: float) -> tuple[np.ndarray, np.ndarray]:
-        return _columns(
+        return id_value_columns(
             self._db.read(
                 "SELECT campaign_id, SUM(impressions) FROM impression_minutes"
                 " WHERE day = %s AND minute >= %s GROUP BY campaign_id ORDER BY campaign_id",
@@ -295,14 +295,3 @@ def _impression_minutes(new: list[tuple]) -> list[list[int]]:
             counts[key] = counts.get(key, 0) + 1
     keys = list(counts)
     return [[k[i] for k in keys] for i in range(3)] + [list(counts.values())]
-
-
-def _columns(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    values = np.array([r[1] for r in rows], dtype=np.float64)
-    return ids, values
-
-
-def _nothing_recorded() -> RecordedSpend:
-    empty = np.empty(0, dtype=np.int64)
-    return RecordedSpend(0, 0, empty, empty, *[np.empty(0)] * 5)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from adrank.pacing.events import SpendEvent
-from adrank.pacing.store import ControllerState, RecordedSpend
+from adrank.pacing.store import ControllerState, RecordedSpend, id_value_columns
 from adrank.sqlite_files import data_version, open_database, transaction
 
 IMPRESSION_MINUTES = """CREATE TABLE IF NOT EXISTS impression_minutes (
@@ -198,7 +198,7 @@ class SQLitePacingStore:
             rows = self._db.execute(
                 "SELECT campaign_id, COALESCE(max_charge, 0) FROM budgets ORDER BY campaign_id"
             ).fetchall()
-        return _columns(rows)
+        return id_value_columns(rows)
 
     def charge_counts(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -217,20 +217,20 @@ class SQLitePacingStore:
                 " WHERE day = ? AND minute >= ? GROUP BY campaign_id ORDER BY campaign_id",
                 (int(day), math.floor(since / 60)),
             ).fetchall()
-        return _columns(rows)
+        return id_value_columns(rows)
 
     def budgets(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT campaign_id, daily_budget FROM budgets ORDER BY campaign_id"
             ).fetchall()
-        return _columns(rows)
+        return id_value_columns(rows)
 
     def record(self, events: Sequence[SpendEvent], days: Sequence[int]) -> RecordedSpend:
         if len(events) != len(days):
             raise ValueError(f"days must have one entry per event ({len(events)}), got {len(days)}")
         if not events:
-            return _nothing_recorded()
+            return RecordedSpend.nothing()
         rows = [
             (e.event_id, e.campaign_id, int(d), int(e.kind), e.cost, e.timestamp)
             for e, d in zip(events, days, strict=True)
@@ -267,7 +267,7 @@ class SQLitePacingStore:
                 "SELECT campaign_id, spend FROM spend WHERE day = ? ORDER BY campaign_id",
                 (int(day),),
             ).fetchall()
-        return _columns(rows)
+        return id_value_columns(rows)
 
     def largest_charges(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -275,7 +275,7 @@ class SQLitePacingStore:
                 "SELECT campaign_id, largest FROM spend WHERE day = ? ORDER BY campaign_id",
                 (int(day),),
             ).fetchall()
-        return _columns(rows)
+        return id_value_columns(rows)
 
     def event_counts(self, day: int) -> dict[int, tuple[int, int, int]]:
         with self._lock:
@@ -329,14 +329,3 @@ class SQLitePacingStore:
             *(columns[1:] if rows else [np.empty(0)] * len(ControllerState.COLUMNS)),
             updated_at=float(updated_at),
         )
-
-
-def _columns(rows: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    values = np.array([r[1] for r in rows], dtype=np.float64)
-    return ids, values
-
-
-def _nothing_recorded() -> RecordedSpend:
-    empty = np.empty(0, dtype=np.int64)
-    return RecordedSpend(0, 0, empty, empty, *[np.empty(0)] * 5)

@@ -47,6 +47,19 @@ class RecordedSpend:
     later: np.ndarray
     charges: np.ndarray
 
+    @classmethod
+    def nothing(cls) -> RecordedSpend:
+        """A batch that stored no event."""
+        empty = np.empty(0, dtype=np.int64)
+        return cls(0, 0, empty, empty, *[np.empty(0)] * 5)
+
+
+def id_value_columns(rows: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """``(id, value)`` rows of a store's query as columns: int64 ids [N], float64 values [N]."""
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=np.float64)
+    return ids, values
+
 
 @dataclass(frozen=True)
 class ControllerState:
