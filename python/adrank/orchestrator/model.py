@@ -108,6 +108,7 @@ class TorchScriptModel:
         self._torch = torch
         self._module = load_dense_model(version_dir).eval()
         self._version_dir = version_dir
+        self._declared: tuple[str, ...] | None = None  # the config's outputs, read once
         self.version = f"{version_dir.parent.name}/{version_dir.name} (in process)"
 
     def predict(self, embeddings: np.ndarray, dense: np.ndarray) -> Rates:
@@ -123,10 +124,12 @@ class TorchScriptModel:
         """The heads the module answers, in order: all three, or those its config declares."""
         if count == 3:
             return ("P_CTR", "P_CVR", "P_NEG")
-        from adrank.triton.model_config import ranker_signature, read_model_config
+        if self._declared is None:
+            from adrank.triton.model_config import ranker_signature, read_model_config
 
-        config = read_model_config(self._version_dir.parent / "config.pbtxt")
-        return ranker_signature(config).outputs
+            config = read_model_config(self._version_dir.parent / "config.pbtxt")
+            self._declared = ranker_signature(config).outputs
+        return self._declared
 
     def readiness(self) -> tuple[bool, str]:
         return True, f"in-process model {self.version}"
