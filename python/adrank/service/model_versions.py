@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from adrank.artifacts import MANIFEST_FILE, open_version
+from adrank.features.schema import FeatureSchema
 from adrank.orchestrator.errors import ModelUnavailableError
 from adrank.orchestrator.model import TritonModel
 from adrank.orchestrator.ranker import Ranker
@@ -36,6 +37,13 @@ from adrank.orchestrator.ranker import Ranker
 log = logging.getLogger("adrank.models")
 
 WARM_UP_CANDIDATES = 1000
+
+
+def warm_up(model: TritonModel, catalog_size: int, schema: FeatureSchema) -> None:
+    """Warms ``model`` up at serving size: the catalog's, at most ``WARM_UP_CANDIDATES`` (that
+    many without a catalog, whose requests bring their candidates)."""
+    candidates = min(catalog_size, WARM_UP_CANDIDATES) or WARM_UP_CANDIDATES
+    model.warm_up(candidates, schema.embedding_dim, schema.dense_dim)
 
 
 class SwapError(RuntimeError):
@@ -128,13 +136,8 @@ class ModelVersions:
                 log.error("version %d not activated: %s", version, error)
                 raise SwapError(f"version {version} could not be loaded: {error}") from None
             try:
-                schema = exported.schema
-                model.warm_up(
-                    min(len(self.ranker.catalog), WARM_UP_CANDIDATES) or WARM_UP_CANDIDATES,
-                    schema.embedding_dim,
-                    schema.dense_dim,
-                )
-                self.ranker.swap_model(schema, exported.tables, model)
+                warm_up(model, len(self.ranker.catalog), exported.schema)
+                self.ranker.swap_model(exported.schema, exported.tables, model)
             except (ModelUnavailableError, ValueError) as error:
                 model.close()
                 self._failed.add(version)

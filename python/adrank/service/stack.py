@@ -26,7 +26,7 @@ from adrank.ports import free_port
 from adrank.service.app import ServiceLimits, create_app
 from adrank.service.control import make_control_router
 from adrank.service.model_control import make_model_router
-from adrank.service.model_versions import ActiveVersion, ModelVersions
+from adrank.service.model_versions import ActiveVersion, ModelVersions, warm_up
 from adrank.service.security import AccessPolicy
 from adrank.service.state_metrics import ControlStateCollector
 from adrank.stores import open_control_stores
@@ -151,14 +151,12 @@ def serving_stack(
         if watch_models_s is not None:
             versions.watch(watch_models_s)
 
-        def warm_up(*_: object) -> None:
-            candidates = min(len(ranker.catalog), 1000) or 1000  # no catalog: serving size
-            schema = ranker.encoder.schema
-            ranker.model.warm_up(candidates, schema.embedding_dim, schema.dense_dim)
+        def warm_up_served(*_: object) -> None:
+            warm_up(ranker.model, len(ranker.catalog), ranker.encoder.schema)
 
-        warm_up()
+        warm_up_served()
         if supervisor is not None:
-            supervisor.on_restart = warm_up  # a restarted model instance compiles again
+            supervisor.on_restart = warm_up_served  # a restarted model instance compiles again
         control = make_control_router(pacing, traffic)
         control.include_router(make_model_router(versions))
         if safety is not None:
