@@ -651,3 +651,14 @@ def test_a_k_far_above_the_candidates_returns_them_all(world, ranker) -> None:
     np.testing.assert_array_equal(
         huge.creative_id, ranker.rank(make_request(world, ids, k=40)).creative_id
     )
+
+
+def test_candidate_rows_must_be_a_table_of_integer_ids(world) -> None:
+    base = make_request(world, [], k=3)
+    with pytest.raises(TypeError, match=r"candidate_rows must be a pyarrow\.Table, got dict"):
+        dataclasses.replace(base, candidate_rows={"creative_id": [1]})
+    rows = pa.table({"creative_id": ["a"], "bid": [1.0], "objective": ["CPC"]})
+    with pytest.raises(ValueError, match="candidate_rows column creative_id must hold integers"):
+        dataclasses.replace(base, candidate_rows=rows)
+    with pytest.raises(ValueError, match="candidate_rows is missing required columns: creative_id"):
+        dataclasses.replace(base, candidate_rows=pa.table({"bid": [1.0]}))
