@@ -7,9 +7,15 @@ changing its repository share this one (session-scoped) instead of each training
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from adrank.data import SyntheticConfig
 from adrank.workspace import prepare_workspace
+
+# CI shares two cores with servers and builds: an example's wall time says nothing about its
+# correctness, so no example fails for being slow.
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
 
 SERVING_WORLD = SyntheticConfig(
     num_advertisers=20, num_campaigns=60, num_creatives=600, num_users=500, num_categories=8

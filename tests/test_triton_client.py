@@ -30,6 +30,7 @@ pytestmark = pytest.mark.triton
 
 E, N = 12, 3
 MAX_BATCH = 2048
+QUEUE_DELAY_US = 3_000_000
 
 
 def ranker_ref(module: nn.Module, embeddings: np.ndarray, dense: np.ndarray) -> np.ndarray:
@@ -69,6 +70,16 @@ def repository(tmp_path_factory, modules) -> Path:
     make_model_repository(
         root, modules["versioned_v1"], embedding_dim=E, dense_dim=N, model="versioned"
     )
+    # A model whose dynamic batcher holds a lone request for 3 s, waiting for company: a deadline
+    # shorter than that expires every time, however fast the machine.
+    make_model_repository(
+        root,
+        modules["ranker"],
+        embedding_dim=E,
+        dense_dim=N,
+        model="queued",
+        max_queue_delay_us=QUEUE_DELAY_US,
+    )
     # A model whose TorchScript file is not TorchScript: loading it must fail clearly.
     make_model_repository(root, RejectsNaN(E, N), embedding_dim=E, dense_dim=N, model="broken")
     (root / "broken" / "1" / "model.pt").write_bytes(b"not a TorchScript archive")
@@ -77,7 +88,7 @@ def repository(tmp_path_factory, modules) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repository):
-    with EmbeddedTriton(repository, models=["ranker", "versioned"]) as running:
+    with EmbeddedTriton(repository, models=["ranker", "versioned", "queued"]) as running:
         yield running
 
 
@@ -181,13 +192,11 @@ def test_malformed_inputs_are_rejected_before_sending(client, embeddings, dense,
 
 
 def test_a_deadline_too_short_is_a_timeout(server):
-    # gRPC keeps deadlines in whole milliseconds, so 1 us can mean up to 1 ms; a call of 2,000
-    # rows (a shared-memory registration, then the model) takes longer than that every time.
     with (
-        RankerClient(server.grpc_url, timeout_s=1e-6) as client,
+        RankerClient(server.grpc_url, model="queued", timeout_s=0.2) as client,
         pytest.raises(RankerTimeoutError, match="Deadline Exceeded") as caught,
     ):
-        client.predict(*inputs(2000))
+        client.predict(*inputs(4))
     assert caught.value.status == "DEADLINE_EXCEEDED"
 
 

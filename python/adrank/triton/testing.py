@@ -102,10 +102,12 @@ def make_model_repository(
     max_batch_size: int = 16384,
     instances: int = 1,
     torch_threads: int = 1,
+    max_queue_delay_us: int = 0,
 ) -> Path:
     """Write ``module`` (scripted unless it already is) as ``root/model/version``; returns ``root``.
 
     Writes ``model.pt``, ``model.py`` and the CPU ``config.pbtxt`` (the GPU variant too).
+    ``max_queue_delay_us`` is how long the dynamic batcher holds a lone request for company.
     """
     root = Path(root)
     model_dir = root / model
@@ -120,6 +122,7 @@ def make_model_repository(
         max_batch_size=max_batch_size,
         instances=instances,
         torch_threads=torch_threads,
+        max_queue_delay_us=max_queue_delay_us,
     )
     return root
 
