@@ -83,9 +83,56 @@ def test_ranks_as_the_json_api_does(served, world) -> None:
         assert ours.p_ctr == pytest.approx(theirs["p_ctr"])
         assert ours.HasField("p_cvr") == (theirs["p_cvr"] is not None)
         assert not ours.HasField("slot")  # no feed in the request
+        assert not ours.HasField("propensity")  # no exploration
+    assert not answer.arms  # no experiments
     assert answer.model_version == over_http["model_version"]
     assert set(answer.timings_ms) == set(over_http["timings_ms"])
     assert 'adrank_grpc_responses_total{code="OK",method="Rank"} 1.0' in served.metrics()
+
+
+EXPERIMENTS = {
+    "experiment": [
+        {
+            "name": "explore",
+            "layer": "selection",
+            "salt": "grpc-1",
+            "arm": [{"name": "softmax", "share": 1.0, "temperature": 0.2, "pool": 6}],
+        },
+        {
+            "name": "penalty",
+            "layer": "scoring",
+            "salt": "grpc-2",
+            "arm": [{"name": "a", "share": 1.0}],
+        },
+    ]
+}
+
+
+def test_arms_and_propensities_are_answered_as_over_http(world) -> None:
+    from adrank.experiments.assignment import ExperimentSet
+    from adrank.experiments.serving import ExperimentRanker
+    from adrank.service.app import create_app
+
+    backend = ExperimentRanker(world.ranker, ExperimentSet.from_mapping(EXPERIMENTS))
+    app = create_app(backend, LIMITS, schema=world.schema)
+    servicer = RankServicer(app.state.rank_endpoint, AccessPolicy(), app.state.metrics)
+    with (
+        GrpcServer(servicer, "127.0.0.1", 0) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        answer = rank_stub(channel)(good(world), timeout=30)
+    over_http = TestClient(app, base_url=LOCAL).post("/v1/rank", json=world.good_body("grpc"))
+    theirs = over_http.json()
+    assert dict(answer.arms) == theirs["arms"] == {"explore": "softmax", "penalty": "a"}
+    assert answer.creatives
+    # The same request id draws the same slate: the same creatives, the same propensities.
+    assert [c.creative_id for c in answer.creatives] == [
+        c["creative_id"] for c in theirs["creatives"]
+    ]
+    propensities = [c.propensity for c in answer.creatives]
+    assert all(c.HasField("propensity") for c in answer.creatives)
+    assert propensities == pytest.approx([c["propensity"] for c in theirs["creatives"]])
+    assert all(0 < p <= 1 for p in propensities)
 
 
 def test_a_feed_places_the_ads_in_slots(served, world) -> None:

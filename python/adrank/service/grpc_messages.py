@@ -38,7 +38,7 @@ from adrank.service.schemas import (
 )
 
 ROW_COLUMNS = ("advertiser_id", "campaign_id", "category", "target_cpa", "status")
-_CREATIVE_COLUMNS = tuple(  # the JSON's experiment fields are not in rank.proto (yet)
+_CREATIVE_COLUMNS = tuple(  # the optional ones (unset where the response has none) apart
     name for name in RankedCreativeBody.model_fields if name not in ("slot", "propensity")
 )
 
@@ -126,10 +126,12 @@ def _row(row: rank_pb2.CandidateRow, index: int) -> dict[str, Any]:
 
 def response_message(response: RankResponse, duplicate_candidates: int) -> rank_pb2.RankResponse:
     """The answer: one ``RankedCreative`` per chosen creative, in rank order; a rate of a head
-    the model was not trained for, and the slot without a feed, are left unset."""
+    the model was not trained for, the slot without a feed and the propensity without
+    exploration are left unset; ``arms`` is empty without experiments (as JSON leaves it out)."""
     count = len(response)
     columns = {name: _column(getattr(response, name), count) for name in _CREATIVE_COLUMNS}
     columns["slot"] = _column(response.slot, count)
+    columns["propensity"] = _column(response.propensity, count)
     names = list(columns)
     creatives = [
         rank_pb2.RankedCreative(**{n: v for n, v in zip(names, row, strict=True) if v is not None})
@@ -143,6 +145,7 @@ def response_message(response: RankResponse, duplicate_candidates: int) -> rank_
         duplicate_candidates=duplicate_candidates,
         creatives=creatives,
         timings_ms={name: float(ms) for name, ms in response.timings_ms.items()},
+        arms=dict(response.arms),
     )
 
 

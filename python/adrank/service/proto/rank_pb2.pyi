@@ -120,7 +120,7 @@ class RankRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user: _Optional[_Mapping[str, FeatureValue]] = ..., context: _Optional[_Mapping[str, FeatureValue]] = ..., candidates: _Optional[_Iterable[int]] = ..., k: _Optional[int] = ..., region: _Optional[str] = ..., recently_seen: _Optional[_Iterable[int]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., feed: _Optional[_Union[Feed, _Mapping]] = ..., candidate_rows: _Optional[_Iterable[_Union[CandidateRow, _Mapping]]] = ...) -> None: ...
 
 class RankedCreative(_message.Message):
-    __slots__ = ("creative_id", "campaign_id", "advertiser_id", "p_ctr", "p_cvr", "p_neg", "ecpm", "price", "slot")
+    __slots__ = ("creative_id", "campaign_id", "advertiser_id", "p_ctr", "p_cvr", "p_neg", "ecpm", "price", "slot", "propensity")
     CREATIVE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     ADVERTISER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class RankedCreative(_message.Message):
     ECPM_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
     creative_id: int
     campaign_id: int
     advertiser_id: int
@@ -139,10 +140,11 @@ class RankedCreative(_message.Message):
     ecpm: float
     price: float
     slot: int
-    def __init__(self, creative_id: _Optional[int] = ..., campaign_id: _Optional[int] = ..., advertiser_id: _Optional[int] = ..., p_ctr: _Optional[float] = ..., p_cvr: _Optional[float] = ..., p_neg: _Optional[float] = ..., ecpm: _Optional[float] = ..., price: _Optional[float] = ..., slot: _Optional[int] = ...) -> None: ...
+    propensity: float
+    def __init__(self, creative_id: _Optional[int] = ..., campaign_id: _Optional[int] = ..., advertiser_id: _Optional[int] = ..., p_ctr: _Optional[float] = ..., p_cvr: _Optional[float] = ..., p_neg: _Optional[float] = ..., ecpm: _Optional[float] = ..., price: _Optional[float] = ..., slot: _Optional[int] = ..., propensity: _Optional[float] = ...) -> None: ...
 
 class RankResponse(_message.Message):
-    __slots__ = ("request_id", "model_version", "degraded", "unknown_candidates", "duplicate_candidates", "creatives", "timings_ms")
+    __slots__ = ("request_id", "model_version", "degraded", "unknown_candidates", "duplicate_candidates", "creatives", "timings_ms", "arms")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +152,13 @@ class RankResponse(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ArmsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +166,7 @@ class RankResponse(_message.Message):
     DUPLICATE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CREATIVES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model_version: str
     degraded: bool
@@ -164,4 +174,5 @@ class RankResponse(_message.Message):
     duplicate_candidates: int
     creatives: _containers.RepeatedCompositeFieldContainer[RankedCreative]
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., degraded: bool = ..., unknown_candidates: _Optional[int] = ..., duplicate_candidates: _Optional[int] = ..., creatives: _Optional[_Iterable[_Union[RankedCreative, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    arms: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., degraded: bool = ..., unknown_candidates: _Optional[int] = ..., duplicate_candidates: _Optional[int] = ..., creatives: _Optional[_Iterable[_Union[RankedCreative, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., arms: _Optional[_Mapping[str, str]] = ...) -> None: ...
