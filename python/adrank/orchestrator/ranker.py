@@ -149,6 +149,10 @@ class Ranker:
     exploration : an :class:`adrank.experiments.exploration.ExplorationPolicy`; None: none
     safety : an :class:`adrank.safety.SafetyGate`: the candidates it blocks in the request's
         region are not eligible (as killed ones); None: no content-safety gate
+    cold_start : an :class:`adrank.experiments.cold_start.ColdStart`: candidates are valued at
+        its click-rate estimate, and new creatives boosted on its exploring requests; None: none
+    online : an :class:`adrank.online.serving.OnlineScorer`: its click rate replaces the
+        model's ``p_ctr`` and ``model_version`` names its publication; None: the model's only
     """
 
     def __init__(
@@ -166,6 +170,8 @@ class Ranker:
         allocation: AllocationPolicy | None = None,
         exploration: Any = None,
         safety: Any = None,
+        cold_start: Any = None,
+        online: Any = None,
     ) -> None:
         self.scoring_config = scoring_config or scoring.ScoringConfig()
         self.selection_config = selection_config or SelectionConfig()
@@ -176,6 +182,8 @@ class Ranker:
         self.allocation = allocation or AllocationPolicy()
         self.exploration = exploration
         self.safety = safety
+        self.cold_start = cold_start
+        self.online = online
         self._swap_lock = threading.Lock()
         catalog = Catalog.empty() if catalog is None else catalog
         self._snapshot = _encode(catalog, RequestEncoder(schema, tables), model)
@@ -317,6 +325,12 @@ class Ranker:
         degraded: bool,
     ) -> RankResponse:
         catalog, rows = candidates.catalog, candidates.rows
+        model_version = snapshot.model.version
+        if self.online is not None:  # the online learner's click rate (adrank.online.serving)
+            with timer.stage("model"):
+                rates, model_version = self.online.rescore(
+                    request, catalog, rows, rates, model_version
+                )
         config = self.scoring_config if request.scoring is None else request.scoring
         explore = self.exploration if request.exploration is None else request.exploration
         with timer.stage("scoring"):  # the callbacks the pass needs, in Python
@@ -336,6 +350,11 @@ class Ranker:
                 unsafe = self.safety.blocked(catalog, rows, request.region, request.user)
                 if unsafe is not None:
                     killed = unsafe if killed is None else killed | unsafe
+            p_neg, boost = rates.p_neg, None
+            if self.cold_start is not None:  # estimate and exploration (experiments.cold_start)
+                ids, objective = catalog.creative_id[rows], catalog.objective[rows]
+                boost = self.cold_start.boost(ids, objective, rates.p_ctr, request.request_id)
+                pacing, p_neg = boost.apply(pacing, p_neg)
         with timer.stage("selection"):  # scoring, eligibility, selection and pricing, native
             columns = (
                 snapshot.columns
@@ -347,7 +366,7 @@ class Ranker:
                 rows,
                 rates.p_ctr,
                 rates.p_cvr,  # None: oCPM campaigns cannot be valued, so are not eligible
-                rates.p_neg,  # None: no negative-feedback penalty
+                p_neg,  # None: no negative-feedback penalty
                 k=request.k if explore is None else max(request.k, explore.pool),
                 reserve_ecpm=config.reserve_ecpm,
                 neg_penalty=config.neg_penalty,
@@ -364,6 +383,8 @@ class Ranker:
                     request.constraints.frequency_cap or self.selection_config.frequency_cap
                 ),
             )
+            if boost is not None:
+                ecpm = boost.unboosted(winners, ecpm)
             propensity = pool = None
             if explore is not None:
                 pool = (winners, ecpm, price)
@@ -375,7 +396,7 @@ class Ranker:
         winner_rows = rows[winners]
         return RankResponse(
             request_id=request.request_id,
-            model_version=snapshot.model.version,
+            model_version=model_version,
             creative_id=catalog.creative_id[winner_rows],
             campaign_id=catalog.campaign_id[winner_rows],
             advertiser_id=catalog.advertiser_id[winner_rows],
