@@ -9,7 +9,10 @@ import numpy as np
 
 from adrank.data.synthetic import SyntheticLog
 
-__all__ = ["catalog_table"]
+__all__ = ["CONTENT_COLUMNS", "catalog_table"]
+
+# A world drawn with SyntheticConfig(content=True) has these creative columns too.
+CONTENT_COLUMNS = ("topic", "caption", "hashtags", "visual_tags", "audio_tags")
 
 
 def catalog_table(
@@ -20,6 +23,9 @@ def catalog_table(
     ``creatives_per_ad`` > 1 adds an ``ad_id`` column: each campaign's creatives, in id order,
     grouped into ads of that many (the last one may have fewer); 1 (the default) adds none, so
     each creative is its own ad and the table is the one it always was.
+
+    A world drawn with content adds its :data:`CONTENT_COLUMNS` (``caption`` and ``hashtags``
+    are also what the safety gate's text rules read).
 
     ``bid`` is the campaign's own bid as the training log records it (the target CPA for oCPM),
     so the model's ``bid`` feature means the same thing at serving time.
@@ -58,6 +64,9 @@ def catalog_table(
         "music_id": creatives["music_id"],
         "language": creatives["language"],
     }
+    for name in CONTENT_COLUMNS:  # a world drawn with content: the creative features it adds
+        if name in creatives.column_names:
+            columns[name] = creatives[name]
     if creatives_per_ad > 1:
         columns["ad_id"] = pa.array(
             _ad_ids(

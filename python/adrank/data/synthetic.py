@@ -5,6 +5,14 @@ daily budget; target regions); campaigns own creatives (category, format, durati
 language); users (age bucket, gender, country, device, OS, interests, recently watched
 creatives, daily watch minutes) see creatives in a context (placement, hour, network).
 
+With ``SyntheticConfig(content=True)`` creatives also have content (:mod:`.content`): a
+``caption``, ``hashtags``, ``visual_tags`` and ``audio_tags`` drawn from a mix of topics, and
+their main ``topic``; users have ``topic_interests``; and the click logit gains
+``TOPIC_EFFECT x relevance`` (the creative's topic mass on the user's interests), so a model
+that reads the content can rank better. Content is drawn from a generator of its own: every
+other column of a log is the same with and without it, except the click labels (the same
+uniform draws against the new ``p_click``) and the conversions that follow clicks.
+
 Each impression's click, conversion and negative-feedback labels are drawn from hidden
 ground-truth probabilities built from feature interactions (interest match, age x category,
 placement x format, country x language, duration x placement, ...). Those probabilities are
@@ -22,6 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from adrank.data.content import (
+    MAX_TOPICS,
+    TOPIC_EFFECT,
+    CreativeContent,
+    draw_content,
+    draw_topic_interests,
+    relevance,
+)
 
 __all__ = ["SyntheticConfig", "SyntheticLog", "generate_log", "read_log"]
 
@@ -51,9 +68,15 @@ class SyntheticConfig:
     num_music: int = 500
     num_devices: int = 60
     max_recent: int = 8
+    content: bool = False  # captions, hashtags, visual/audio tags and topic interests
+    num_topics: int = 12  # of content.TOPICS, with content
 
     def __post_init__(self) -> None:
+        if not isinstance(self.content, bool):
+            raise TypeError(f"content must be a bool, got {type(self.content).__name__}")
         for field in dataclasses.fields(self):
+            if field.name == "content":
+                continue
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
@@ -61,6 +84,8 @@ class SyntheticConfig:
             raise ValueError("num_campaigns must be >= num_advertisers")
         if self.num_creatives < self.num_campaigns:
             raise ValueError("num_creatives must be >= num_campaigns")
+        if self.num_topics > MAX_TOPICS:
+            raise ValueError(f"num_topics must be <= {MAX_TOPICS}, got {self.num_topics}")
 
 
 @dataclasses.dataclass
@@ -276,6 +301,14 @@ def generate_log(
         + truth.gender_category[gender[user], cat]
         + 0.5 * ((network == 1) & (fmt == 3))
     )
+    content = topic_interests = None
+    if cfg.content:  # its own generator: the draws above and below stay as they were
+        content_rng = np.random.default_rng([seed, 0xC0])
+        content = draw_content(content_rng, cfg.num_creatives, cfg.num_topics)
+        topic_interests = draw_topic_interests(content_rng, cfg.num_users, cfg.num_topics)
+        matched = relevance(content.topic_mix, topic_interests, user, creative)
+        expected = len(topic_interests[0]) / cfg.num_users / cfg.num_topics  # keeps the CTR
+        click_logit = click_logit + TOPIC_EFFECT * (matched - expected)
     p_click = _sigmoid(click_logit)
     p_conversion = _sigmoid(conversion_logit)
     p_negative = _sigmoid(negative_logit)
@@ -324,6 +357,15 @@ def generate_log(
             "p_negative": p_negative.astype(np.float32),
         }
     )
+    creative_columns: dict[str, Any] = {}
+    user_columns: dict[str, Any] = {}
+    if content is not None and topic_interests is not None:
+        creative_columns = _content_columns(content)
+        user_columns = {"topic_interests": _list_array(*topic_interests)}
+        for name, column in user_columns.items():
+            impressions = impressions.append_column(name, column.take(user))
+        for name, column in creative_columns.items():
+            impressions = impressions.append_column(name, column.take(creative))
     if treatment:
         impressions = impressions.append_column("treatment", pa.array(treated.astype(np.int8)))
         impressions = impressions.append_column("converted", pa.array(converted.astype(np.int8)))
@@ -357,6 +399,7 @@ def generate_log(
                 "duration_s": duration,
                 "music_id": music.astype(np.int64),
                 "language": _dictionary(language, LANGUAGES),
+                **creative_columns,
             }
         ),
         users=pa.table(
@@ -370,9 +413,23 @@ def generate_log(
                 "interests": _list_array(interest_values.astype(np.int64), interest_offsets),
                 "recent_creatives": _list_array(creative_ids[recent_values], recent_offsets),
                 "watch_minutes": watch_minutes,
+                **user_columns,
             }
         ),
     )
+
+
+def _content_columns(content: CreativeContent) -> dict[str, Any]:
+    """The creatives' content columns [R]: topic (int64), caption (string), tag lists."""
+    import pyarrow as pa
+
+    return {
+        "topic": pa.array(content.topic),
+        "caption": pa.array(content.caption, pa.string()),
+        "hashtags": _list_array(*content.hashtags),
+        "visual_tags": _list_array(*content.visual_tags),
+        "audio_tags": _list_array(*content.audio_tags),
+    }
 
 
 def _recent_creatives(

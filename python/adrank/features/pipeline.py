@@ -13,6 +13,8 @@ hashing kernels only, so training and serving cannot disagree:
   slot's missing bucket.
 * ``multi_valued``: the list's values hashed the same way; an empty or null list is an empty bag.
   A text column with the field's ``separator`` is split first (empty pieces are dropped).
+* ``text``: the bag of the text's hashed word n-grams (:mod:`adrank.features.text`); a missing
+  or empty text is an empty bag.
 * ``numeric_bucketized``: ``bucketize`` (NaN and nulls get the last bucket).
 * ``cross``: ``hash_cross`` of the sources' bucket ids; with a multi-valued source, of each
   of its values and the other sources' ids of the same row (a bag).
@@ -30,6 +32,7 @@ import numpy as np
 
 from adrank import ops
 from adrank.features.schema import FeatureSchema, FieldSpec
+from adrank.features.text import text_bags
 from adrank.ops._checks import is_arrow
 
 __all__ = ["FeatureBatch", "FeaturePipeline", "SparseFeature", "concat_batches"]
@@ -119,6 +122,11 @@ class FeaturePipeline:
             )
             return _cross(spec.sources, bag, ids, (slot, buckets, seed), offsets)
         column = _column(table, spec)
+        if spec.kind == "text":
+            values, offsets = text_bags(column, spec.ngrams, slot, buckets, seed, spec.column)
+            if len(offsets) != num_rows + 1:
+                raise ValueError(f"column {spec.column!r} has {len(offsets) - 1} rows")
+            return SparseFeature(values, offsets)
         if spec.kind == "numeric_bucketized":
             return SparseFeature(ops.bucketize(_float_column(column), spec.boundaries), offsets)
         if spec.kind == "multi_valued":

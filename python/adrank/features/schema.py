@@ -15,7 +15,7 @@ A schema is a TOML file::
     dim = 16
 
     [fields.user_id]               # one section per field, in the order of the file
-    kind = "categorical"           # categorical | multi_valued | numeric_bucketized |
+    kind = "categorical"           # categorical | multi_valued | text | numeric_bucketized |
     side = "user"                  #   numeric_dense | cross;  side: user | context | creative
     num_buckets = 50000            # a table of its own ...
     dim = 8
@@ -27,7 +27,9 @@ A schema is a TOML file::
 
 Kinds: ``categorical`` (one id or string per row, hashed), ``multi_valued`` (a list per row,
 hashed and pooled with ``pooling = "mean" | "sum"``; a list column, or a string column split on
-``separator = "^"``), ``numeric_bucketized`` (a number,
+``separator = "^"``), ``text`` (free text, a bag of its hashed words and, with ``ngrams = 2``,
+the default, adjacent word pairs, pooled with ``pooling``, default ``"mean"``; see
+:mod:`adrank.features.text`), ``numeric_bucketized`` (a number,
 ``boundaries`` cut it into ``len(boundaries) + 2`` rows: one per interval plus one for NaN),
 ``numeric_dense`` (a number fed to the model as it is after ``transform = "identity" | "log1p" |
 "signed_log1p"``, missing as ``fill``), ``cross`` (the hash of two or more other sparse fields'
@@ -71,16 +73,19 @@ __all__ = [
     "FieldSpec",
     "SchemaError",
     "TableSpec",
+    "content_schema_path",
     "criteo_schema_path",
     "default_schema_path",
     "load_schema",
     "parse_schema",
 ]
 
-KINDS = ("categorical", "multi_valued", "numeric_bucketized", "numeric_dense", "cross")
+KINDS = ("categorical", "multi_valued", "text", "numeric_bucketized", "numeric_dense", "cross")
 SIDES = ("user", "context", "creative")
 TASKS = ("click", "conversion", "negative")
-SPARSE_KINDS = ("categorical", "multi_valued", "numeric_bucketized", "cross")
+SPARSE_KINDS = ("categorical", "multi_valued", "text", "numeric_bucketized", "cross")
+BAG_KINDS = ("multi_valued", "text")  # a bag of ids per row, pooled
+NGRAMS = (1, 2)
 POOLINGS = ("mean", "sum")
 VALUE_TYPES = ("int", "string")
 TRANSFORMS = ("identity", "log1p", "signed_log1p")
@@ -117,10 +122,16 @@ class FieldSpec:
     fill: float = 0.0
     value_type: str | None = None
     separator: str | None = None
+    ngrams: int = 2  # text fields: 1 (words) or 2 (words and adjacent pairs)
 
     @property
     def is_sparse(self) -> bool:
         return self.kind in SPARSE_KINDS
+
+    @property
+    def is_bag(self) -> bool:
+        """A bag of ids per row (multi-valued and text fields)."""
+        return self.kind in BAG_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +182,12 @@ def _by_side(fields: Any) -> tuple[FieldSpec, ...]:
 def default_schema_path() -> Path:
     """The schema of the synthetic short-video ads log."""
     return Path(__file__).with_name("default_schema.toml")
+
+
+def content_schema_path() -> Path:
+    """The default schema plus the creative content fields of a synthetic log drawn with
+    ``SyntheticConfig(content=True)`` (caption, tags, topic, their relevance cross)."""
+    return default_schema_path().with_name("content_schema.toml")
 
 
 def criteo_schema_path() -> Path:
@@ -316,6 +333,7 @@ class _Parser:
         extra = {
             "categorical": {"value_type"},
             "multi_valued": {"pooling", "value_type", "separator"},
+            "text": {"pooling", "ngrams"},
             "numeric_bucketized": {"boundaries"},
             "cross": {"sources", "pooling"},
         }[kind]
@@ -336,9 +354,9 @@ class _Parser:
             side = self.choice(where, entry, "side", SIDES)
         table = self.table_of(where, name, entry, tables, boundaries)
         pooling = "sum"  # one id per row: sum and mean agree
-        if kind == "multi_valued" or (kind == "cross" and self.is_bag(sources, earlier)):
+        if kind in BAG_KINDS or (kind == "cross" and self.is_bag(sources, earlier)):
             pooling = self.choice(
-                where, entry, "pooling", POOLINGS, "mean" if kind == "multi_valued" else "sum"
+                where, entry, "pooling", POOLINGS, "mean" if kind in BAG_KINDS else "sum"
             )
         elif "pooling" in entry:
             raise self.fail(where, "pooling applies to multi-valued fields and their crosses only")
@@ -348,6 +366,9 @@ class _Parser:
         separator = entry.get("separator")
         if separator is not None and (not isinstance(separator, str) or len(separator) != 1):
             raise self.fail(where, f"separator must be one character, got {separator!r}")
+        ngrams = entry.get("ngrams", 2)
+        if isinstance(ngrams, bool) or ngrams not in NGRAMS:
+            raise self.fail(where, f"ngrams must be one of {list(NGRAMS)}, got {ngrams!r}")
         return FieldSpec(
             name,
             kind,
@@ -359,6 +380,7 @@ class _Parser:
             sources=sources,
             value_type=value_type,
             separator=separator,
+            ngrams=ngrams,
         )
 
     def boundaries(self, where: str, entry: Mapping[str, Any]) -> tuple[float, ...]:

@@ -10,7 +10,9 @@ fields by side (user, context, creative), so ``EMBEDDINGS [C, E]`` is the reques
 ``DENSE [C, N]`` is in schema order. Each part is encoded where it varies:
 
 * creative fields depend on the creative only: hashed and pooled once per catalog snapshot
-  (:meth:`RequestEncoder.encode_catalog`) and gathered per request;
+  (:meth:`RequestEncoder.encode_catalog`) and gathered per request; that holds for bag fields
+  too (a creative's tags, the hashed word n-grams of its caption: :mod:`adrank.features.text`),
+  so a text is tokenized, hashed and pooled once per creative per snapshot;
 * user and context fields are encoded once per request (:mod:`.request_fields`), pooled into
   one row and broadcast;
 * crosses are pooled per cross group (:mod:`.crosses`).
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from adrank import ops
-from adrank.features.pipeline import FeaturePipeline
+from adrank.features.pipeline import FeaturePipeline, SparseFeature
 from adrank.features.schema import FeatureSchema
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.crosses import Crosses, CrossGroups
@@ -56,10 +58,12 @@ class ModelInputs:
 class CatalogEncoding:
     """The creative side of one catalog snapshot, encoded once (rows in catalog order)."""
 
-    creative_ids: np.ndarray  # int64 [R, F_c]: one bucket id per creative field
+    creative_ids: np.ndarray  # int64 [R, F_c]: one bucket id per single-valued creative field
     creative_rows: np.ndarray  # float32 [R, E_c]: the creative fields' pooled rows
     creative_dense: np.ndarray  # float32 [R, N_c]
     crosses: CrossGroups
+    # The bags of the creative bag fields (tags, texts), as the training pipeline hashes them.
+    creative_bags: Mapping[str, SparseFeature] = dataclasses.field(default_factory=dict)
 
 
 class RequestEncoder:
@@ -80,12 +84,8 @@ class RequestEncoder:
         candidate_fields = [f for f in sparse if f.side not in REQUEST_SIDES]
         creative_fields = [f for f in candidate_fields if f.kind != "cross"]
         cross_fields = [f for f in candidate_fields if f.kind == "cross"]
-        for spec in creative_fields:
-            if spec.kind == "multi_valued":
-                raise ValueError(
-                    f"field {spec.name!r}: multi-valued creative fields are not served yet"
-                )
-        served = {f.name for f in (*request_fields, *creative_fields)}
+        single_fields = [f for f in creative_fields if not f.is_bag]
+        served = {f.name for f in (*request_fields, *single_fields)}
         for spec in cross_fields:
             unknown = [s for s in spec.sources if s not in served]
             if unknown:
@@ -103,6 +103,7 @@ class RequestEncoder:
             subschema(schema, [*creative_fields, *creative_dense])
         )
         self._creative_names = [f.name for f in creative_fields]
+        self._single_names = [f.name for f in single_fields]
         field_tables = {f.name: tables[f.table] for f in sparse}
         modes = {f.name: f.pooling for f in sparse}
         self._row_pipeline = FeaturePipeline(dataclasses.replace(schema, labels={}))
@@ -134,7 +135,7 @@ class RequestEncoder:
         self._crosses = Crosses(
             schema,
             cross_fields,
-            {name: j for j, name in enumerate(self._creative_names)},
+            {name: j for j, name in enumerate(self._single_names)},
             {f.name for f in request_fields if f.kind == "multi_valued"},
             tables,
             [spans[f.name] for f in cross_fields],
@@ -151,24 +152,32 @@ class RequestEncoder:
         if catalog.table is None:
             raise ValueError("catalog has no table to encode creative features from")
         num_rows = len(catalog)
-        ids = np.empty((num_rows, len(self._creative_names)), dtype=np.int64)
+        ids = np.empty((num_rows, len(self._single_names)), dtype=np.int64)
         rows = np.zeros((num_rows, _width(self._creative_columns)), dtype=np.float32)
         dense = np.zeros((num_rows, _width(self._creative_dense_columns)), dtype=np.float32)
+        bags: dict[str, SparseFeature] = {}
         if num_rows:  # an empty catalog (candidates in the request) need not hold the columns
             batch = self._creative_pipeline(catalog.table, with_labels=False)
-            for j, name in enumerate(self._creative_names):
+            for j, name in enumerate(self._single_names):
                 ids[:, j] = batch.sparse[name].values
+            bags = {
+                name: batch.sparse[name]
+                for name in self._creative_names
+                if name not in self._single_names
+            }
             dense = np.ascontiguousarray(batch.dense, dtype=np.float32)
-            if self._creative_bags is not None:
+            if self._creative_bags is not None:  # every field's bags, key-major, in one call
+                features = [batch.sparse[name] for name in self._creative_names]
                 rows = self._creative_bags(
-                    np.ascontiguousarray(ids.T).reshape(-1),
-                    np.ones(ids.size, dtype=np.int64),
+                    np.concatenate([f.values for f in features]),
+                    np.concatenate([np.diff(f.offsets) for f in features]),
                 ).reshape(num_rows, -1)
         return CatalogEncoding(
             creative_ids=ids,
             creative_rows=rows,
             creative_dense=dense,
             crosses=self._crosses.groups(ids),
+            creative_bags=bags,
         )
 
     # --- per request -----------------------------------------------------------------------
@@ -231,7 +240,11 @@ class RequestEncoder:
 def _repeated(pa: Any, kind: str, value: Any, count: int) -> Any:
     """One request value as a column of ``count`` rows (typed even when it is missing)."""
     if value is None:
-        kinds = {"multi_valued": pa.list_(pa.string()), "categorical": pa.string()}
+        kinds = {
+            "multi_valued": pa.list_(pa.string()),
+            "categorical": pa.string(),
+            "text": pa.string(),
+        }
         return pa.nulls(count, kinds.get(kind, pa.float64()))
     if kind in ("numeric_dense", "numeric_bucketized"):
         return pa.array([float(value)] * count, pa.float64())
