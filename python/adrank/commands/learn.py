@@ -79,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
     publisher = Publisher(learner, args.out)
     publisher.publish()
     idle_since = time.monotonic()
+    unpublished: list[str] = []  # files read since the last publication (joins may wait)
+    landed = 0.0  # when the newest of them landed
     while True:
         batches: list[tuple[dict[str, Any], Any]] = []
-        landed = 0.0
         names = []
         for path in impressions.new_files():
             wanted = [*config.fields, *(["request_id", "time"] if joiner else [config.label])]
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                 losses.append(learner.step(part, labels[start : start + args.batch_size], now))
             rows += len(labels)
         if rows:
-            folder = publisher.publish(source_time=landed)
+            folder = publisher.publish(landed or None, sources=[*unpublished, *names])
+            unpublished, landed = [], 0.0
             expired = learner.expire(now) if args.ttl else 0
             loss = sum(losses) / len(losses)
             print(
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
                 f" -> {folder.name}",
                 flush=True,
             )
+        else:
+            unpublished += names
         if names:
             idle_since = time.monotonic()
         if args.once:

@@ -95,6 +95,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="content-safety rules per region (TOML; see the README's Creatives and safety)",
     )
+    online = parser.add_argument_group("online learning (see the README's Online learning)")
+    online.add_argument(
+        "--online",
+        type=Path,
+        metavar="DIR",
+        help="follow `adrank learn --out DIR`: its deltas are applied in place and its click "
+        "rate replaces the model's p_ctr; model_version names its publication",
+    )
+    online.add_argument(
+        "--online-poll-seconds", type=float, default=0.5, help="check DIR this often (0.5)"
+    )
     experiments = parser.add_argument_group("experiments (see the README's Experiments)")
     experiments.add_argument(
         "--experiments", type=Path, metavar="FILE", help="experiments' TOML: arms per request"
@@ -213,6 +224,18 @@ def run(args: argparse.Namespace) -> int:
             safety = SafetyGate(SafetyRules.from_toml(args.safety_rules))
         except (OSError, ValueError, TypeError, ImportError) as error:
             raise SystemExit(f"adrank serve: --safety-rules: {error}") from None
+    online = contextlib.nullcontext(None)
+    if args.online is not None:
+        from adrank.online.serving import OnlineScorer
+
+        if not 0 < args.online_poll_seconds < float("inf"):
+            raise SystemExit(
+                f"adrank serve: --online-poll-seconds must be > 0, got {args.online_poll_seconds}"
+            )
+        try:
+            online = OnlineScorer(args.online, args.online_poll_seconds)
+        except ValueError as error:
+            raise SystemExit(f"adrank serve: --online: {error}") from None
     if args.request_log is not None:
         from adrank.experiments.request_log import RequestLog
 
@@ -235,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn runs in a thread and the signals come here, so that leaving these blocks always
     # stops the server, Triton and the shared-memory regions in order.
     with (
+        online as online_scorer,
         serving_stack(
             artifacts,
             catalog,
@@ -251,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
             experiments=experiment_set,
             request_log=request_log,
             safety=safety,
+            **({} if online_scorer is None else {"online": online_scorer}),
         ) as stack,
         StopSignals() as stop,
         HttpServer(stack.app, host=args.host, port=args.port) as http,
@@ -261,6 +286,13 @@ def run(args: argparse.Namespace) -> int:
         if args.grpc_port is not None:
             target = grpc.enter_context(grpc_server(stack.app, policy, args)).target
             print(f"adrank serving gRPC adrank.v1.Ranking/Rank on {target}", flush=True)
+        if online_scorer is not None:
+            applied = online_scorer.publication
+            print(
+                f"adrank following online publications in {args.online} (applied: "
+                f"{'none yet' if applied < 0 else applied})",
+                flush=True,
+            )
         print(f"adrank serving on {http.url} (docs at /docs)", flush=True)
         if not stop.wait(lambda: http.running):
             raise SystemExit("adrank serve: the HTTP server stopped")

@@ -10,8 +10,9 @@ A follower loads publication 0 and then applies each later one, in order, to its
 (each row atomic; lookups keep running); a publication is never skipped.
 
 Freshness: a publication records ``source_time``, when the newest data it learned from landed
-(the file's modification time); the follower records, per publication it applies, the seconds
-from then until the serving copy had applied it (:attr:`DeltaFollower.freshness_s`).
+(the file's modification time), and ``sources``, the names of the files it learned from; the
+follower records, per publication it applies, the seconds from then until the serving copy had
+applied it (:attr:`DeltaFollower.freshness_s`, the last 10,000).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +47,10 @@ class Publisher:
         (self.out / "publications").mkdir(parents=True)
         self.number = -1
 
-    def publish(self, source_time: float | None = None) -> Path:
+    def publish(self, source_time: float | None = None, sources: Sequence[str] = ()) -> Path:
         """The next publication: snapshots the first time, deltas after. ``source_time``: when
-        the newest data it learned from landed (unix seconds), for the freshness figure."""
+        the newest data it learned from landed (unix seconds), for the freshness figure;
+        ``sources``: the names of the files it learned from."""
         number = self.number + 1
         final = _folder(self.out, number)
         tmp = final.with_name(f".{final.name}.tmp")
@@ -68,6 +71,7 @@ class Publisher:
             "examples": self.learner.examples,
             "rows": rows,
             "source_time": source_time,
+            "sources": list(sources),
             "published_at": time.time(),
         }
         (tmp / "dense.json").write_text(json.dumps(dense))
@@ -85,7 +89,8 @@ class DeltaFollower:
         self.fields: tuple[str, ...] = ()
         self.bias = 0.0
         self.applied = -1  # the last publication applied
-        self.freshness_s: list[float] = []  # data landed -> applied here, per publication
+        # data landed -> applied here, per publication (bounded: a follower runs for days)
+        self.freshness_s: deque[float] = deque(maxlen=10_000)
 
     def poll(self) -> int:
         """Apply every publication not yet applied; returns how many."""

@@ -153,6 +153,9 @@ class Ranker:
         its click-rate estimate, and new creatives boosted on its exploring requests; None: none
     online : an :class:`adrank.online.serving.OnlineScorer`: its click rate replaces the
         model's ``p_ctr`` and ``model_version`` names its publication; None: the model's only
+    uplift : an :class:`adrank.uplift.UpliftScorer`, needed by ``ScoringConfig(value=
+        "incremental")``: oCPM candidates are valued at its incremental conversions
+        (:mod:`adrank.orchestrator.scoring`); None: none
     """
 
     def __init__(
@@ -172,8 +175,11 @@ class Ranker:
         safety: Any = None,
         cold_start: Any = None,
         online: Any = None,
+        uplift: Any = None,
     ) -> None:
         self.scoring_config = scoring_config or scoring.ScoringConfig()
+        self.uplift = uplift
+        _check_uplift(self.scoring_config, uplift)
         self.selection_config = selection_config or SelectionConfig()
         self.fallback = fallback
         self.pacing = pacing
@@ -202,6 +208,11 @@ class Ranker:
         from adrank.artifacts import open_version
 
         exported = open_version(artifacts_dir, precision)
+        uplift_dir = Path(artifacts_dir) / "uplift"  # adrank.uplift.serving.UPLIFT_DIR
+        if settings.get("uplift") is None and uplift_dir.is_dir():  # exported beside it
+            from adrank.uplift.serving import UpliftScorer
+
+            settings["uplift"] = UpliftScorer.load(uplift_dir)
         if catalog is not None and not isinstance(catalog, Catalog):
             catalog = Catalog.from_parquet(catalog)
         return cls(exported.schema, exported.tables, model, catalog, **settings)
@@ -350,7 +361,11 @@ class Ranker:
                 unsafe = self.safety.blocked(catalog, rows, request.region, request.user)
                 if unsafe is not None:
                     killed = unsafe if killed is None else killed | unsafe
-            p_neg, boost = rates.p_neg, None
+            p_neg, boost, p_cvr = rates.p_neg, None, rates.p_cvr
+            if config.value == "incremental":  # oCPM bids for incremental conversions
+                _check_uplift(config, self.uplift)
+                uplift = self.uplift.uplift(request, catalog, rows)
+                p_cvr = scoring.incremental_conversion_rate(uplift, rates.p_ctr)
             if self.cold_start is not None:  # estimate and exploration (experiments.cold_start)
                 ids, objective = catalog.creative_id[rows], catalog.objective[rows]
                 boost = self.cold_start.boost(ids, objective, rates.p_ctr, request.request_id)
@@ -365,7 +380,7 @@ class Ranker:
                 columns,
                 rows,
                 rates.p_ctr,
-                rates.p_cvr,  # None: oCPM campaigns cannot be valued, so are not eligible
+                p_cvr,  # None: oCPM campaigns cannot be valued, so are not eligible
                 p_neg,  # None: no negative-feedback penalty
                 k=request.k if explore is None else max(request.k, explore.pool),
                 reserve_ecpm=config.reserve_ecpm,
@@ -438,6 +453,14 @@ class Ranker:
         if not own and not regional:
             return None
         return np.fromiter({*own, *regional}, dtype=np.int64)
+
+
+def _check_uplift(config: scoring.ScoringConfig, uplift: Any) -> None:
+    if config.value == "incremental" and uplift is None:
+        raise ValueError(
+            "scoring_config.value 'incremental' needs an uplift model: pass uplift= (an "
+            "adrank.uplift.UpliftScorer) to the Ranker"
+        )
 
 
 def _pool(
