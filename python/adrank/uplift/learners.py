@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from adrank.features.pipeline import FeatureBatch
 from adrank.features.schema import FeatureSchema
+from adrank.uplift.serving import LinearWeights, UpliftModel
 
 __all__ = ["LinearLearner", "TLearner", "XLearner"]
 
@@ -135,6 +136,21 @@ class LinearLearner:
             out = torch.sigmoid(out)
         return out.double().numpy()
 
+    def weights(self) -> LinearWeights:
+        """The fitted model as plain arrays (what serving reads, without torch)."""
+        if self.model is None:
+            raise ValueError("weights before fit: call fit first")
+        model = self.model
+        return LinearWeights(
+            tables={
+                name: w.detach().reshape(-1).numpy().copy() for name, w in model.weights.items()
+            },
+            dense=model.dense.weight.detach().reshape(-1).numpy().copy(),
+            bias=float(model.dense.bias.detach()[0]),
+            mean=model.mean.double().numpy().copy(),
+            scale=model.scale.double().numpy().copy(),
+        )
+
 
 def _split(treatment: np.ndarray, outcome: np.ndarray, batch: FeatureBatch) -> tuple:
     treatment = np.asarray(treatment).reshape(-1)
@@ -167,6 +183,11 @@ class TLearner:
 
     def predict(self, batch: FeatureBatch) -> np.ndarray:
         return self.mu1.predict(batch) - self.mu0.predict(batch)
+
+    def exported(self) -> UpliftModel:
+        """The fitted learner as plain arrays, for :func:`adrank.uplift.save_uplift` and
+        serving (:class:`adrank.uplift.UpliftScorer`)."""
+        return UpliftModel("t", self.mu1.schema, (self.mu1.weights(), self.mu0.weights()))
 
 
 class XLearner:
@@ -202,3 +223,9 @@ class XLearner:
     def predict(self, batch: FeatureBatch) -> np.ndarray:
         e = self.propensity
         return e * self.tau0.predict(batch) + (1.0 - e) * self.tau1.predict(batch)
+
+    def exported(self) -> UpliftModel:
+        """The fitted effect models as plain arrays (the outcome models are not needed to
+        score), for :func:`adrank.uplift.save_uplift` and :class:`adrank.uplift.UpliftScorer`."""
+        models = (self.tau1.weights(), self.tau0.weights())
+        return UpliftModel("x", self.tau1.schema, models, self.propensity)

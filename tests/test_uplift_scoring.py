@@ -1,0 +1,279 @@
+"""Bidding for incremental conversions: an exported uplift learner scored without torch, the
+``ScoringConfig.value = "incremental"`` setting in the Ranker, and their errors.
+
+The exported learner is checked against the torch learner and the serving encoder against the
+training pipeline; the ranking under the setting against the documented formula
+(``value = target_cpa * max(uplift, 0) * 1000`` for oCPM) on candidates whose uplift and
+``p_ctr * p_cvr`` disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from adrank import EmbeddingTable
+from adrank.data import SyntheticConfig, generate_log
+from adrank.data.catalog import catalog_table
+from adrank.features import FeaturePipeline, load_schema
+from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.ranker import Ranker, SelectionConfig
+from adrank.orchestrator.request import RankRequest
+from adrank.orchestrator.scoring import Objective, ScoringConfig, incremental_conversion_rate
+from adrank.triton.testing import DemoDenseRanker
+from adrank.uplift import (
+    LinearWeights,
+    TLearner,
+    UpliftModel,
+    UpliftScorer,
+    XLearner,
+    load_uplift,
+    save_uplift,
+)
+
+WORLD = SyntheticConfig(
+    num_advertisers=12, num_campaigns=40, num_creatives=400, num_users=200, num_categories=8
+)
+
+
+class InProcessModel:
+    """The dense module run with torch in process (the orchestration is under test here;
+    tests/test_service_e2e.py runs the model through Triton)."""
+
+    version = "stand-in/1"
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module.eval()
+
+    def predict(self, embeddings, dense):
+        with torch.no_grad():
+            out = self.module(torch.from_numpy(embeddings), torch.from_numpy(dense))
+        return tuple(t.numpy().ravel() for t in out)
+
+    def readiness(self):
+        return (True, "stand-in")
+
+
+@pytest.fixture(scope="module")
+def world():
+    log = generate_log(3000, seed=7, config=WORLD, treatment=True)
+    schema = load_schema()
+    rng = np.random.default_rng(0)
+    tables = {
+        name: EmbeddingTable(rng.normal(0, 0.3, (t.num_buckets, t.dim)).astype(np.float32))
+        for name, t in schema.tables.items()
+    }
+    module = DemoDenseRanker(schema.embedding_dim, schema.dense_dim, seed=3)
+    catalog = Catalog.from_arrow(catalog_table(log, paused_share=0.0, seed=1))
+    return log, schema, tables, module, catalog
+
+
+@pytest.fixture(scope="module")
+def learners(world):
+    log, schema = world[0].impressions, world[1]
+    batch = FeaturePipeline(schema)(log)
+    t, y = log.column("treatment").to_numpy(), log.column("converted").to_numpy()
+    fitted = {
+        kind: learner(schema, epochs=1, learning_rate=0.05).fit(batch, t, y)
+        for kind, learner in (("t", TLearner), ("x", XLearner))
+    }
+    return batch, fitted
+
+
+def random_uplift(schema, seed: int) -> UpliftModel:
+    """A T-learner whose uplift is unrelated to any ranking model's rates."""
+    rng = np.random.default_rng(seed)
+
+    def linear(bias: float) -> LinearWeights:
+        return LinearWeights(
+            tables={
+                n: rng.normal(0, 0.6, t.num_buckets).astype(np.float32)
+                for n, t in schema.tables.items()
+            },
+            dense=rng.normal(0, 0.1, schema.dense_dim).astype(np.float32),
+            bias=bias,
+            mean=np.zeros(schema.dense_dim),
+            scale=np.ones(schema.dense_dim),
+        )
+
+    return UpliftModel("t", schema, (linear(-4.0), linear(-4.0)))
+
+
+def make_request(world, candidates, *, k=5, scoring=None) -> RankRequest:
+    row = world[0].users.slice(3, 1).to_pylist()[0]
+    return RankRequest(
+        request_id="r3",
+        user=row,
+        context={"placement": "feed", "hour": 20, "network": "wifi"},
+        candidates=np.asarray(candidates, dtype=np.int64),
+        k=k,
+        region=row["country"],
+        scoring=scoring,
+    )
+
+
+def pipeline_batch(world, request: RankRequest, rows: np.ndarray):
+    """The training pipeline's batch of (user, context, candidate) rows: the reference."""
+    schema, catalog = world[1], world[4]
+    candidates = catalog.table.take(rows)
+    columns = {name: candidates[name] for name in candidates.column_names}
+    for key, value in {**request.user, **request.context}.items():
+        columns[key] = pa.array([value] * len(rows))
+    return FeaturePipeline(schema)(columns, with_labels=False)
+
+
+def eligible_ocpm(world, region: str) -> np.ndarray:
+    """Catalog rows of active oCPM creatives the region may see."""
+    catalog = world[4]
+    bit = catalog.region_bit(region)
+    shown = (catalog.region_mask == np.uint64(2**64 - 1)) | ((catalog.region_mask & bit) != 0)
+    return np.flatnonzero((catalog.objective == Objective.OCPM) & catalog.active & shown)
+
+
+# --- the exported learner --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["t", "x"])
+def test_the_exported_learner_scores_as_the_torch_learner(learners, kind, tmp_path):
+    batch, fitted = learners
+    exported = fitted[kind].exported()
+    assert exported.learner == kind
+    expected = fitted[kind].predict(batch)
+    np.testing.assert_allclose(exported.predict(batch), expected, rtol=1e-4, atol=1e-6)
+    loaded = load_uplift(save_uplift(tmp_path / "uplift", exported))
+    assert (loaded.learner, loaded.propensity) == (kind, exported.propensity)
+    np.testing.assert_allclose(loaded.predict(batch), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_scorer_reads_the_serving_encoder_as_training_hashes(world, learners):
+    exported = learners[1]["t"].exported()
+    scorer = UpliftScorer(exported)
+    catalog = world[4]
+    rows = np.arange(0, len(catalog), 7)
+    request = make_request(world, catalog.creative_id[rows])
+    served = scorer.uplift(request, catalog, rows)
+    reference = exported.predict(pipeline_batch(world, request, rows))
+    np.testing.assert_allclose(served, reference, rtol=1e-4, atol=1e-6)
+    assert scorer.uplift(request, catalog, rows[:3]) == pytest.approx(served[:3])  # cached
+
+
+# --- the setting in the Ranker ---------------------------------------------------------------
+
+
+def rank_both_ways(world, uplift_model, candidates, k=5):
+    _, schema, tables, module, catalog = world
+    ranker = Ranker(
+        schema,
+        tables,
+        InProcessModel(module),
+        catalog,
+        scoring_config=ScoringConfig(reserve_ecpm=0.0, neg_penalty=0.0),
+        selection_config=SelectionConfig(max_per_advertiser=100),
+        uplift=UpliftScorer(uplift_model),
+    )
+    request = make_request(world, candidates, k=k)
+    incremental = dataclasses.replace(
+        request, scoring=ScoringConfig(reserve_ecpm=0.0, neg_penalty=0.0, value="incremental")
+    )
+    return ranker, request, ranker.rank(request), ranker.rank(incremental)
+
+
+def test_incremental_value_ranks_ocpm_by_uplift_not_by_conversions(world):
+    catalog = world[4]
+    user_region = world[0].users.slice(3, 1).to_pylist()[0]["country"]
+    rows = eligible_ocpm(world, user_region)
+    assert len(rows) >= 12
+    model = random_uplift(world[1], seed=5)
+    _, request, plain, incremental = rank_both_ways(world, model, catalog.creative_id[rows])
+
+    uplift = UpliftScorer(model).uplift(request, catalog, rows)
+    gain = np.maximum(uplift, 0.0)
+    value = catalog.target_cpa[rows] * gain * 1000.0
+    by_id = dict(zip(catalog.creative_id[rows].tolist(), value, strict=True))
+    # Ranked by target CPA x incremental conversions, highest first, and scored at that value.
+    assert incremental.ecpm == pytest.approx([by_id[c] for c in incremental.creative_id], rel=1e-5)
+    positive = np.sort(value[value > 0])[::-1]
+    assert incremental.ecpm == pytest.approx(positive[: len(incremental.ecpm)], rel=1e-5)
+    # The two settings disagree here, and the plain ranking is unchanged by the uplift model.
+    assert list(incremental.creative_id) != list(plain.creative_id)
+    assert (np.diff(plain.ecpm) <= 0).all()
+    # The reported rates stay the model's own.
+    common = np.intersect1d(incremental.creative_id, plain.creative_id)
+    for c in common:
+        i, j = list(incremental.creative_id).index(c), list(plain.creative_id).index(c)
+        assert incremental.p_cvr[i] == plain.p_cvr[j]
+
+
+def test_a_candidate_the_ad_does_not_help_earns_nothing(world):
+    catalog = world[4]
+    user_region = world[0].users.slice(3, 1).to_pylist()[0]["country"]
+    rows = eligible_ocpm(world, user_region)
+    model = random_uplift(world[1], seed=5)
+    request = make_request(world, catalog.creative_id[rows])
+    uplift = UpliftScorer(model).uplift(request, catalog, rows)
+    assert (uplift < 0).any()
+    assert (uplift > 0).any()
+    *_, incremental = rank_both_ways(world, model, catalog.creative_id[rows], k=len(rows))
+    harmful = set(catalog.creative_id[rows][uplift <= 0].tolist())
+    assert harmful.isdisjoint(incremental.creative_id[incremental.ecpm > 0].tolist())
+
+
+def test_cpm_and_cpc_candidates_are_not_revalued(world):
+    catalog = world[4]
+    user_region = world[0].users.slice(3, 1).to_pylist()[0]["country"]
+    bit = catalog.region_bit(user_region)
+    shown = (catalog.region_mask == np.uint64(2**64 - 1)) | ((catalog.region_mask & bit) != 0)
+    rows = np.flatnonzero((catalog.objective != Objective.OCPM) & catalog.active & shown)[:30]
+    *_, plain, incremental = rank_both_ways(
+        world, random_uplift(world[1], seed=5), catalog.creative_id[rows], k=10
+    )
+    assert list(incremental.creative_id) == list(plain.creative_id)
+    np.testing.assert_array_equal(incremental.ecpm, plain.ecpm)
+
+
+def test_incremental_conversion_rate_times_ctr_is_the_floored_uplift():
+    uplift = np.array([0.02, -0.01, 0.0, 0.005, np.nan])
+    p_ctr = np.array([0.1, 0.2, 0.3, 0.0, 0.1], dtype=np.float32)
+    rate = incremental_conversion_rate(uplift, p_ctr)
+    np.testing.assert_allclose(rate * p_ctr, [0.02, 0.0, 0.0, 0.0, 0.0], rtol=1e-7)
+    with pytest.raises(ValueError, match="uplift has shape"):
+        incremental_conversion_rate(uplift[:2], p_ctr)
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_bad_settings_raise_naming_the_setting(world, tmp_path):
+    _, schema, tables, module, catalog = world
+    with pytest.raises(ValueError, match="value must be one of"):
+        ScoringConfig(value="uplift")
+    with pytest.raises(ValueError, match=r"scoring_config\.value 'incremental' needs an uplift"):
+        Ranker(schema, tables, InProcessModel(module), catalog, ScoringConfig(value="incremental"))
+    ranker = Ranker(schema, tables, InProcessModel(module), catalog)
+    request = make_request(
+        world, catalog.creative_id[:20], scoring=ScoringConfig(value="incremental")
+    )
+    with pytest.raises(ValueError, match="needs an uplift model"):
+        ranker.rank(request)
+    model = random_uplift(schema, seed=1)
+    with pytest.raises(ValueError, match="learner must be one of"):
+        dataclasses.replace(model, learner="s")
+    with pytest.raises(ValueError, match="propensity must be in"):
+        dataclasses.replace(model, propensity=1.0)
+    with pytest.raises(ValueError, match="models must hold 2"):
+        dataclasses.replace(model, models=model.models[:1])
+    short = dataclasses.replace(model.models[0], tables={})
+    with pytest.raises(ValueError, match="models lack weights for tables"):
+        dataclasses.replace(model, models=(short, short))
+    with pytest.raises(TypeError, match="model must be an UpliftModel"):
+        UpliftScorer("uplift/")
+    with pytest.raises(FileNotFoundError, match="no uplift model"):
+        load_uplift(tmp_path / "missing")
+    saved = save_uplift(tmp_path / "u", model)
+    (saved / "uplift.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="format must be 'adrank-uplift-1'"):
+        load_uplift(saved)
