@@ -42,6 +42,7 @@ class ExperimentRanker:
             changes["scoring"] = ScoringConfig(
                 reserve_ecpm=_either(settings.reserve_ecpm, base.reserve_ecpm),
                 neg_penalty=_either(settings.neg_penalty, base.neg_penalty),
+                value=base.value,  # an arm changes the prices, not what is bid for
             )
         if settings.exploration is not None:
             changes["exploration"] = settings.exploration
