@@ -5,6 +5,7 @@ reads from the request (crosses are computed, not sent); its *kind* decides what
 
     categorical                         an int64 integer or a string, or null
     multi_valued                        a list of int64 integers or of strings, or null
+    text                                a string, or null
     numeric_bucketized, numeric_dense   a finite number, or null
 
 Names the schema does not know are ignored by the ranker and only checked for size. Rows of
@@ -27,6 +28,7 @@ NUMERIC_KINDS = ("numeric_bucketized", "numeric_dense")
 ACCEPTS = {
     "categorical": "an integer or a string (categorical feature)",
     "multi_valued": "a list of integers or of strings (multi-valued feature)",
+    "text": "a string (text feature)",
     "numeric_bucketized": "a finite number (numeric feature)",
     "numeric_dense": "a finite number (numeric feature)",
 }
@@ -94,6 +96,8 @@ def _accepts(kind: str, value: Any) -> bool:
         return isinstance(value, (int, str))
     if kind == "multi_valued":
         return isinstance(value, list)
+    if kind == "text":
+        return isinstance(value, str)
     return isinstance(value, (int, float))
 
 
