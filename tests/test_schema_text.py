@@ -19,6 +19,7 @@ from adrank.features import (
     load_schema,
     parse_schema,
 )
+from adrank.features.log_check import check_against_log, column_kinds, field_hashing
 from adrank.features.text import text_bags, text_tokens
 
 TEXTS = ["Hello, World! héllo", None, "", "one", "a b c", "  Spaced--out  "]
@@ -201,3 +202,19 @@ def test_the_content_schema_is_the_default_schema_plus_content_fields():
         "topic_interests_x_topic": "cross",
     }
     assert content.field("topic_interests_x_topic").sources == ("topic_interests", "topic")
+
+
+def test_a_log_reads_text_as_strings_and_a_table_shared_with_ids_is_refused():
+    content = load_schema(content_schema_path())
+    kinds = column_kinds(content)
+    assert kinds["caption"] == "string"
+    assert kinds["hashtags"] == "auto"  # a list column
+    assert field_hashing(content.field("caption"), pa.int64()) == "string"
+    shared = parse_schema(
+        'name = "shared"\n[labels]\nclick = "click"\n[tables.words]\nnum_buckets = 64\ndim = 4\n'
+        '[fields.item]\nkind = "categorical"\nside = "creative"\ntable = "words"\n'
+        '[fields.caption]\nkind = "text"\nside = "creative"\ntable = "words"\n'
+    )
+    log_schema = pa.schema([("item", pa.int64()), ("caption", pa.string()), ("click", pa.int8())])
+    with pytest.raises(SchemaError, match="'item' holds integer ids and 'caption' holds text"):
+        check_against_log(shared, log_schema, "log.parquet")

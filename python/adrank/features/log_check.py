@@ -26,7 +26,7 @@ def column_kinds(schema: FeatureSchema) -> dict[str, str]:
             kind = "float"
         elif spec.kind == "categorical":
             kind = spec.value_type or "id"
-        elif spec.separator is not None:
+        elif spec.kind == "text" or spec.separator is not None:
             kind = "string"
         else:
             kind = "auto"  # a list column: its values are converted by the pipeline
@@ -42,6 +42,8 @@ def field_hashing(spec: FieldSpec, arrow_type: Any) -> str | None:
     None for fields that hash no raw values (bucketized, crosses)."""
     import pyarrow as pa
 
+    if spec.kind == "text":
+        return "string"  # its words
     if spec.kind not in ("categorical", "multi_valued"):
         return None
     if spec.value_type is not None:
