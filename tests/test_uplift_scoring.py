@@ -10,6 +10,9 @@ training pipeline; the ranking under the setting against the documented formula
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -17,10 +20,13 @@ import pytest
 import torch
 
 from adrank import EmbeddingTable
+from adrank.cli import main
 from adrank.data import SyntheticConfig, generate_log
 from adrank.data.catalog import catalog_table
+from adrank.export import export_model
 from adrank.features import FeaturePipeline, load_schema
 from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.model import TorchScriptModel
 from adrank.orchestrator.ranker import Ranker, SelectionConfig
 from adrank.orchestrator.request import RankRequest
 from adrank.orchestrator.scoring import Objective, ScoringConfig, incremental_conversion_rate
@@ -244,6 +250,67 @@ def test_incremental_conversion_rate_times_ctr_is_the_floored_uplift():
         incremental_conversion_rate(uplift[:2], p_ctr)
 
 
+# --- end to end: adrank train --uplift, export, the served ranker -----------------------------
+
+
+def test_train_export_and_rank_for_incremental_conversions(tmp_path, capsys):
+    checkpoint, metrics = tmp_path / "ranker.pt", tmp_path / "metrics.json"
+    code = main(
+        [
+            *("train", "--generate", "6000", "--uplift", "x", "--out", str(checkpoint)),
+            *("--batch-size", "256", "--no-progress", "--metrics-json", str(metrics)),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "uplift (X-learner, fitted on 4,800 rows)" in out
+    report = json.loads(metrics.read_text())["uplift"]
+    assert report["learner"] == "x"
+    assert len(report["observed_by_decile"]) == 10
+    result = export_model(checkpoint, repository=tmp_path / "repo", artifacts=tmp_path / "art")
+    assert result.manifest["uplift"] == "x"
+
+    log = generate_log(6000, seed=0, treatment=True)
+    catalog = Catalog.from_arrow(catalog_table(log, paused_share=0.0))
+    ranker = Ranker.from_export(
+        result.artifacts_dir,
+        catalog,
+        TorchScriptModel(result.version_dir),
+        scoring_config=ScoringConfig(reserve_ecpm=0.0, neg_penalty=0.0, value="incremental"),
+        selection_config=SelectionConfig(max_per_advertiser=100),
+    )
+    assert isinstance(ranker.uplift, UpliftScorer)
+    row = log.users.slice(0, 1).to_pylist()[0]
+    rows = np.flatnonzero((catalog.objective == Objective.OCPM) & (catalog.region_mask != 0))
+    request = RankRequest(
+        request_id="e2e",
+        user=row,
+        context={"placement": "feed", "hour": 9, "network": "wifi"},
+        candidates=catalog.creative_id[rows],
+        k=len(rows),
+        region=row["country"],
+    )
+    response = ranker.rank(request)
+    assert len(response) > 0
+    uplift = ranker.uplift.uplift(request, catalog, rows)
+    worth = catalog.target_cpa[rows] * np.maximum(uplift, 0) * 1e3
+    value = dict(zip(catalog.creative_id[rows].tolist(), worth, strict=True))
+    assert response.ecpm == pytest.approx([value[c] for c in response.creative_id], rel=1e-5)
+
+
+def test_scoring_uplift_at_serving_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "import adrank.orchestrator.ranker\n"
+        "from adrank.uplift import UpliftScorer, load_uplift\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "False"
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
@@ -277,3 +344,22 @@ def test_bad_settings_raise_naming_the_setting(world, tmp_path):
     (saved / "uplift.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="format must be 'adrank-uplift-1'"):
         load_uplift(saved)
+
+
+def test_train_uplift_errors(tmp_path, capsys):
+    log = tmp_path / "log.parquet"
+    import pyarrow.parquet as pq
+
+    table = generate_log(500, seed=1, config=WORLD).impressions
+    pq.write_table(table, log)
+    out = str(tmp_path / "r.pt")
+    assert main(["train", "--data", str(log), "--stream", "--uplift", "t", "--out", out]) != 0
+    assert "--uplift is not supported with --stream" in capsys.readouterr().err
+    assert main(["train", "--data", str(log), "--uplift", "t", "--out", out, "--no-progress"]) != 0
+    assert "treatment" in capsys.readouterr().err
+    bad = table.append_column("treatment", pa.array(np.full(500, 2, np.int8)))
+    bad = bad.append_column("converted", pa.array(np.zeros(500, np.int8)))
+    pq.write_table(bad, log)
+    args = ["train", "--data", str(log), "--uplift", "t", "--out", out, "--no-progress"]
+    assert main([*args, "--skip-check"]) != 0
+    assert "the log's 'treatment' column must hold 0 or 1" in capsys.readouterr().err

@@ -17,6 +17,11 @@ calibrated when the model is (``manifest["calibration"]``): the post-hoc maps of
 :mod:`adrank.models.calibration` are traced into every form after the sigmoid, so Triton's
 answers are the calibrated rates. Every dense architecture (DCN-v2, FM, DeepFM) exports alike.
 
+An uplift model (:mod:`adrank.uplift.serving`; ``adrank train --uplift`` writes one beside the
+checkpoint as ``<checkpoint>.uplift/``) is copied into the artifacts as ``NAME/V/uplift/``,
+where :meth:`adrank.Ranker.from_export` finds it (``manifest["uplift"]`` names its learner), for
+``ScoringConfig(value="incremental")``.
+
 Each version directory is written under a temporary name and renamed into place, so a Triton
 polling the repository never loads a half-written version; a new version loads without a
 restart.
@@ -105,6 +110,7 @@ def export_model(
     max_batch_size: int = 16384,
     default_deployment: str = DEFAULT_DEPLOYMENT,
     execution_env_path: str | None = None,
+    uplift: str | Path | None = None,
 ) -> ExportResult:
     """Split ``model`` (a module or a checkpoint path) into its served parts.
 
@@ -121,11 +127,22 @@ def export_model(
     execution_env_path : Triton's ``EXECUTION_ENV_PATH`` for the Python-backend configs: a
         packed environment (``.tar.gz``) or a directory with ``bin/activate`` that holds
         ``requirements.txt``'s packages (``$$TRITON_MODEL_DIRECTORY`` = the model's folder)
+    uplift : an uplift model's directory (:func:`adrank.uplift.save_uplift`) to export beside
+        the version; None: ``<checkpoint>.uplift`` when ``model`` is a checkpoint path that has
+        one, else none
 
     Returns
     -------
     ExportResult
     """
+    if uplift is None and not isinstance(model, MultiTaskRanker):
+        beside = Path(f"{model}.uplift")
+        uplift = beside if beside.is_dir() else None
+    uplift_model = None
+    if uplift is not None:
+        from adrank.uplift.serving import load_uplift
+
+        uplift_model = load_uplift(uplift)
     if not isinstance(model, MultiTaskRanker):
         model, _, _ = load_checkpoint(model)
     if default_deployment not in DEPLOYMENTS:
@@ -148,6 +165,7 @@ def export_model(
     model.eval()
 
     manifest = _manifest(model, name, version)
+    manifest["uplift"] = None if uplift_model is None else uplift_model.learner
     with _staged(artifacts_dir) as staging:
         (staging / SCHEMA_FILE).write_text(schema.text)
         tables_dir = staging / TABLES_DIR
@@ -156,6 +174,10 @@ def export_model(
             tables_dir,
             {name: w.detach().cpu().numpy() for name, w in model.sparse.tables.items()},
         )
+        if uplift_model is not None:
+            from adrank.uplift.serving import UPLIFT_DIR, save_uplift
+
+            save_uplift(staging / UPLIFT_DIR, uplift_model)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
     write_model_configs(

@@ -5,6 +5,12 @@ fraction, the row count) and ``<checkpoint>.heldout.npy`` (the held-out rows), w
 ``adrank evaluate`` uses to score exactly those rows; and, when the schema was inferred,
 ``<checkpoint>.schema.toml``. Before training an in-memory log it runs the data-quality gates
 of ``adrank check`` (an error stops it, a warning is printed; ``--skip-check`` skips them).
+
+With ``--uplift t|x`` it also fits a T- or X-learner uplift model (:mod:`adrank.uplift`) on the
+log's ``treatment`` and ``converted`` columns (``--generate`` draws them), on the ranker's
+training rows, reports its Qini and AUUC on the held-out rows, and writes it to
+``<checkpoint>.uplift/``, which ``adrank export`` puts beside the version for
+``ScoringConfig(value="incremental")``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 HELP = "train the multi-task ranker on a log (CSV, TSV, JSON lines, Parquet, Criteo) or a drawn one"
 
@@ -43,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="post-hoc calibration per head on held-back training rows, saved and exported "
         "with the model (auto: identity, Platt or isotonic by cross-fitted log loss)",
+    )
+    parser.add_argument(
+        "--uplift",
+        choices=("t", "x"),
+        help="also fit a T- or X-learner uplift model on the log's treatment and converted "
+        "columns, written to <out>.uplift/ (bid for incremental conversions)",
     )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -132,15 +146,36 @@ def _gate(report) -> None:
         print(report.format(), file=sys.stderr)
 
 
+def _fit_uplift(args, schema, batch, arms, heldout_rows) -> dict:
+    """Fit ``args.uplift``'s learner on the ranker's training rows, print its held-out report,
+    write it to ``<out>.uplift/``."""
+    from adrank.uplift.fit import OUTCOME_COLUMN, TREATMENT_COLUMN, fit_uplift, format_uplift
+    from adrank.uplift.serving import save_uplift
+
+    treatment, outcome = arms[TREATMENT_COLUMN], arms[OUTCOME_COLUMN]
+    for name, values in ((TREATMENT_COLUMN, treatment), (OUTCOME_COLUMN, outcome)):
+        if not np.isin(values, (0, 1)).all():
+            raise ValueError(f"--uplift: the log's {name!r} column must hold 0 or 1")
+    learner, report = fit_uplift(
+        args.uplift, schema, batch, treatment, outcome, heldout_rows, seed=args.seed
+    )
+    print(format_uplift(report))
+    directory = save_uplift(f"{args.out}.uplift", learner.exported())
+    print(f"uplift model: {directory}")
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     from adrank.data import generate_log
     from adrank.data.log_errors import BadRowBudget
     from adrank.features import load_schema
+    from adrank.features.pipeline import FeaturePipeline
     from adrank.models import RankerConfig, save_checkpoint
     from adrank.training.heldout import save_heldout
     from adrank.training.log_data import encode_log
     from adrank.training.loop import TrainConfig, train
     from adrank.training.report import format_calibration, format_report, oracle_for
+    from adrank.uplift.fit import OUTCOME_COLUMN, TREATMENT_COLUMN
 
     config = TrainConfig(
         epochs=args.epochs,
@@ -156,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
     model_config = RankerConfig(model=args.model)
     if args.stream and args.calibration != "none":
         raise ValueError("--calibration is not supported with --stream yet")
+    if args.stream and args.uplift is not None:
+        raise ValueError("--uplift is not supported with --stream: it fits on the log in memory")
     if args.stream and args.data is None:
         raise ValueError("--stream reads a log: pass --data")
     if args.stream:
@@ -181,22 +218,31 @@ def run(args: argparse.Namespace) -> int:
             from adrank.commands.check import quality_report
 
             _gate(quality_report(args, reader, schema))
-        encoded = encode_log(reader, schema, budget=BadRowBudget(args.skip_bad_rows))
+        experiment = () if args.uplift is None else (TREATMENT_COLUMN, OUTCOME_COLUMN)
+        encoded = encode_log(
+            reader, schema, budget=BadRowBudget(args.skip_bad_rows), extra_columns=experiment
+        )
         print(f"{reader.path}: {len(encoded):,} rows ({len(encoded.skipped)} bad rows skipped)")
-        result = train(encoded.batch, schema, model_config=model_config, config=config)
+        batch = encoded.batch
+        arms = {c: encoded.extra[c].astype(np.float64) for c in experiment}
+        result = train(batch, schema, model_config=model_config, config=config)
         oracle = None
         data_path, num_rows = reader.path, len(encoded)
     else:
         rows = args.generate or 200_000
         print(f"drawing a synthetic log of {rows:,} rows (seed {args.seed})")
-        table = generate_log(rows, seed=args.seed).impressions
+        table = generate_log(rows, seed=args.seed, treatment=args.uplift is not None).impressions
         schema = load_schema(args.schema)
         if not args.skip_check:
             from adrank.quality import check_frame, load_settings
 
             settings = load_settings(args.quality_settings)
             _gate(check_frame(table, schema, settings))
-        result = train(table, schema, model_config=model_config, config=config)
+        batch = FeaturePipeline(schema)(table)
+        arms = {}
+        if args.uplift is not None:
+            arms = {c: table.column(c).to_numpy() for c in (TREATMENT_COLUMN, OUTCOME_COLUMN)}
+        result = train(batch, schema, model_config=model_config, config=config)
         oracle = oracle_for(table, result.heldout_rows)
         data_path, num_rows = None, table.num_rows
     for warning in result.warnings:
@@ -207,9 +253,14 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, result.model, metrics=result.metrics)
     save_heldout(args.out, result.heldout_rows, data=data_path, num_rows=num_rows, config=config)
     print(f"checkpoint: {args.out} (held-out rows: {args.out}.heldout.npy)")
+    uplift_report = None
+    if args.uplift is not None:
+        uplift_report = _fit_uplift(args, schema, batch, arms, result.heldout_rows)
     if args.metrics_json:
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"heldout": result.metrics, "oracle_auc": oracle, "history": result.history}
+        if uplift_report is not None:
+            payload["uplift"] = uplift_report
         if result.calibration is not None:
             payload["calibration"] = result.calibration
             payload["heldout_uncalibrated"] = result.uncalibrated_metrics
