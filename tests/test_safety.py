@@ -123,10 +123,14 @@ def test_decisions_are_computed_once_per_snapshot() -> None:
         g.blocked(catalog, np.arange(6), "DE", {"age_bucket": 3})
     assert g.decide(catalog) is first
     assert calls == [6]
-    entries = len(g.audit())
-    g.decide(tiny())  # a new snapshot is decided (and logged) anew
+    entries = g.audit()
+    g.decide(tiny())  # a new snapshot is decided anew, its standing blocks not logged again
     assert calls == [6, 6]
-    assert len(g.audit()) == 2 * entries
+    assert g.audit() == entries
+    changed = tiny().table.to_pydict()
+    changed["caption"][1] = "casino"  # creative 2 now trips the keyword rule too
+    g.decide(Catalog.from_arrow(pa.table(changed)))
+    assert [(e.creative_id, e.rule) for e in g.audit()[len(entries) :]] == [(2, "keyword:casino")]
 
 
 def test_overrides_allow_and_deny_and_are_audited() -> None:
@@ -265,18 +269,20 @@ def test_over_http_blocked_creatives_are_never_served(tmp_path: Path) -> None:
 
         listed = client.get("/v1/safety/blocks", params={"region": region}, headers=HEADERS)
         assert listed.status_code == 200, listed.text
-        blocked_ids = {e["creative_id"] for e in listed.json()}
+        blocked_ids = {e["creative_id"] for e in listed.json()["entries"]}
         assert top["creative_id"] in blocked_ids
-        assert {e["rule"] for e in listed.json()} == {f"advertiser:{top['advertiser_id']}"}
+        assert {e["rule"] for e in listed.json()["entries"]} == {
+            f"advertiser:{top['advertiser_id']}"
+        }
 
         # A person allows the top creative back, and denies the next one.
         path = f"/v1/safety/overrides/{top['creative_id']}"
-        allow = {"region": region, "decision": "allow", "reason": "appeal upheld"}
+        allow = {"region": region, "decision": "allow", "by": "ana", "reason": "appeal upheld"}
         assert client.put(path, json=allow).status_code == 401  # writes need the token
         answer = client.put(path, json=allow, headers=HEADERS)
         assert answer.status_code == 200, answer.text
         assert answer.json()["rule"] == "override:allow"
-        deny = {"region": region, "decision": "deny"}
+        deny = {"region": region, "decision": "deny", "by": "ana"}
         path = f"/v1/safety/overrides/{after[0]['creative_id']}"
         assert client.put(path, json=deny, headers=HEADERS).status_code == 200
         final = [c["creative_id"] for c in served()]
@@ -284,13 +290,25 @@ def test_over_http_blocked_creatives_are_never_served(tmp_path: Path) -> None:
         assert after[0]["creative_id"] not in final
         audit = client.get(
             "/v1/safety/blocks", params={"creative_id": top["creative_id"]}, headers=HEADERS
-        ).json()
+        ).json()["entries"]
         assert [e["rule"] for e in audit][-1] == "override:allow"
-        assert audit[-1]["note"] == "appeal upheld"
+        assert (audit[-1]["note"], audit[-1]["by"], audit[-1]["time"]) == (
+            "appeal upheld",
+            "ana",
+            NOW,
+        )
 
-        bad = client.put(path, json={"region": region, "decision": "maybe"}, headers=HEADERS)
+        bad = client.put(
+            path, json={"region": region, "decision": "maybe", "by": "ana"}, headers=HEADERS
+        )
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"][-1] == "decision"
+        bad = client.put(path, json={"region": region, "decision": "deny"}, headers=HEADERS)
+        assert bad.status_code == 422  # an override names who made it
+        assert bad.json()["detail"][0]["loc"][-1] == "by"
+        bad = client.get("/v1/safety/blocks", params={"after": -1}, headers=HEADERS)
+        assert bad.status_code == 422
+        assert bad.json()["detail"][0]["loc"] == ["query", "after"]
         bad = client.get("/v1/safety/blocks", params={"limit": 0}, headers=HEADERS)
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"] == ["query", "limit"]

@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state",
         type=state_location,
-        help="SQLite file of budgets, spend, pacing and kill switches, or a postgresql:// URL "
+        help="SQLite file of budgets, spend, pacing, kill switches and the safety audit log, or "
+        "a postgresql:// URL "
         "shared by replicas (default: control.sqlite in the workspace, or in memory with "
         "--artifacts)",
     )
@@ -106,6 +107,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     online.add_argument(
         "--online-poll-seconds", type=float, default=0.5, help="check DIR this often (0.5)"
     )
+    cold = parser.add_argument_group("cold start (see the README's Creatives and safety)")
+    cold.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="value creatives at their click-rate estimate (the model's and their own clicks, "
+        "from events with a creative_id) and explore new ones (adrank.experiments.cold_start)",
+    )
+    cold.add_argument(
+        "--cold-start-min-impressions", type=int, default=200, help="a new creative's exposure"
+    )
+    cold.add_argument(
+        "--cold-start-share", type=float, default=0.1, help="share of requests that explore"
+    )
+    cold.add_argument(
+        "--cold-start-max-loss", type=float, default=0.5, help="an exploring slot's eCPM bound"
+    )
+    cold.add_argument("--cold-start-method", choices=["ucb", "thompson"], default="ucb")
     experiments = parser.add_argument_group("experiments (see the README's Experiments)")
     experiments.add_argument(
         "--experiments", type=Path, metavar="FILE", help="experiments' TOML: arms per request"
@@ -216,14 +234,30 @@ def run(args: argparse.Namespace) -> int:
             experiment_set = ExperimentSet.from_toml(args.experiments)
         except (OSError, ValueError, TypeError) as error:
             raise SystemExit(f"adrank serve: --experiments: {error}") from None
-    safety = None
+    safety = safety_rules = None
     if args.safety_rules is not None:
         from adrank.safety import SafetyGate, SafetyRules
 
         try:
-            safety = SafetyGate(SafetyRules.from_toml(args.safety_rules))
+            safety_rules = SafetyRules.from_toml(args.safety_rules)
+            SafetyGate(safety_rules).close()  # the classifier's package is installed
         except (OSError, ValueError, TypeError, ImportError) as error:
             raise SystemExit(f"adrank serve: --safety-rules: {error}") from None
+    cold_start = None
+    if args.cold_start:
+        from adrank.experiments.cold_start import ColdStart, ColdStartConfig
+
+        try:
+            cold_start = ColdStart(
+                ColdStartConfig(
+                    min_impressions=args.cold_start_min_impressions,
+                    traffic_share=args.cold_start_share,
+                    max_revenue_loss=args.cold_start_max_loss,
+                    method=args.cold_start_method,
+                )
+            )
+        except (TypeError, ValueError) as error:
+            raise SystemExit(f"adrank serve: --cold-start: {error}") from None
     online = contextlib.nullcontext(None)
     if args.online is not None:
         from adrank.online.serving import OnlineScorer
@@ -255,6 +289,10 @@ def run(args: argparse.Namespace) -> int:
         artifacts, catalog = args.artifacts, args.catalog
         if args.fallback:
             raise SystemExit("adrank serve: --fallback needs a workspace's training metrics")
+    if safety_rules is not None:  # its audit log and overrides beside the rest of the state
+        from adrank.safety import SafetyGate, open_audit_store
+
+        safety = SafetyGate(safety_rules, store=open_audit_store(state))
     # uvicorn runs in a thread and the signals come here, so that leaving these blocks always
     # stops the server, Triton and the shared-memory regions in order.
     with (
@@ -275,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
             experiments=experiment_set,
             request_log=request_log,
             safety=safety,
+            cold_start=cold_start,
             **({} if online_scorer is None else {"online": online_scorer}),
         ) as stack,
         StopSignals() as stop,

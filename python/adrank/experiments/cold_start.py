@@ -41,7 +41,8 @@ exploring requests until it has its minimum exposure.
 
 Where the counts come from: an in-process :class:`ImpressionCounts`, fed by the spend events
 that name their creative (``POST /v1/events`` with ``creative_id``: impressions and clicks;
-events without one count nothing), or directly by a simulation. Each serving process counts what
+events without one count nothing, and a retried batch, one with duplicates, is not counted
+again), or directly by a simulation. Each serving process counts what
 it is told (not shared between replicas, not kept over a restart: a creative is then explored
 again, within the same bounds).
 """
@@ -151,21 +152,6 @@ class ImpressionCounts:
         n = np.where(found, counts.impressions[at], 0)
         c = np.where(found, counts.clicks[at], 0)
         return n, np.minimum(c, n)
-
-    def record_events(self, events: Iterable[object]) -> int:
-        """Counts spend events that name a creative (``creative_id`` not None): an impression
-        event adds an impression, a click event a click. Returns how many were counted."""
-        ids, shown, clicked = [], [], []
-        for event in events:
-            creative = getattr(event, "creative_id", None)
-            kind = getattr(event, "kind", None)
-            if creative is None or kind not in ("impression", "click"):
-                continue
-            ids.append(int(creative))
-            shown.append(int(kind == "impression"))
-            clicked.append(int(kind == "click"))
-        self.record(ids, shown, clicked)
-        return len(ids)
 
     def __len__(self) -> int:
         return len(self._counts.ids)

@@ -4,13 +4,16 @@ catalog snapshot, with an audit log of every block and a person's overrides.
 Glossary: a *decision* is, per (creative, region), blocked or not, and the least age bucket the
 creative is shown to (its age gate, 0: none); an *override* is a person's allow or deny of one
 (creative, region); the *audit log* lists every block (creative, region, rule, score, time) and
-every override.
+every override (who, when, why), in an :class:`~adrank.stores.safety_audit.AuditStore` that
+survives a restart (SQLite or PostgreSQL; in memory by default).
 
 Decisions are computed the first time a catalog snapshot is served (one pass over its rows per
 region with rules, the classifier once over all texts) and cached with the snapshot, so a
-request costs a gather and two comparisons. A snapshot swapped in is decided anew (its blocks
-logged again: a changed creative is checked again; so is a request's own inline catalog, each
-time). Overrides apply on top at request time:
+request costs a gather and two comparisons. A snapshot swapped in is decided anew (a changed
+creative is checked again; so is a request's own inline catalog, each time); a block is logged
+when it appears, not again while it holds (:mod:`adrank.stores.safety_audit`), so a restart
+adds nothing to the log. Overrides are read from the store at start, and again when another
+process wrote (checked at most every ``refresh_s``); they apply on top at request time:
 *deny* blocks the creative in the region; *allow* lifts the rule blocks (keywords, categories,
 advertisers, the classifier) but not an age gate, which is the law, not a judgment.
 
@@ -22,10 +25,10 @@ blocks).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,19 +36,9 @@ from typing import Any
 import numpy as np
 
 from adrank.safety.rules import DEFAULT_TEXT_FIELDS, RegionRules, SafetyRules
+from adrank.stores.safety_audit import MAX_PAGE, AuditEntry, AuditStore, SQLiteAuditStore
 
-MAX_AUDIT_ENTRIES = 1_000_000  # the oldest go first past this
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    creative_id: int
-    region: str
-    rule: str  # keyword:<word> | category:<id> | advertiser:<id> | age_gate:<bucket> |
-    # classifier | override:allow | override:deny
-    score: float | None  # the classifier's probability; 1.0 for a rule; None for an override
-    time: float  # unix seconds
-    note: str = ""  # an override's reason
+DEFAULT_REFRESH_S = 0.5  # other processes' overrides are seen within this
 
 
 @dataclass(frozen=True)
@@ -61,6 +54,9 @@ class SafetyGate:
 
     ``classifier``: texts -> offensive-language probabilities; None uses ``alt-profanity-check``
     when a region sets a ``classifier_threshold`` (ImportError naming it if not installed).
+    ``store``: the audit log and overrides (:func:`adrank.stores.safety_audit.open_audit_store`
+    opens one by ``--state``); None keeps them in memory. The gate closes it in :meth:`close`.
+    ``refresh_s``: seconds between checks for overrides other processes wrote.
     """
 
     def __init__(
@@ -69,18 +65,27 @@ class SafetyGate:
         *,
         clock: Callable[[], float] = time.time,
         classifier: Callable[[list[str]], Any] | None = None,
+        store: AuditStore | None = None,
+        refresh_s: float = DEFAULT_REFRESH_S,
     ) -> None:
         if not isinstance(rules, SafetyRules):
             raise TypeError(f"rules must be SafetyRules, got {type(rules).__name__}")
+        if isinstance(refresh_s, bool) or not isinstance(refresh_s, (int, float)):
+            raise TypeError(f"refresh_s must be a number, got {type(refresh_s).__name__}")
+        if not (math.isfinite(refresh_s) and refresh_s >= 0):
+            raise ValueError(f"refresh_s must be a finite number >= 0, got {refresh_s}")
         if rules.uses_classifier and classifier is None:
             classifier = profanity_classifier()
         self.rules = rules
         self.clock = clock
         self.classifier = classifier
+        self.store = store if store is not None else SQLiteAuditStore(":memory:")
+        self.refresh_s = float(refresh_s)
         self._lock = threading.Lock()
         self._decided: weakref.WeakKeyDictionary[Any, _Decisions] = weakref.WeakKeyDictionary()
-        self._audit: deque[AuditEntry] = deque(maxlen=MAX_AUDIT_ENTRIES)
-        self._overrides: dict[str, dict[int, bool]] = {}  # region -> creative -> allow
+        self._version = self.store.version()
+        self._overrides = self.store.overrides()  # region -> creative -> allow
+        self._next_refresh = time.monotonic() + self.refresh_s
 
     # --- serving ----------------------------------------------------------------------------
 
@@ -126,41 +131,56 @@ class SafetyGate:
     # --- the audit log and overrides --------------------------------------------------------
 
     def audit(
-        self, region: str | None = None, creative_id: int | None = None, limit: int = 1000
+        self, region: str | None = None, creative_id: int | None = None, limit: int = MAX_PAGE
     ) -> list[AuditEntry]:
-        """The latest ``limit`` entries, oldest first, of a region and a creative if given."""
-        with self._lock:
-            entries = list(self._audit)
-        entries = [
-            e
-            for e in entries
-            if (region is None or e.region == region)
-            and (creative_id is None or e.creative_id == creative_id)
-        ]
-        return entries[-limit:] if limit > 0 else []
+        """The latest ``limit`` entries (at most ``MAX_PAGE``), oldest first, of a region and
+        a creative if given."""
+        return self.store.latest(region, creative_id, limit)
 
-    def override(self, creative_id: int, region: str, allow: bool, reason: str = "") -> AuditEntry:
-        """A person's decision on (creative, region), audited; it holds across snapshots."""
+    def page(
+        self,
+        region: str | None = None,
+        creative_id: int | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Up to ``limit`` entries after the entry ``after`` (its id; 0: from the start), oldest
+        first: the next page starts after the last entry's id."""
+        return self.store.entries(region, creative_id, after, limit)
+
+    def override(
+        self, creative_id: int, region: str, allow: bool, reason: str = "", by: str = ""
+    ) -> AuditEntry:
+        """A person's (``by``) decision on (creative, region) and why, audited; it holds across
+        snapshots and restarts."""
         if isinstance(creative_id, bool) or not isinstance(creative_id, int):
             raise TypeError(f"creative_id must be an int, got {type(creative_id).__name__}")
         if not isinstance(region, str) or not region:
             raise ValueError(f"region must be a non-empty string, got {region!r}")
-        entry = AuditEntry(
-            creative_id,
-            region,
-            "override:allow" if allow else "override:deny",
-            None,
-            self.clock(),
-            reason,
-        )
+        for name, value in (("reason", reason), ("by", by)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        rule = "override:allow" if allow else "override:deny"
+        entry = AuditEntry(creative_id, region, rule, None, self.clock(), reason, by)
         with self._lock:
+            stored = self.store.record_override(entry, bool(allow))
             self._overrides.setdefault(region, {})[creative_id] = bool(allow)
-            self._audit.append(entry)
-        return entry
+        return stored
+
+    def close(self) -> None:
+        self.store.close()
 
     def _region_overrides(self, region: str) -> dict[int, bool]:
-        with self._lock:
-            return dict(self._overrides.get(region, {}))
+        if time.monotonic() >= self._next_refresh and self._lock.acquire(blocking=False):
+            try:  # another process's overrides (a thread finding the lock taken reads as is)
+                self._next_refresh = time.monotonic() + self.refresh_s
+                version = self.store.version()
+                if version != self._version:
+                    self._version = version
+                    self._overrides = self.store.overrides()
+            finally:
+                self._lock.release()
+        return dict(self._overrides.get(region, {}))
 
     # --- deciding a snapshot ----------------------------------------------------------------
 
@@ -174,12 +194,14 @@ class SafetyGate:
                 probs = self.classifier([texts[i] for i in nonempty])  # type: ignore[misc]
                 scores[nonempty] = np.asarray(probs, dtype=np.float64)
         now = self.clock()
-        blocked, min_age = {}, {}
+        blocked, min_age, blocks = {}, {}, []
         for region, rules in self.rules.regions.items():
             blocked[region], min_age[region], entries = _decide_region(
                 catalog, region, rules, texts, scores, now
             )
-            self._audit.extend(entries)
+            blocks.extend(entries)
+        regions = list(self.rules.regions)
+        self.store.record_decisions(regions, catalog.creative_id.tolist(), blocks)
         return _Decisions(blocked, min_age)
 
 

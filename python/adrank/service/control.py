@@ -56,6 +56,9 @@ class SpendEventBody(BaseModel):
     kind: Literal["impression", "click", "conversion"]
     cost: Finite = Field(ge=0, le=MAX_COST)
     timestamp: Finite = Field(ge=0, le=MAX_TIMESTAMP, description="unix seconds")
+    creative_id: int | None = Field(
+        None, **INT64, description="the creative shown (optional; cold start counts it)"
+    )
 
 
 class EventsBody(BaseModel):
@@ -130,9 +133,16 @@ EntityId = Annotated[int, Path(**INT64)]
 
 
 def make_control_router(
-    pacing: PacingService, traffic: TrafficControl, clock: Callable[[], float] = time.time
+    pacing: PacingService,
+    traffic: TrafficControl,
+    clock: Callable[[], float] = time.time,
+    on_events: Callable[[list[int], list[int], list[int]], Any] | None = None,
 ) -> APIRouter:
     """The control endpoints over ``pacing`` and ``traffic``; ``clock`` gives unix seconds.
+
+    ``on_events(creative ids, impressions, clicks)`` gets the accepted batches' impression and
+    click events that name a creative (:class:`adrank.experiments.cold_start.ImpressionCounts`'s
+    ``record``); a batch with duplicates (a retry) is not passed on, so nothing counts twice.
 
     The app that includes the router (:func:`adrank.service.app.create_app`) guards it with its
     :class:`~adrank.service.security.AccessPolicy` and bounds spend events by its
@@ -145,7 +155,7 @@ def make_control_router(
 
     @router.post("/v1/events", response_model=EventsResult, **write)
     def record_events(body: EventsBody, request: Request) -> Any:
-        events = [SpendEvent(**event.model_dump()) for event in body.events]
+        events = [SpendEvent(**event.model_dump(exclude={"creative_id"})) for event in body.events]
         limits = getattr(request.app.state, "limits", None) or ServiceLimits()
         bounds = EventBounds(limits.max_event_cost, limits.max_event_age_s, limits.max_event_lead_s)
         outside = bounds.violations(events, clock())
@@ -157,6 +167,13 @@ def make_control_router(
                 ]
             )
         result = pacing.record_events(events)
+        if on_events is not None and result.duplicates == 0:
+            named = [e for e in body.events if e.creative_id is not None and e.kind != "conversion"]
+            on_events(
+                [e.creative_id for e in named],
+                [int(e.kind == "impression") for e in named],
+                [int(e.kind == "click") for e in named],
+            )
         return EventsResult(accepted=result.accepted, duplicates=result.duplicates)
 
     @router.put("/v1/campaigns/{campaign_id}/budget", response_model=PacingBody, **write)

@@ -95,6 +95,8 @@ def serving_stack(
 
     ``safety`` (an :class:`adrank.safety.SafetyGate`) blocks creatives by region rules; its
     audit log and overrides are mounted with the control endpoints (``/v1/safety/...``).
+    ``cold_start`` (an :class:`adrank.experiments.cold_start.ColdStart`, in ``ranker_settings``)
+    counts the impressions and clicks of ``POST /v1/events`` that name their creative.
     """
     from adrank.artifacts import SCHEMA_FILE, load_manifest
     from adrank.features.schema import load_schema
@@ -157,7 +159,10 @@ def serving_stack(
         warm_up_served()
         if supervisor is not None:
             supervisor.on_restart = warm_up_served  # a restarted model instance compiles again
-        control = make_control_router(pacing, traffic)
+        cold_start = ranker_settings.get("cold_start")  # fed by events naming a creative
+        control = make_control_router(
+            pacing, traffic, on_events=None if cold_start is None else cold_start.counts.record
+        )
         control.include_router(make_model_router(versions))
         if safety is not None:
             from adrank.safety.control import make_safety_router
