@@ -12,8 +12,11 @@ import torch
 from adrank import Ranker, RankRequest
 from adrank.cli import main
 from adrank.data import generate_log
+from adrank.data.layouts import write_layout
+from adrank.data.readers import open_log
 from adrank.export import export_model
-from adrank.features import FeaturePipeline, load_schema
+from adrank.features import FeaturePipeline, load_schema, parse_schema
+from adrank.features.infer import infer_schema
 from adrank.models import MultiTaskRanker, RankerConfig, load_checkpoint, save_checkpoint
 from adrank.models.calibration import (
     CalibratedHeads,
@@ -28,6 +31,7 @@ from adrank.orchestrator.model import TorchScriptModel
 from adrank.training.calibrate import choose_calibration, fit_calibration
 from adrank.training.loop import TrainConfig, evaluate, split_holdout, to_torch, train
 from adrank.training.metrics import log_loss
+from adrank.training.streaming import heldout_mask, train_streaming
 from adrank.triton import RankerClient
 from adrank.triton.model_config import DEPLOYMENTS
 from adrank.triton.testing import serve_ranker
@@ -197,8 +201,61 @@ def test_train_command_takes_model_and_calibration(tmp_path, capsys):
     model, _, _ = load_checkpoint(checkpoint)
     assert model.config.model == "deepfm"
     assert {entry["kind"] for entry in model.calibration.values()} == {"platt"}
-    assert main(["train", "--data", str(tmp_path), "--stream", "--calibration", "auto"]) != 0
-    assert "--calibration is not supported with --stream" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def stream_log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "log.parquet"
+    write_layout("aliexpress", path, 12_000, seed=3, format="parquet")
+    return path
+
+
+def test_streaming_calibrates_on_rows_it_never_trains_on(stream_log):
+    reader = open_log(stream_log, batch_rows=3_000)
+    schema = parse_schema(infer_schema(reader))
+    trained: list[int] = []
+    config = TrainConfig(batch_size=64, seed=1, calibration="auto", calibration_fraction=0.2)
+    result = train_streaming(
+        reader,
+        schema,
+        config=config,
+        total_rows=reader.count_rows(),
+        on_chunk=lambda rows, _: trained.append(rows),
+    )
+    rows = np.arange(12_000)
+    held = heldout_mask(rows, 0.2, 1)
+    np.testing.assert_array_equal(result.heldout_rows, np.flatnonzero(held))
+    assert 0.15 * 12_000 < 12_000 - held.sum() - trained[-1] < 0.25 * 12_000  # held back
+    assert set(result.calibration) == set(result.model.tasks)
+    assert result.model.calibration is not None
+    assert set(result.uncalibrated_metrics) == set(result.metrics)
+    for task, entry in result.calibration.items():
+        assert entry["kind"] in ("identity", "platt", "isotonic")
+        assert set(entry["cross_fitted_log_loss"]) == {"identity", "platt", "isotonic"}
+        assert result.metrics[task]["auc"] == pytest.approx(
+            result.uncalibrated_metrics[task]["auc"], abs=0.01
+        )  # a monotone map keeps the order (isotonic only ties some)
+
+
+def test_train_stream_with_calibration_agrees_with_evaluate(stream_log, tmp_path, capsys):
+    checkpoint = tmp_path / "ranker.pt"
+    code = main(
+        [
+            *("train", "--data", str(stream_log), "--stream", "--chunk-rows", "4000"),
+            *("--batch-size", "64", "--out", str(checkpoint), "--no-progress"),
+            *("--calibration", "platt"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    trained = capsys.readouterr().out
+    assert "calibration" in trained
+    model, _, _ = load_checkpoint(checkpoint)
+    assert {entry["kind"] for entry in model.calibration.values()} == {"platt"}
+    code = main(["evaluate", str(checkpoint), str(stream_log), "--json", "--bootstrap", "0"])
+    report = json.loads(capsys.readouterr().out)
+    for task in ("click", "conversion"):  # the calibrated model's held-out figures, to 4 places
+        assert f"{task:<12}{report['tasks'][task]['auc']:8.4f}" in trained
+        assert f"{report['tasks'][task]['log_loss']:10.4f}" in trained
 
 
 def test_an_uncalibrated_model_has_no_calibration():

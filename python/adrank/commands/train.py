@@ -189,8 +189,6 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
     )
     model_config = RankerConfig(model=args.model)
-    if args.stream and args.calibration != "none":
-        raise ValueError("--calibration is not supported with --stream yet")
     if args.stream and args.uplift is not None:
         raise ValueError("--uplift is not supported with --stream: it fits on the log in memory")
     if args.stream and args.data is None:

@@ -18,14 +18,23 @@ import numpy as np
 import torch
 
 from adrank.features.pipeline import FeatureBatch
-from adrank.models.calibration import build_map, fit_isotonic, fit_platt
+from adrank.models.calibration import CalibratedHeads, build_map, fit_isotonic, fit_platt
 from adrank.models.ranker import MultiTaskRanker
 from adrank.training.metrics import log_loss
 
-__all__ = ["CALIBRATION_CHOICES", "apply_entry", "choose_calibration", "fit_calibration"]
+__all__ = [
+    "CALIBRATION_CHOICES",
+    "apply_entry",
+    "calibrated_predictions",
+    "choose_calibration",
+    "fit_calibration",
+    "fit_calibration_scores",
+]
 
 CALIBRATION_CHOICES = ("none", "auto", "platt", "isotonic")
 _FITTERS = {"platt": fit_platt, "isotonic": fit_isotonic}
+_SCORE_OF = {"click": "ctr", "conversion": "ctcvr", "negative": "neg"}  # what each map fits
+_RATE_OF = {"click": "ctr", "conversion": "cvr", "negative": "neg"}  # each head's rate
 
 
 def apply_entry(entry: dict[str, Any] | None, scores: np.ndarray) -> np.ndarray:
@@ -69,17 +78,48 @@ def fit_calibration(
     from adrank.training.loop import predict
 
     model.set_calibration(None)
-    raw = predict(model, batch)
-    entries: dict[str, dict[str, Any]] = {}
-    report: dict[str, Any] = {}
-    for task in model.tasks:
-        labels = batch.labels.get(task)
-        if labels is None:
-            continue
-        scores = raw[{"click": "ctr", "conversion": "ctcvr", "negative": "neg"}[task]]
-        if len(labels) < 2 or labels.min() == labels.max():
-            continue  # nothing to learn a map from: the head stays as trained
-        entries[task], losses = choose_calibration(labels, scores, choice, seed)
-        report[task] = {"kind": entries[task]["kind"], "cross_fitted_log_loss": losses}
+    entries, report = fit_calibration_scores(
+        model.tasks, batch.labels, predict(model, batch), choice, seed
+    )
     model.set_calibration(entries)
     return report
+
+
+def fit_calibration_scores(
+    tasks: tuple[str, ...],
+    labels: dict[str, np.ndarray],
+    raw: dict[str, np.ndarray],
+    choice: str = "auto",
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(the calibration ``{task: entry}``, the report of :func:`fit_calibration`) from the
+    calibration rows' labels per task and the uncalibrated model's predictions on them
+    (``raw``, as :func:`adrank.training.loop.predict` returns them)."""
+    entries: dict[str, dict[str, Any]] = {}
+    report: dict[str, Any] = {}
+    for task in tasks:
+        task_labels = labels.get(task)
+        if task_labels is None:
+            continue
+        scores = raw[_SCORE_OF[task]]
+        if len(task_labels) < 2 or task_labels.min() == task_labels.max():
+            continue  # nothing to learn a map from: the head stays as trained
+        entries[task], losses = choose_calibration(task_labels, scores, choice, seed)
+        report[task] = {"kind": entries[task]["kind"], "cross_fitted_log_loss": losses}
+    return entries, report
+
+
+def calibrated_predictions(
+    tasks: tuple[str, ...], calibration: dict[str, Any], raw: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """What the model calibrated with ``calibration`` predicts, from its uncalibrated
+    predictions ``raw`` (the keys of :func:`adrank.training.loop.predict`), through the same
+    op (:class:`CalibratedHeads`)."""
+    keys = [_RATE_OF[task] for task in tasks]
+    heads = CalibratedHeads(tasks, calibration)
+    with torch.no_grad():
+        rates = heads([torch.from_numpy(np.asarray(raw[k], dtype=np.float32)) for k in keys])
+    result = {k: r.double().numpy() for k, r in zip(keys, rates, strict=True)}
+    if "cvr" in result:
+        result["ctcvr"] = result["ctr"] * result["cvr"]
+    return result

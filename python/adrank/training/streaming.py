@@ -7,9 +7,15 @@ within itself (there is no global shuffle: a log in time order trains in time or
 chunk); *row number* counts kept rows from 0 in log order; a row is held out when
 ``splitmix64(row number + seed * golden) / 2**64 < holdout``, which a seed reproduces exactly.
 
-Memory: the model, one chunk's raw columns and hashed ids, and the held-out labels and scores
-(two float64 per held-out row per task). Dense inputs are standardized with the statistics of
-the first chunk's training rows.
+With ``TrainConfig.calibration``, *calibration rows* are chosen the same way among the rows not
+held out (``calibration_fraction`` of them, by a second salt of the seed), never trained on;
+the scoring pass predicts them too, the maps are fitted on them
+(:mod:`adrank.training.calibrate`), and the held-out metrics are the calibrated model's (the
+uncalibrated ones beside them), as in memory.
+
+Memory: the model, one chunk's raw columns and hashed ids, and the held-out and calibration
+rows' labels and scores (a few float64 per such row per task). Dense inputs are standardized
+with the statistics of the first chunk's training rows.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from adrank.training.metrics import task_metrics
 __all__ = ["heldout_mask", "train_streaming"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_CALIBRATION_SALT = 0x5CA1AB1E  # the calibration rows' seed: another draw than the held-out one
 
 
 def heldout_mask(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -69,7 +76,12 @@ class _Pass:
             features = pipeline(batch.table)
             rows = np.arange(start, start + len(features), dtype=np.int64)
             start += len(features)
-            yield features, rows, heldout_mask(rows, self.config.holdout, self.config.seed)
+            held = heldout_mask(rows, self.config.holdout, self.config.seed)
+            calibration = np.zeros(len(rows), dtype=bool)
+            if self.config.calibration != "none":
+                fraction, seed = self.config.calibration_fraction, self.config.seed
+                calibration = ~held & heldout_mask(rows, fraction, seed + _CALIBRATION_SALT)
+            yield features, rows, held, calibration
 
 
 def train_streaming(
@@ -95,7 +107,10 @@ def train_streaming(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = MultiTaskRanker(schema, model_config)
-    train_rows = None if total_rows is None else round(total_rows * (1.0 - config.holdout))
+    kept = (1.0 - config.holdout) * (
+        1.0 - (config.calibration_fraction if config.calibration != "none" else 0.0)
+    )
+    train_rows = None if total_rows is None else round(total_rows * kept)
     steps = config.epochs * -(-train_rows // config.batch_size) if train_rows else 2**62
     stepper = Stepper(model, config, steps)
     history = []
@@ -106,8 +121,8 @@ def train_streaming(
         model.train()
         sums: dict[str, float] = {}
         seen = 0
-        for features, _, held in _Pass(reader, schema, config, quiet):
-            part = features.take(np.flatnonzero(~held))
+        for features, _, held, calibration in _Pass(reader, schema, config, quiet):
+            part = features.take(np.flatnonzero(~held & ~calibration))
             if len(part) == 0:
                 continue
             if epoch == 0 and trained == 0:
@@ -125,24 +140,29 @@ def train_streaming(
                 on_chunk(trained, time.perf_counter() - started)
         history.append({task: total / max(seen, 1) for task, total in sums.items()})
     model.eval()
-    labels: dict[str, list[np.ndarray]] = {task: [] for task in schema.labels}
-    scores: dict[str, list[np.ndarray]] = {task: [] for task in schema.labels}
+    heldout, calibration_rows = _Scored(), _Scored()
     heldout_rows = []
     quiet = BadRowBudget(budget.limit, report=lambda _: None)
-    for features, rows, held in _Pass(reader, schema, config, quiet):
-        part = features.take(np.flatnonzero(held))
-        if len(part) == 0:
-            continue
+    for features, rows, held, calibration in _Pass(reader, schema, config, quiet):
         heldout_rows.append(rows[held])
-        predictions = predict(model, part)
-        for task in schema.labels:
-            labels[task].append(part.labels[task])
-            scores[task].append(predictions[SCORE_OF[task]])
-    metrics = {
-        task: task_metrics(np.concatenate(labels[task]), np.concatenate(scores[task]))
-        for task in schema.labels
-        if labels[task]
-    }
+        heldout.add(model, features.take(np.flatnonzero(held)))
+        calibration_rows.add(model, features.take(np.flatnonzero(calibration)))
+    raw = heldout.predictions()
+    metrics = heldout.metrics(raw, schema)
+    uncalibrated = chosen = None
+    if config.calibration != "none":
+        from adrank.training.calibrate import calibrated_predictions, fit_calibration_scores
+
+        entries, chosen = fit_calibration_scores(
+            model.tasks,
+            calibration_rows.labels(),
+            calibration_rows.predictions(),
+            config.calibration,
+            config.seed,
+        )
+        model.set_calibration(entries)
+        uncalibrated = metrics
+        metrics = heldout.metrics(calibrated_predictions(model.tasks, entries, raw), schema)
     warnings = []
     if step_count < MIN_STEPS:
         warnings.append(
@@ -153,4 +173,34 @@ def train_streaming(
             missing = "positive" if m["observed_rate"] == 0.0 else "negative"
             warnings.append(f"the held-out set has no {missing} {task} label: its AUC is nan")
     rows = np.concatenate(heldout_rows) if heldout_rows else np.empty(0, np.int64)
-    return TrainResult(model, metrics, history, rows, warnings)
+    return TrainResult(model, metrics, history, rows, warnings, uncalibrated, chosen)
+
+
+class _Scored:
+    """Labels and the uncalibrated model's predictions of some rows, gathered chunk by chunk."""
+
+    def __init__(self) -> None:
+        self._labels: dict[str, list[np.ndarray]] = {}
+        self._predictions: dict[str, list[np.ndarray]] = {}
+
+    def add(self, model: MultiTaskRanker, part) -> None:
+        if len(part) == 0:
+            return
+        for task, values in part.labels.items():
+            self._labels.setdefault(task, []).append(values)
+        for key, values in predict(model, part).items():
+            self._predictions.setdefault(key, []).append(values)
+
+    def labels(self) -> dict[str, np.ndarray]:
+        return {task: np.concatenate(parts) for task, parts in self._labels.items()}
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        return {key: np.concatenate(parts) for key, parts in self._predictions.items()}
+
+    def metrics(self, predictions: dict[str, np.ndarray], schema: FeatureSchema) -> dict:
+        labels = self.labels()
+        return {
+            task: task_metrics(labels[task], predictions[SCORE_OF[task]])
+            for task in schema.labels
+            if task in labels
+        }
