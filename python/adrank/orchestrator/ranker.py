@@ -193,6 +193,7 @@ class Ranker:
         self._swap_lock = threading.Lock()
         catalog = Catalog.empty() if catalog is None else catalog
         self._snapshot = _encode(catalog, RequestEncoder(schema, tables), model)
+        self._pinned: dict[int, _Snapshot] = {}  # version -> snapshot, see pin_model
 
     @classmethod
     def from_export(
@@ -224,6 +225,9 @@ class Ranker:
         with self._swap_lock:
             current = self._snapshot
             self._snapshot = _encode(catalog, current.encoder, current.model)
+            self._pinned = {
+                v: _encode(catalog, p.encoder, p.model) for v, p in self._pinned.items()
+            }
 
     def swap_model(
         self, schema: FeatureSchema, tables: Mapping[str, Any], model: DenseModel
@@ -236,6 +240,20 @@ class Ranker:
         with self._swap_lock:
             current = self._snapshot
             self._snapshot = _encode(current.catalog, RequestEncoder(schema, tables), model)
+
+    def pin_model(
+        self, version: int, schema: FeatureSchema, tables: Mapping[str, Any], model: DenseModel
+    ) -> None:
+        """Serves exported ``version`` beside the current model, to the requests that name it
+        (``RankRequest.model_version``, an experiment arm's): its own schema, tables and dense
+        model, the catalog encoded for them. The current model's swaps leave it in place."""
+        with self._swap_lock:
+            pinned = _encode(self._snapshot.catalog, RequestEncoder(schema, tables), model)
+            self._pinned = {**self._pinned, version: pinned}
+
+    @property
+    def pinned_versions(self) -> frozenset[int]:
+        return frozenset(self._pinned)
 
     @property
     def catalog(self) -> Catalog:
@@ -264,8 +282,25 @@ class Ranker:
         return self.rank_batch([request])[0]
 
     def rank_batch(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
-        """Ranks several requests with one model call for all their candidates."""
-        snapshot = self._snapshot  # one read: each batch sees one catalog and one model
+        """Ranks several requests with one model call for all their candidates: one call per
+        model version where some name a pinned version (:meth:`pin_model`)."""
+        snapshot, pinned = self._snapshot, self._pinned  # one read: one catalog and model each
+        if all(request.model_version is None for request in requests):
+            return self._rank_on(snapshot, requests)
+        groups: dict[int | None, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.model_version, []).append(i)
+        responses: list[Any] = [None] * len(requests)
+        for version, indices in groups.items():
+            if version is not None and version not in pinned:
+                raise LookupError(f"model version {version} is not pinned in this ranker")
+            on = snapshot if version is None else pinned[version]
+            ranked = self._rank_on(on, [requests[i] for i in indices])
+            for i, response in zip(indices, ranked, strict=True):
+                responses[i] = response
+        return responses
+
+    def _rank_on(self, snapshot: _Snapshot, requests: Sequence[RankRequest]) -> list[RankResponse]:
         timers = [StageTimer() for _ in requests]
         candidates, inputs = [], []
         for request, timer in zip(requests, timers, strict=True):

@@ -81,6 +81,7 @@ class RankRequest:
     # An experiment arm's settings (adrank.experiments): None keeps the ranker's own.
     scoring: Any = None  # adrank.orchestrator.scoring.ScoringConfig
     exploration: Any = None  # adrank.experiments.exploration.ExplorationPolicy
+    model_version: int | None = None  # an exported version pinned in the ranker (Ranker.pin_model)
 
     def __post_init__(self) -> None:
         if self.candidate_rows is not None:
