@@ -218,3 +218,36 @@ def test_a_log_reads_text_as_strings_and_a_table_shared_with_ids_is_refused():
     log_schema = pa.schema([("item", pa.int64()), ("caption", pa.string()), ("click", pa.int8())])
     with pytest.raises(SchemaError, match="'item' holds integer ids and 'caption' holds text"):
         check_against_log(shared, log_schema, "log.parquet")
+
+
+def test_inference_reads_sentences_as_text_and_short_strings_as_categories(tmp_path):
+    import pyarrow.csv as pacsv
+
+    from adrank.data.readers import open_log
+    from adrank.features.infer import infer_schema
+
+    rng = np.random.default_rng(0)
+    words = np.array(["red", "shoe", "sale", "run", "fast", "new", "blue", "coat"])
+    rows = 300
+    path = tmp_path / "log.csv"
+    columns = {
+        "click": rng.integers(0, 2, rows),
+        "caption": [" ".join(rng.choice(words, rng.integers(3, 8))) for _ in range(rows)],
+        "city": rng.choice(["lisbon", "new york", "paris"], rows),  # two words at most
+    }
+    pacsv.write_csv(pa.table(columns), path)
+    text = infer_schema(open_log(path))
+    schema = parse_schema(text)
+    caption = schema.field("caption")
+    assert (caption.kind, caption.side, caption.ngrams, caption.pooling) == (
+        "text",
+        "creative",
+        2,
+        "mean",
+    )
+    tokens, _ = text_tokens(pa.array(columns["caption"]))
+    distinct = len(set(tokens.to_pylist()))
+    assert schema.tables["caption"].num_buckets >= 4 * distinct  # room for words not seen yet
+    assert f"{distinct:,} distinct words and pairs" in text
+    assert schema.field("city").kind == "categorical"
+    assert len(FeaturePipeline(schema)(open_log(path).read())) == rows

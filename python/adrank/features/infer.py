@@ -6,6 +6,8 @@ column unique on every sampled row (it names the impression, it predicts nothing
 Rules, in order, for each column that is not a label:
 
 * a list column, or text where one of ``^ | ;`` separates values, is ``multi_valued``;
+* text of three words or more per row on average is ``text`` (a bag of hashed words and word
+  pairs, ``num_buckets`` from the distinct ones in the sample);
 * times and row ids are skipped (a comment in the file says so); so are empty columns;
 * text is ``categorical``; integers are ``categorical`` unless their name says they count or
   measure (``I3``, ``num_*``, ``*count*``, ``price`` ...) or their values do (zero occurs,
@@ -54,9 +56,11 @@ _USER = re.compile(
     r"user|uid|gender|^age|occupation|segid|cms_|shopping|pvalue|sequence|histor", re.I
 )
 _CREATIVE = re.compile(
-    r"^ad|creative|campaign|advertiser|brand|customer|cate|item|price|goods", re.I
+    r"^ad|creative|campaign|advertiser|brand|customer|cate|item|price|goods|caption|hashtag",
+    re.I,
 )
 _MIN_SHARED = 20
+_TEXT_WORDS = 3.0  # mean words per row from which text is free text, not a category
 
 
 def infer_schema(
@@ -161,6 +165,9 @@ def _field(column: str, values: Any, rows: int) -> dict[str, Any] | str:
             if share >= 0.05:
                 pieces = pc.split_pattern(present, separator).flatten()
                 return _multi_valued(column, pieces.filter(pc.not_equal(pieces, "")), separator)
+        free_text = _free_text(column, present)
+        if free_text is not None:
+            return free_text
     distinct = pc.count_distinct(present).as_py()
     if distinct == rows and rows >= 100 and not pa.types.is_floating(kind):
         return "unique on every sampled row (a row id, not a feature)"
@@ -189,6 +196,27 @@ def _field(column: str, values: Any, rows: int) -> dict[str, Any] | str:
         "values": _value_set(present),
         "codes": values_type == "int" and _is_code_range(present),
         "note": f"{values_type} ids, {distinct:,} distinct in {rows:,} rows",
+    }
+
+
+def _free_text(column: str, present: Any) -> dict[str, Any] | None:
+    """A ``text`` field when the rows hold sentences (``_TEXT_WORDS`` words or more on average)."""
+    import pyarrow.compute as pc
+
+    from adrank.features.text import text_tokens
+
+    _, offsets = text_tokens(present, ngrams=1)
+    words = offsets[-1] / max(len(present), 1)
+    if words < _TEXT_WORDS:
+        return None
+    tokens, _ = text_tokens(present, ngrams=2)
+    distinct = pc.count_distinct(tokens).as_py()
+    return {
+        "name": column,
+        "kind": "text",
+        "distinct": max(distinct, 1),
+        "grows": True,
+        "note": f"free text, {words:.1f} words per row, {distinct:,} distinct words and pairs",
     }
 
 
@@ -324,10 +352,10 @@ def _toml(
     out = [
         f"# A schema inferred by `adrank schema infer` from {rows:,} rows of {reader.path.name}"
         f" ({reader.format}).",
-        "# Edit freely: kinds (categorical | multi_valued | numeric_bucketized | numeric_dense |",
-        "# cross), sides (user | context | creative), num_buckets, dim, shared tables. Check it",
-        "# with `adrank schema check SCHEMA DATA`; the module adrank.features.schema documents",
-        "# every key.",
+        "# Edit freely: kinds (categorical | multi_valued | text | numeric_bucketized |",
+        "# numeric_dense | cross), sides (user | context | creative), num_buckets, dim, shared",
+        "# tables. Check it with `adrank schema check SCHEMA DATA`; the module",
+        "# adrank.features.schema documents every key.",
         *notes,
         "",
         f"name = {json.dumps(name)}",
@@ -351,6 +379,10 @@ def _toml(
         out.append(f'side = "{_side(field["name"])}"')
         if field["kind"] == "numeric_dense":
             out.append(f'transform = "{field["transform"]}"')
+            continue
+        if field["kind"] == "text":
+            out.append(f"num_buckets = {_buckets(field['distinct'], field['grows'])}")
+            out.append("dim = 16")
             continue
         out.append(f'value_type = "{field["value_type"]}"')
         if field.get("separator"):
