@@ -25,7 +25,8 @@ Optional columns::
                             is shown per response (absent: each creative is its own ad)
 
 The whole table, sorted by creative id, is kept as ``table`` for the feature pipeline: its
-creative-side feature columns are hashed once per snapshot, not once per request.
+creative-side feature columns (metadata, and content such as a ``caption`` text and
+``hashtags`` lists) are hashed and pooled once per snapshot, not once per request.
 """
 
 from __future__ import annotations
