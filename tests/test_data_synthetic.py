@@ -245,3 +245,20 @@ def test_the_catalog_carries_content_and_the_safety_gate_reads_it(log, content_l
 def test_bad_content_config(kwargs, error, match):
     with pytest.raises(error, match=match):
         SyntheticConfig(**kwargs)
+
+
+def test_content_words_do_not_trip_the_offensive_language_classifier():
+    """The vocabulary is plain: on every topic, the packaged classifier scores each creative's
+    text well under the usual thresholds (keyword rules, not the classifier, block nightlife)."""
+    from adrank.safety.gate import profanity_classifier
+
+    pytest.importorskip("profanity_check")
+    world = dataclasses.replace(CONTENT, num_creatives=400, num_topics=16)
+    creatives = generate_log(10, seed=2, config=world).creatives
+    texts = [
+        f"{caption} {' '.join(tags)}"
+        for caption, tags in zip(
+            creatives["caption"].to_pylist(), creatives["hashtags"].to_pylist(), strict=True
+        )
+    ]
+    assert max(profanity_classifier()(texts)) < 0.8
