@@ -209,6 +209,15 @@ def grpc_server(app: object, policy: object, args: argparse.Namespace) -> object
 
 
 def run(args: argparse.Namespace) -> int:
+    from adrank.experiments.serving import ArmVersionError
+
+    try:
+        return _serve(args)
+    except ArmVersionError as error:  # raised at start, before anything is served
+        raise SystemExit(f"adrank serve: --experiments: {error}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
     # The supervisor's and the model switch's events (adrank.triton, adrank.models) go to stderr.
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -4,7 +4,7 @@ Glossary: a *unit* is what is randomized (a user id by default); an *arm* is one
 experiment with a *share* of the units; a *layer* is a namespace of ranking settings: one
 experiment per layer runs at a time, and layers are independent of each other because each
 experiment hashes the unit with its own *salt*; *settings* are what an arm changes in ranking
-(scoring's reserve and negative-feedback penalty, exploration, later the model version).
+(scoring's reserve and negative-feedback penalty, exploration, the model version).
 
 A unit's position in an experiment is ``blake2b(salt + ":" + unit) / 2**64`` in ``[0, 1)``;
 the arms take consecutive ranges of it by share (shares may sum to less than 1: the rest is not
@@ -26,6 +26,11 @@ The TOML form (``adrank serve --experiments FILE``)::
     name = "treatment"
     share = 0.5
     neg_penalty = 1.0                     # reserve_ecpm, epsilon, temperature, pool likewise
+    model_version = 2                     # an exported version, scored by it (see below)
+
+An arm's ``model_version`` is an exported version of the served model (``<artifacts>/NAME/V``):
+the service loads it beside the version it serves, and that arm's requests are scored by it
+(:meth:`adrank.Ranker.pin_model`); a version it cannot load stops the service at start.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ class ArmSettings:
     reserve_ecpm: float | None = None
     neg_penalty: float | None = None
     exploration: ExplorationPolicy | None = None
-    model_version: str | None = None  # recorded; serving one version per arm is not wired yet
+    model_version: int | None = None  # an exported version; None: the version serving
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,16 @@ class ExperimentSet:
                     )
         self.experiments = tuple(experiments)
 
+    def model_versions(self) -> dict[int, list[str]]:
+        """The exported versions arms name -> the arms naming each (``experiment/arm``)."""
+        named: dict[int, list[str]] = {}
+        for experiment in self.experiments:
+            for arm in experiment.arms:
+                if arm.settings.model_version is not None:
+                    where = f"{experiment.name}/{arm.name}"
+                    named.setdefault(arm.settings.model_version, []).append(where)
+        return named
+
     @classmethod
     def from_toml(cls, path: str | Path) -> ExperimentSet:
         try:
@@ -241,9 +256,21 @@ def _arm(experiment: str, entry: Mapping[str, Any]) -> Arm:
         reserve_ecpm=_number(entry, "reserve_ecpm"),
         neg_penalty=_number(entry, "neg_penalty"),
         exploration=explore,
-        model_version=entry.get("model_version"),
+        model_version=_version(entry),
     )
     return Arm(entry["name"], entry["share"], settings)
+
+
+def _version(entry: Mapping[str, Any]) -> int | None:
+    value = entry.get("model_version")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"arm {entry.get('name')!r}: model_version must be an exported version, an integer "
+            f">= 1, got {value!r}"
+        )
+    return value
 
 
 def _number(entry: Mapping[str, Any], key: str) -> float | None:

@@ -2,6 +2,12 @@
 arms (:class:`ExperimentRanker`).
 
 Glossary: *arms* are experiment name -> arm name (:mod:`adrank.experiments.assignment`).
+
+An arm's model version is applied, not only recorded: its requests carry it
+(``RankRequest.model_version``) and the ranker scores them with that version, pinned beside the
+serving one (:meth:`adrank.Ranker.pin_model`; the service pins every version its experiments
+name at start, :meth:`adrank.service.model_versions.ModelVersions.pin`), so the response's
+``model_version`` and the request log name the version that scored it.
 """
 
 from __future__ import annotations
@@ -16,11 +22,18 @@ from adrank.orchestrator.request import RankRequest, RankResponse
 from adrank.orchestrator.scoring import ScoringConfig
 
 
+class ArmVersionError(ValueError):
+    """An arm names a model version the service does not serve (not exported, not loadable,
+    or not pinned in the ranker): refused at start, never a failed request."""
+
+
 class ExperimentRanker:
     """Wraps a ranker (``rank``, ``readiness``): assigns arms, applies their settings.
 
     ``clock`` gives the time experiments' start and end are read against (default: now);
     ``log``: called with every (request, response), e.g. :meth:`RequestLog.append`.
+    Raises :class:`ArmVersionError` when an arm names a model version ``ranker`` has not
+    pinned.
     """
 
     def __init__(
@@ -32,6 +45,13 @@ class ExperimentRanker:
     ) -> None:
         self.ranker, self.experiments, self.log = ranker, experiments, log
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        pinned = getattr(ranker, "pinned_versions", frozenset())
+        for version, arms in sorted(experiments.model_versions().items()):
+            if version not in pinned:
+                raise ArmVersionError(
+                    f"arm {', '.join(arms)}: model version {version} is not loaded beside the "
+                    f"serving one (loaded: {sorted(pinned) or 'none'})"
+                )
 
     def rank(self, request: RankRequest) -> RankResponse:
         assignment = self.experiments.assign(request.user, self.clock())
@@ -46,6 +66,8 @@ class ExperimentRanker:
             )
         if settings.exploration is not None:
             changes["exploration"] = settings.exploration
+        if settings.model_version is not None:
+            changes["model_version"] = settings.model_version
         if changes:
             request = dataclasses.replace(request, **changes)
         response = dataclasses.replace(self.ranker.rank(request), arms=dict(assignment.arms))

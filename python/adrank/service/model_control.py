@@ -1,6 +1,6 @@
 """The model-version endpoints: which exported version serves, and the switch to another.
 
-    GET  /v1/model            {"version", "model_version", "previous", "available"}
+    GET  /v1/model            {"version", "model_version", "previous", "available", "pinned"}
     PUT  /v1/model            {"version": V}: activate version V (:mod:`.model_versions`)
     POST /v1/model/rollback   back to the version served before the last switch
 
@@ -34,6 +34,9 @@ class ModelStatusBody(BaseModel):
     model_version: str
     previous: int | None
     available: list[int]
+    pinned: list[int] = Field(
+        default_factory=list, description="versions served beside it to experiment arms"
+    )
 
 
 SWITCH_ERRORS = {

@@ -17,10 +17,16 @@ failure with the old version still serving and the reason raised as :class:`Swap
 Rollback is the same call with the previous version. :meth:`ModelVersions.watch` polls the
 artifacts directory and activates a newer version when one appears (a version that failed is
 not retried until a newer one appears).
+
+:meth:`ModelVersions.pin` serves a version *beside* the current one, for the requests that name
+it (an experiment arm's ``model_version``): steps 1-3, then :meth:`adrank.Ranker.pin_model`.
+A pinned version stays while the current one is switched; Triton serves the newest two exported
+versions (the configs' version policy), so an arm can name the newest or the one before it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -83,6 +89,8 @@ class ModelVersions:
         self._previous: ActiveVersion | None = None
         self._lock = threading.Lock()  # one switch at a time
         self._failed: set[int] = set()
+        self._pinned: dict[int, ActiveVersion] = {}
+        self._pinned_schemas: dict[int, FeatureSchema] = {}
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -113,6 +121,7 @@ class ModelVersions:
             "model_version": self._current.model.version,
             "previous": None if previous is None else previous.version,
             "available": self.available(),
+            "pinned": sorted(self._pinned),
         }
 
     # --- switching -----------------------------------------------------------------------
@@ -122,33 +131,59 @@ class ModelVersions:
         with self._lock:
             if version == self._current.version:
                 return self.status()
-            directory = self.artifacts_root / str(version)
-            if not (directory / MANIFEST_FILE).exists():
-                raise LookupError(f"version {version} is not exported in {self.artifacts_root}")
-            log.info("activating model version %d from %s", version, directory)
+            log.info("activating model version %d", version)
             try:
-                exported = open_version(directory, self.precision)
-                if self.load is not None:
-                    self.load()
-                model = self.connect(version)
-            except Exception as error:
+                directory, model = self._open(version, self.ranker.swap_model)
+            except SwapError as error:
                 self._failed.add(version)
                 log.error("version %d not activated: %s", version, error)
-                raise SwapError(f"version {version} could not be loaded: {error}") from None
-            try:
-                warm_up(model, len(self.ranker.catalog), exported.schema)
-                self.ranker.swap_model(exported.schema, exported.tables, model)
-            except (ModelUnavailableError, ValueError) as error:
-                model.close()
-                self._failed.add(version)
-                log.error("version %d not activated: %s", version, error)
-                raise SwapError(f"version {version} could not be served: {error}") from None
+                raise
             retired, self._previous = self._previous, self._current
             self._current = ActiveVersion(version, directory, model)
             if retired is not None and retired.model is not self._current.model:
                 retired.model.close()  # two switches old: no request still runs on it
             log.info("serving model version %d", version)
             return self.status()
+
+    def pin(self, version: int) -> dict[str, Any]:
+        """Serves ``version`` beside the current one, to the requests that name it (see the
+        module docstring); LookupError when it is not exported, SwapError when it cannot be
+        loaded or served. Returns the status."""
+        with self._lock:
+            if version in self._pinned:
+                return self.status()
+            log.info("pinning model version %d beside the serving one", version)
+            pin = functools.partial(self.ranker.pin_model, version)
+            directory, model = self._open(version, pin)
+            self._pinned[version] = ActiveVersion(version, directory, model)
+            self._pinned_schemas[version] = open_version(directory, self.precision).schema
+            return self.status()
+
+    def warm_up_pinned(self) -> None:
+        """Warms the pinned versions up at serving size (after a Triton restart)."""
+        for version, active in list(self._pinned.items()):
+            warm_up(active.model, len(self.ranker.catalog), self._pinned_schemas[version])
+
+    def _open(self, version: int, install: Callable[..., None]) -> tuple[Path, TritonModel]:
+        """Steps 1-3 of the module docstring for ``version``, then ``install(schema, tables,
+        model)``; the directory and the model, or LookupError / SwapError."""
+        directory = self.artifacts_root / str(version)
+        if not (directory / MANIFEST_FILE).exists():
+            raise LookupError(f"version {version} is not exported in {self.artifacts_root}")
+        try:
+            exported = open_version(directory, self.precision)
+            if self.load is not None:
+                self.load()
+            model = self.connect(version)
+        except Exception as error:
+            raise SwapError(f"version {version} could not be loaded: {error}") from None
+        try:
+            warm_up(model, len(self.ranker.catalog), exported.schema)
+            install(exported.schema, exported.tables, model)
+        except (ModelUnavailableError, ValueError) as error:
+            model.close()
+            raise SwapError(f"version {version} could not be served: {error}") from None
+        return directory, model
 
     def rollback(self) -> dict[str, Any]:
         """Back to the version served before the last switch."""
@@ -184,6 +219,6 @@ class ModelVersions:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
-        for active in (self._previous, self._current):
+        for active in (self._previous, self._current, *self._pinned.values()):
             if active is not None:
                 active.model.close()

@@ -153,8 +153,12 @@ def serving_stack(
         if watch_models_s is not None:
             versions.watch(watch_models_s)
 
+        if experiments is not None:  # the versions arms name, served beside the current one
+            pin_arm_versions(versions, experiments)
+
         def warm_up_served(*_: object) -> None:
             warm_up(ranker.model, len(ranker.catalog), ranker.encoder.schema)
+            versions.warm_up_pinned()
 
         warm_up_served()
         if supervisor is not None:
@@ -192,6 +196,19 @@ def serving_stack(
             ControlStateCollector(pacing, traffic, lambda: versions.current.version)
         )
         yield ServingStack(app, ranker, model, triton, supervisor, versions, pacing, traffic)
+
+
+def pin_arm_versions(versions: ModelVersions, experiments: Any) -> None:
+    """Pins every model version an experiment arm names (:meth:`ModelVersions.pin`); raises
+    :class:`~adrank.experiments.serving.ArmVersionError` naming the arm for one it cannot."""
+    from adrank.experiments.serving import ArmVersionError
+    from adrank.service.model_versions import SwapError
+
+    for version, arms in sorted(experiments.model_versions().items()):
+        try:
+            versions.pin(version)
+        except (LookupError, SwapError) as error:
+            raise ArmVersionError(f"arm {', '.join(arms)}: {error}") from None
 
 
 class PacedRanker:
