@@ -4,6 +4,7 @@ its deltas in place; the learner API, the follower mirroring it, and the error p
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -149,3 +150,17 @@ def test_learn_command_reports_a_missing_column(tmp_path: Path, capsys) -> None:
     assert "has no column 'user'" in capsys.readouterr().err
     assert cli.main([*argv, "--label", "click", "--once", "--batch-size", "0"]) == 1
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_a_publication_names_the_files_it_learned_from(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, seed in (("a.parquet", 1), ("b.parquet", 2)):
+        write(data, name, impressions(np.arange(10), 100, seed=seed))
+    argv = ["learn", str(data), "--out", str(tmp_path / "out"), "--fields", ",".join(FIELDS)]
+    assert cli.main([*argv, "--label", "click", "--once"]) == 0
+    folder = tmp_path / "out" / "publications"
+    assert json.loads((folder / "00000000" / "dense.json").read_text())["sources"] == []
+    dense = json.loads((folder / "00000001" / "dense.json").read_text())
+    assert dense["sources"] == ["a.parquet", "b.parquet"]
+    assert dense["source_time"] == max((data / n).stat().st_mtime for n in dense["sources"])

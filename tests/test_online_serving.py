@@ -307,3 +307,39 @@ def test_adrank_serve_follows_adrank_learn_through_a_planted_shift(
         if process is not None:
             process.terminate()
             process.communicate(timeout=60)
+
+
+SCORE_WITHOUT_TORCH = """
+import json, sys
+import numpy as np
+from adrank.online.serving import OnlineScorer
+import pyarrow as pa
+from adrank.orchestrator.catalog import Catalog
+from adrank.orchestrator.request import RankRequest
+
+catalog = Catalog.from_arrow(pa.table({
+    "creative_id": [1, 2], "advertiser_id": [1, 2], "campaign_id": [1, 2], "category": [0, 0],
+    "objective": ["CPM", "CPM"], "bid": [1.0, 1.0], "target_cpa": [0.0, 0.0],
+    "regions": [[], []], "status": ["active", "active"],
+}))
+scorer = OnlineScorer(sys.argv[1])
+scorer.poll()
+request = RankRequest("r", {"user_id": 3}, {}, np.array([1, 2]), k=2)
+rows, _ = catalog.lookup(request.candidates)
+p = scorer.predict(scorer._view, request, catalog, rows)
+print(json.dumps({"torch": "torch" in sys.modules, "scored": len(p)}))
+"""
+
+
+def test_the_online_scorer_needs_no_torch(tmp_path) -> None:
+    learner = FMLearner(LearnerConfig(fields=("user_id",), label="click", dim=2))
+    Publisher(learner, tmp_path).publish()
+    done = subprocess.run(
+        [sys.executable, "-c", SCORE_WITHOUT_TORCH, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"torch": False, "scored": 2}
