@@ -7,6 +7,10 @@ log, the ranker trained on it and exported), then replays the day through
 ``--sweep`` runs many worlds instead (:mod:`adrank.simulation.sweep`: campaign counts x seeds x
 event-delay distributions, pacing on) and reports the worst overspend and the lowest spend over
 all of them; its defaults run in a few minutes.
+
+``--cold-start`` runs the cold-start day instead (:mod:`adrank.simulation.cold_start`: new
+creatives with click rates the model does not know, learned with and without exploration) and
+prints its table.
 """
 
 from __future__ import annotations
@@ -38,6 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ab.add_argument(
         "--srm-drop", type=float, default=0.0, help="share of treatment users lost (plants SRM)"
     )
+    cold = parser.add_argument_group("cold start: new creatives, with and without exploration")
+    cold.add_argument(
+        "--cold-start", action="store_true", help="run adrank.simulation.cold_start's arms"
+    )
+    cold.add_argument("--new-share", type=float, default=0.2, help="share of creatives new (0.2)")
+    cold.add_argument(
+        "--min-impressions", type=int, default=200, help="exploration's exposure goal (200)"
+    )
+    cold.add_argument(
+        "--explore-share", type=float, default=0.1, help="share of requests that explore (0.1)"
+    )
+    cold.add_argument(
+        "--max-revenue-loss", type=float, default=0.5, help="an exploring slot's bound (0.5)"
+    )
     sweep = parser.add_argument_group("sweep: many worlds, pacing's bounds over all of them")
     sweep.add_argument("--sweep", action="store_true", help="run the sweep, not one day")
     sweep.add_argument("--seeds", default="1,2", help="comma-separated seeds (1,2)")
@@ -65,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return _sweep(args)
     if args.ab:
         return _ab(args)
+    if args.cold_start:
+        return _cold_start(args)
     start = time.perf_counter()
     world = _world(args)
     built = time.perf_counter()
@@ -161,6 +181,43 @@ def _ab(args: argparse.Namespace) -> int:
     for key, (_, _, info) in report.cuped.items():
         print(f"CUPED {key}: variance reduction {info.variance_reduction:.1%}")
     print(f"report: {path}")
+    return 0
+
+
+def _cold_start(args: argparse.Namespace) -> int:
+    from adrank.experiments.cold_start import ColdStartConfig
+    from adrank.simulation.cold_start import run_cold_start
+
+    try:
+        config = ColdStartConfig(
+            min_impressions=args.min_impressions,
+            traffic_share=args.explore_share,
+            max_revenue_loss=args.max_revenue_loss,
+        )
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"adrank simulate --cold-start: {error}") from None
+    if not 0.0 < args.new_share <= 1.0:
+        raise SystemExit(f"--new-share must be in (0, 1], got {args.new_share}")
+    world = _world(args)
+    start = time.perf_counter()
+    report = run_cold_start(
+        world,
+        args.requests,
+        args.seed,
+        config=config,
+        new_share=args.new_share,
+        candidates=args.candidates,
+    )
+    print(
+        f"{args.requests} requests x {len(report.arms)} arms in {time.perf_counter() - start:.0f} "
+        f"s; {len(report.new)} new creatives ({int(report.new.misjudged.sum())} misjudged by the "
+        f"model by more than 20 %); {config}"
+    )
+    print(report.table())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cold_start.md").write_text(report.table() + "\n")
+    print(f"report: {out / 'cold_start.md'}")
     return 0
 
 

@@ -153,6 +153,12 @@ class ImpressionCounts:
         c = np.where(found, counts.clicks[at], 0)
         return n, np.minimum(c, n)
 
+    def copy(self) -> ImpressionCounts:
+        """Counts that start where these are and go on apart."""
+        other = ImpressionCounts()
+        other._counts = self._counts
+        return other
+
     def __len__(self) -> int:
         return len(self._counts.ids)
 
