@@ -195,6 +195,39 @@ def test_every_simd_level_gives_the_same_answers(simd):
         adrank.set_simd("auto")
 
 
+def bar_and_sort_rows(kind: str) -> np.ndarray:
+    """Rows whose answers go through the initial bar of 2k bucket maxima and the bucket sort
+    of a few hundred keys, each starting at a different offset from a cache line."""
+    rng = np.random.default_rng(len(kind))
+    n = 20_003
+    x = {
+        "normal": rng.standard_normal(n),
+        "ties": rng.integers(0, 40, n),
+        "specials": np.where(rng.random(n) < 0.2, rng.choice(SPECIAL, n), rng.standard_normal(n)),
+        # One far score and the rest within a few ulps: the keys pile into one bucket.
+        "piled": np.where(np.arange(n) == 7, 1e30, 1.0 + rng.integers(0, 400, n) * 2.0**-23),
+        "crossing zero": rng.standard_normal(n) * 1e-3 - 5e-4,
+    }[kind].astype(np.float32)
+    return np.concatenate([np.zeros(16, np.float32), x])
+
+
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "generic"])
+@pytest.mark.parametrize("kind", ["normal", "ties", "specials", "piled", "crossing zero"])
+def test_bar_and_bucket_sort_match_the_reference_at_every_offset(simd, kind):
+    try:
+        adrank.set_simd(simd)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {simd} kernels")
+    try:
+        padded = bar_and_sort_rows(kind)
+        for offset in (16, 15, 13, 4):  # 0, 4, 12 and 48 bytes past a 64-byte line
+            row = padded[offset:]
+            for k in (40, 100, 150):
+                check_same(topk(row, k), topk_ref(row, k))
+    finally:
+        adrank.set_simd("auto")
+
+
 @pytest.mark.parametrize("value", ["generic", "scalar"])
 def test_adrank_simd_in_the_environment_is_read_at_load(value):
     """ADRANK_SIMD=generic (or its older name, scalar) forces the portable twins from the start."""

@@ -6,7 +6,7 @@
 //   "generic"  the build's baseline (what the compiler vectorizes portably; SSE2 on x86-64)
 //   "avx2"     AVX2 + FMA + F16C, where the CPU has all three (embedding pooling, top-k scan)
 //   "avx512"   AVX2's, plus AVX-512 F and DQ (int64 id hashing; embedding pooling where the CPU
-//              also has BW and VL; the top-k scan runs its AVX2 twin)
+//              also has BW and VL; the top-k scan and bucket maxima, AVX-512 F only)
 //   "auto"     the best this CPU has (the default)
 //
 // The level is read once, at load, from the environment variable ADRANK_SIMD (unset or an
