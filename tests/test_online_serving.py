@@ -172,13 +172,18 @@ def test_a_publication_that_fails_is_retried_and_serving_goes_on(tmp_path, caplo
     learner = FMLearner(LearnerConfig(fields=("creative_id",), label="click", dim=2))
     publisher = Publisher(learner, tmp_path)
     publisher.publish()
-    with OnlineScorer(tmp_path, poll_s=0.02) as scorer, caplog.at_level(logging.WARNING):
-        assert scorer.publication == 0
-        broken = tmp_path / "publications" / "00000001"
-        broken.mkdir()
-        (broken / "dense.json").write_text('{"format": "something else"}')
+    publisher.publish()
+    broken = tmp_path / "publications" / "00000002"
+    broken.mkdir()
+    (broken / "dense.json").write_text('{"format": "something else"}')
+    scorer = OnlineScorer(tmp_path, poll_s=0.02)
+    with pytest.raises(ValueError, match="is not an adrank online publication"):
+        scorer.poll()
+    assert scorer.publication == 1  # what was applied before the failure serves
+    caplog.clear()
+    with scorer, caplog.at_level(logging.WARNING):
         assert wait_until(lambda: "not applied yet" in caplog.text, timeout_s=30)
-        assert scorer.publication == 0
+        assert scorer.publication == 1
     assert "is not an adrank online publication" in caplog.text
 
 

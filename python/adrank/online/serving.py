@@ -75,6 +75,7 @@ class OnlineScorer:
         self._view: _View | None = None
         self._catalog: tuple[Any, dict[str, np.ndarray | None]] | None = None
         self._stop = threading.Event()
+        self._polling = threading.Lock()  # one poll at a time: the thread's, or a caller's
         self._thread: threading.Thread | None = None
 
     # --- following ----------------------------------------------------------------------
@@ -87,13 +88,15 @@ class OnlineScorer:
 
     def poll(self) -> int:
         """Apply every new publication now; returns how many (the thread calls this)."""
-        applied = self.follower.poll()
-        if applied:
-            follower = self.follower
-            self._view = _View(
-                follower.fields, dict(follower.tables), follower.bias, follower.applied
-            )
-        return applied
+        with self._polling:
+            try:
+                return self.follower.poll()
+            finally:  # what was applied serves, even when a later publication failed
+                follower, view = self.follower, self._view
+                if follower.applied >= 0 and (view is None or view.publication != follower.applied):
+                    self._view = _View(
+                        follower.fields, dict(follower.tables), follower.bias, follower.applied
+                    )
 
     def _follow(self) -> None:
         while not self._stop.wait(self.poll_s):
