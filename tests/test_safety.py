@@ -328,3 +328,26 @@ def test_serve_refuses_bad_safety_rules(tmp_path: Path) -> None:
     bad.write_text("[regions.DE]\nkeywords = 3\n")
     with pytest.raises(SystemExit, match=r"--safety-rules: regions\.DE: keywords must be a list"):
         main(["serve", "--artifacts", str(tmp_path), "--safety-rules", str(bad)])
+
+
+def test_counts_per_region_and_rule_kind(capsys, tmp_path: Path) -> None:
+    from adrank.safety.counts import main, region_counts
+
+    g = gate()
+    g.override(5, "DE", allow=False, by="ana")  # an override is not a rule's block
+    counts = region_counts(g, tiny())
+    assert counts["DE"] == {
+        "blocked": 4, "age_gated": 1, "keyword": 1, "category": 1, "advertiser": 1,
+        "classifier": 1, "age_gate": 1,
+    }  # fmt: skip
+    assert counts["US"]["blocked"] == counts["US"]["keyword"] == 1
+    catalog = tmp_path / "catalog.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(tiny().table, catalog)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    assert main(["--rules", str(rules), "--catalog", str(catalog)]) == 0
+    assert "| DE | 4 of 6 | 1 | 1 | 1 | 1 | 1 | 1 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--rules: safety rules file not found"):
+        main(["--rules", str(tmp_path / "missing.toml")])
