@@ -132,13 +132,20 @@ def test_the_http_answer_names_the_publication(world, tmp_path) -> None:
     publisher = Publisher(learner, tmp_path)
     for _ in range(3):
         publisher.publish()
-    client = TestClient(make_service(world).app, base_url=LOCAL)
+    app = make_service(world).app
+    client = TestClient(app, base_url=LOCAL)
     world.ranker.online = scorer = OnlineScorer(tmp_path)
+    app.state.metrics.registry.register(scorer)  # as adrank serve --online does
     try:
+        assert "adrank_online_publication -1.0" in client.get("/metrics").text
         assert scorer.poll() == 3
         answer = client.post("/v1/rank", json=world.good_body())
+        metrics = client.get("/metrics").text
     finally:
         world.ranker.online = None
+    assert "adrank_online_publication 2.0" in metrics
+    assert 'adrank_online_rows{field="creative_id"} 0.0' in metrics
+    assert "adrank_online_freshness_seconds NaN" in metrics  # published with no source time
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model_version"].endswith("+online.2")
@@ -306,6 +313,9 @@ def test_adrank_serve_follows_adrank_learn_through_a_planted_shift(
             [after[c] for c in odd if c in after]
         )
         assert gap_after > 0.3
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        assert f"adrank_online_publication {float(shifted)}" in metrics  # no file after 001
+        assert "adrank_online_freshness_seconds NaN" not in metrics
     finally:
         learner.kill()
         learner.communicate(timeout=60)

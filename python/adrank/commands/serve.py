@@ -335,6 +335,7 @@ def _serve(args: argparse.Namespace) -> int:
             target = grpc.enter_context(grpc_server(stack.app, policy, args)).target
             print(f"adrank serving gRPC adrank.v1.Ranking/Rank on {target}", flush=True)
         if online_scorer is not None:
+            stack.app.state.metrics.registry.register(online_scorer)  # adrank_online_*
             applied = online_scorer.publication
             print(
                 f"adrank following online publications in {args.online} (applied: "

@@ -25,6 +25,10 @@ Rules:
   (:class:`~adrank.online.publish.DeltaFollower`: deltas in place, each row atomic, lookups
   keep running). A publication that fails to apply is logged and retried at the next poll;
   serving goes on with what was applied.
+- **Metrics.** The scorer is a Prometheus collector (``adrank serve`` registers it):
+  ``adrank_online_publication`` (the last applied, -1 before the first),
+  ``adrank_online_freshness_seconds`` (its data landed -> applied here) and
+  ``adrank_online_rows{field}`` (live rows of each table).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +132,29 @@ class OnlineScorer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def collect(self) -> Iterator[Any]:
+        """The metrics above, read at scrape time (a prometheus_client collector)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        view = self._view
+        yield GaugeMetricFamily(
+            "adrank_online_publication",
+            "The last online publication applied (-1: none yet)",
+            value=float(self.publication),
+        )
+        freshness = self.follower.freshness_s
+        yield GaugeMetricFamily(
+            "adrank_online_freshness_seconds",
+            "Seconds from the last applied publication's data landing to its being applied here",
+            value=float(freshness[-1]) if freshness else math.nan,
+        )
+        rows = GaugeMetricFamily(
+            "adrank_online_rows", "Live rows of each online table", labels=["field"]
+        )
+        for field, table in ({} if view is None else view.tables).items():
+            rows.add_metric([field], float(len(table)))
+        yield rows
 
     # --- scoring ------------------------------------------------------------------------
 
