@@ -150,6 +150,8 @@ def test_learn_command_reports_a_missing_column(tmp_path: Path, capsys) -> None:
     assert "has no column 'user'" in capsys.readouterr().err
     assert cli.main([*argv, "--label", "click", "--once", "--batch-size", "0"]) == 1
     assert "--batch-size" in capsys.readouterr().err
+    assert cli.main([*argv, "--label", "click", "--once", "--snapshot-every", "-1"]) == 1
+    assert "--snapshot-every must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_a_publication_names_the_files_it_learned_from(tmp_path: Path) -> None:
@@ -164,3 +166,45 @@ def test_a_publication_names_the_files_it_learned_from(tmp_path: Path) -> None:
     dense = json.loads((folder / "00000001" / "dense.json").read_text())
     assert dense["sources"] == ["a.parquet", "b.parquet"]
     assert dense["source_time"] == max((data / n).stat().st_mtime for n in dense["sources"])
+
+
+def test_snapshot_publications_bound_what_a_new_follower_replays(tmp_path: Path) -> None:
+    learner = FMLearner(LearnerConfig(fields=FIELDS, label="click", dim=4))
+    publisher = Publisher(learner, tmp_path, snapshot_every=3)
+    batches = [impressions(np.arange(30 + 5 * i), 300, seed=i) for i in range(8)]
+    publisher.publish()
+    running, behind = DeltaFollower(tmp_path), DeltaFollower(tmp_path)
+    assert running.poll() == behind.poll() == 1
+    tables = dict(running.tables)
+    for i, batch in enumerate(batches[:3]):
+        learner.step(batch, batch["click"], now=i)
+        publisher.publish()
+    # Publication 3 is a snapshot publication; a running follower applies its delta in place.
+    assert running.poll() == 3
+    assert all(running.tables[f] is tables[f] for f in FIELDS)
+    for i, batch in enumerate(batches[3:], start=3):
+        learner.step(batch, batch["click"], now=i)
+        publisher.publish()
+    folder = tmp_path / "publications"
+    # Snapshots at 0, 3 and 6; writing 6 deleted what came before 3.
+    assert sorted(p.name for p in folder.iterdir()) == [f"{n:08d}" for n in range(3, 9)]
+    for n, kind in ((3, "snapshot"), (5, "delta"), (6, "snapshot")):
+        assert json.loads((folder / f"{n:08d}" / "dense.json").read_text())["kind"] == kind
+    assert running.poll() == 5  # 4 to 8, in place
+    assert all(running.tables[f] is tables[f] for f in FIELDS)
+    assert DeltaFollower(tmp_path).poll() == 3  # a new one: the snapshot of 6, then 7 and 8
+    assert behind.poll() == 3  # its next (1) is gone: from the snapshot of 6 too, new tables
+    assert behind.applied == 8
+    assert all(behind.tables[f] is not tables[f] for f in FIELDS)
+    every = {f: np.arange(-5, 80) for f in FIELDS}
+    for follower in (running, behind):
+        np.testing.assert_array_equal(follower.predict(every), learner.predict(every))
+    with pytest.raises(ValueError, match="snapshot_every must be >= 0, got -1"):
+        Publisher(learner, tmp_path / "other", snapshot_every=-1)
+    broken = DeltaFollower(tmp_path / "nothing")
+    (tmp_path / "nothing" / "publications" / "00000004").mkdir(parents=True)
+    (tmp_path / "nothing" / "publications" / "00000004" / "dense.json").write_text(
+        json.dumps({"format": "adrank-online-1", "kind": "delta"})
+    )
+    with pytest.raises(ValueError, match="holds no snapshot publication"):
+        broken.poll()

@@ -4,7 +4,8 @@ Reads each new Parquet file of the growing directory DATA (name order; see
 ``adrank.online.stream`` for how writers make a file appear whole), trains the factorization
 machine of ``adrank.online.learner`` on it in batches, and writes a publication to OUT after
 each round that trained (``adrank.online.publish``: snapshots first, then deltas a serving
-process applies in place with ``DeltaFollower``), then expires rows past ``--ttl``.
+process applies in place with ``DeltaFollower``, and every ``--snapshot-every`` publications a
+snapshot again, where a new follower starts), then expires rows past ``--ttl``.
 
 Labels either sit in DATA (``--label`` names the 0/1 column), or, with ``--events EVENTS``, come
 from a second growing directory of events (``event_id``, ``request_id``, ``kind``, ``time``)
@@ -49,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="train on the files there, then stop")
     parser.add_argument("--poll-seconds", type=float, default=1.0)
     parser.add_argument("--idle-exit", type=float, default=0.0, help="stop after this idle time")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=100,
+        help="a snapshot publication every N (a new follower starts there; older windows are "
+        "deleted); 0: only the first, nothing deleted",
+    )
 
 
 def _columns(table: Any, names: list[str]) -> dict[str, Any]:
@@ -63,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.memory_mib < 1:
         raise ValueError(f"--memory-mib must be >= 1, got {args.memory_mib}")
+    if args.snapshot_every < 0:
+        raise ValueError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     config = LearnerConfig(
         fields=args.fields,
         label=args.label,
@@ -76,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     impressions = ParquetDirectory(args.data)
     events = ParquetDirectory(args.events) if args.events else None
     joiner = LabelJoiner(config.fields, args.window, args.label) if events else None
-    publisher = Publisher(learner, args.out)
+    publisher = Publisher(learner, args.out, args.snapshot_every)
     publisher.publish()
     idle_since = time.monotonic()
     unpublished: list[str] = []  # files read since the last publication (joins may wait)
