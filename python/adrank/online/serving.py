@@ -193,9 +193,9 @@ class OnlineScorer:
         self, catalog: Any, fields: tuple[str, ...]
     ) -> dict[str, np.ndarray | None]:
         """The fields' int64 columns in the catalog snapshot (None: not a catalog column),
-        found once per snapshot: the learner's fields never change."""
+        found once per snapshot."""
         cached = self._catalog
-        if cached is not None and cached[0] is catalog:
+        if cached is not None and cached[0] is catalog and tuple(cached[1]) == fields:
             return cached[1]
         columns = {field: _catalog_column(catalog, field) for field in fields}
         self._catalog = (catalog, columns)
