@@ -171,6 +171,26 @@ def test_request_values_that_are_not_integer_ids_read_as_unseen(world, tmp_path)
         assert unseen == pytest.approx(np.full(3, 1 / (1 + np.exp(-learner.bias))))
 
 
+def test_any_integer_catalog_column_gives_an_id_per_candidate(world, tmp_path) -> None:
+    # music_id is no Catalog attribute, only a column of its table; format is a string column.
+    learner = FMLearner(LearnerConfig(fields=("music_id", "format"), label="click", dim=2))
+    music = world.catalog.column("music_id").to_numpy()
+    columns = {"music_id": music, "format": np.zeros(len(music), dtype=np.int64)}
+    learner.step(columns, (music % 2 == 0).astype(float), now=0)
+    Publisher(learner, tmp_path).publish()
+    scorer = OnlineScorer(tmp_path)
+    scorer.poll()
+    candidates = world.sold_in(world.user["country"], 10)
+    catalog = world.ranker.catalog
+    rows, _ = catalog.lookup(np.array(candidates))
+    served = scorer.predict(scorer._view, request_of(world, candidates), catalog, rows)
+    ids = catalog.table.column("music_id").to_numpy()[rows]
+    unseen = np.full(len(rows), -1)  # format reads as unseen: not an integer column
+    expected = learner.predict({"music_id": ids, "format": unseen})
+    np.testing.assert_allclose(served, expected, rtol=1e-6)
+    assert len(set(served.tolist())) > 1
+
+
 def online_rates_one(learner: FMLearner, user: int, n: int) -> np.ndarray:
     return learner.predict({"user_id": np.full(n, user)})
 
