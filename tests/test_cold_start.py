@@ -50,14 +50,17 @@ def test_bad_settings_are_named(settings, error, match) -> None:
 
 def test_counts_add_up_and_clicks_wait_for_their_impressions() -> None:
     counts = ImpressionCounts()
-    n, c = counts.lookup(np.array([1, 2]))
+    n, c, served = counts.lookup(np.array([1, 2]))
     assert n.tolist() == [0, 0]
     assert c.tolist() == [0, 0]
+    assert np.isnan(served).all()
     counts.record([5, 3, 5], [1, 1, 1], [1, 0, 0])
     counts.record(np.array([7]), [0], [2])  # clicks reported before their impressions
-    n, c = counts.lookup(np.array([5, 3, 7, 4]))
+    counts.served([5, 5, 3], [0.1, 0.3, 0.05])
+    n, c, served = counts.lookup(np.array([5, 3, 7, 4]))
     assert n.tolist() == [2, 1, 0, 0]
     assert c.tolist() == [1, 0, 0, 0]
+    np.testing.assert_allclose(served, [0.2, 0.05, np.nan, np.nan])
     counts.record([7], [3], [0])
     assert counts.lookup(np.array([7]))[1].tolist() == [2]
     assert len(counts) == 3
@@ -65,6 +68,10 @@ def test_counts_add_up_and_clicks_wait_for_their_impressions() -> None:
         counts.record([1, 2], [1], [0, 0])
     with pytest.raises(ValueError, match="impressions and clicks must be >= 0"):
         counts.record([1], [-1], [0])
+    with pytest.raises(ValueError, match="creative_ids and p_ctr must have one value per"):
+        counts.served([1, 2], [0.1])
+    with pytest.raises(ValueError, match=r"p_ctr must be rates in \[0, 1\]"):
+        counts.served([1], [1.5])
 
 
 def test_the_estimate_is_the_posterior_mean_around_the_model() -> None:
@@ -72,6 +79,11 @@ def test_the_estimate_is_the_posterior_mean_around_the_model() -> None:
     cold.counts.record([1, 2], [150, 0], [30, 0])
     estimate = cold.estimate(np.array([1, 2, 3]), np.array([0.1, 0.1, 0.04]))
     np.testing.assert_allclose(estimate, [(5 + 30) / 200, 0.1, 0.04])
+    # served at 0.2 on average, clicked at 0.2: the model is right about its level, and a
+    # request where it predicts 0.1 keeps 0.1 (the model's personalization stays)
+    cold.counts.served([1, 1], [0.1, 0.3])
+    estimate = cold.estimate(np.array([1, 1]), np.array([0.1, 0.4]))
+    np.testing.assert_allclose(estimate, [0.1, 0.4])
 
 
 def test_exploring_requests_are_the_configured_share_of_ids() -> None:
@@ -197,7 +209,7 @@ def test_events_that_name_a_creative_feed_the_counts_once() -> None:
     for _ in range(2):  # the retry is not counted again
         answer = client.post("/v1/events", json=batch)
         assert answer.status_code == 200, answer.text
-    n, c = counts.lookup(np.array([7]))
+    n, c, _ = counts.lookup(np.array([7]))
     assert (n.tolist(), c.tolist()) == ([1], [1])
     bad = {"events": [{**event, "event_id": "e", "kind": "click", "creative_id": "7"}]}
     answer = client.post("/v1/events", json=bad)

@@ -434,7 +434,7 @@ class Ranker:
                 ),
             )
             if boost is not None:
-                ecpm = boost.unboosted(winners, ecpm)
+                ecpm = boost.selected(winners, ecpm)  # and the counts told
             propensity = pool = None
             if explore is not None:
                 pool = (winners, ecpm, price)

@@ -267,6 +267,8 @@ def _run_arm(
                     explored_impressions += int(
                         np.isin(response.creative_id, other.creative_id, invert=True).sum()
                     )
+            if record is not None:  # no hook to tell the counts what was served
+                record.served(response.creative_id, response.p_ctr)
             rows = [row_of[int(c)] for c in response.creative_id]
             objective = catalog.objective[rows]
             per_click, per_impression = charges(
