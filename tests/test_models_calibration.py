@@ -22,13 +22,15 @@ from adrank.models.calibration import (
     CalibratedHeads,
     IsotonicMap,
     PlattMap,
+    SplineMap,
     build_map,
     check_calibration,
     fit_isotonic,
     fit_platt,
+    fit_spline,
 )
 from adrank.orchestrator.model import TorchScriptModel
-from adrank.training.calibrate import choose_calibration, fit_calibration
+from adrank.training.calibrate import apply_entry, choose_calibration, fit_calibration
 from adrank.training.loop import TrainConfig, evaluate, split_holdout, to_torch, train
 from adrank.training.metrics import log_loss
 from adrank.training.streaming import heldout_mask, train_streaming
@@ -79,19 +81,54 @@ def test_isotonic_is_monotone_and_matches_its_torch_op():
     assert isinstance(build_map({"kind": "platt", "a": 1.0, "b": 0.0}), PlattMap)
 
 
+def test_spline_bends_where_platt_cannot_and_matches_its_torch_op():
+    """A model too low in its bottom tail only: the truth is ``z + 0.8 * relu(-2.25 - z)`` of
+    the model's logit ``z`` (flatter below its 40% quantile, a knot). Platt's one line misses
+    one end or the other; the spline's hinge follows it, stays non-decreasing, and its torch op
+    computes the fitted formula."""
+    rng = np.random.default_rng(2)
+    logit = rng.normal(-2.0, 1.0, 200_000)
+    scores = 1 / (1 + np.exp(-logit))
+    truth = 1 / (1 + np.exp(-(logit + 0.8 * np.maximum(-2.25 - logit, 0))))
+    labels = rng.random(len(scores)) < truth
+    spline, platt = fit_spline(labels, scores), fit_platt(labels, scores)
+    assert spline["kind"] == "spline"
+    assert spline["a"] > 0
+    grid = np.linspace(0.001, 0.999, 400)
+    mapped = build_map(spline)(torch.tensor(grid, dtype=torch.float32).reshape(-1, 1)).numpy()
+    assert np.all(np.diff(mapped.ravel()) >= -1e-7)
+    z = np.log(grid / (1 - grid))
+    hinges = sum(
+        c * np.maximum(z - k, 0) for k, c in zip(spline["knots"], spline["slopes"], strict=True)
+    )
+    expected = 1 / (1 + np.exp(-(spline["a"] * z + spline["b"] + hinges)))
+    np.testing.assert_allclose(mapped.ravel(), expected, rtol=1e-4, atol=1e-6)
+    assert isinstance(build_map(spline), SplineMap)
+
+    def worst_decile(entry) -> float:
+        predicted = apply_entry(entry, scores)
+        parts = np.array_split(np.argsort(predicted), 10)
+        return max(abs(predicted[p].mean() / truth[p].mean() - 1) for p in parts)
+
+    assert worst_decile(spline) < 0.04  # the labels' own noise at 200,000 rows
+    assert worst_decile(platt) > 0.15
+
+
 def test_calibration_errors():
     with pytest.raises(ValueError, match="differ in length"):
         fit_platt([0, 1], [0.5])
     with pytest.raises(ValueError, match="at least 2 rows"):
         fit_isotonic([1], [0.5])
     with pytest.raises(ValueError, match="choice must be one of"):
-        choose_calibration(np.array([0, 1]), np.array([0.2, 0.8]), "spline")
+        choose_calibration(np.array([0, 1]), np.array([0.2, 0.8]), "beta")
     with pytest.raises(TypeError, match="calibration must be a mapping"):
         check_calibration([1], ("click",))
     with pytest.raises(ValueError, match="not one of the model's"):
         check_calibration({"conversion": {"kind": "platt"}}, ("click",))
     with pytest.raises(ValueError, match="kind in"):
-        check_calibration({"click": {"kind": "spline"}}, ("click",))
+        check_calibration({"click": {"kind": "beta"}}, ("click",))
+    with pytest.raises(ValueError, match="spline needs as many knots as slopes"):
+        check_calibration({"click": {"kind": "spline", "knots": [0.0], "slopes": []}}, ("click",))
     with pytest.raises(ValueError, match="isotonic needs >= 2 knots"):
         check_calibration(
             {"click": {"kind": "isotonic", "knots": [0.5], "values": [0.1]}}, ("click",)
@@ -101,7 +138,7 @@ def test_calibration_errors():
     with pytest.raises(ValueError, match="fm_dim must be >= 1"):
         RankerConfig(fm_dim=0)
     with pytest.raises(ValueError, match="calibration must be one of"):
-        TrainConfig(calibration="spline")
+        TrainConfig(calibration="beta")
     with pytest.raises(ValueError, match="calibration_fraction must be in"):
         TrainConfig(calibration_fraction=1.0)
 
@@ -127,7 +164,7 @@ def test_calibration_repairs_a_deliberately_miscalibrated_model(log):
     chosen = fit_calibration(model, batch.take(calibration_rows), "auto")
     after = evaluate(model, heldout)
     for task in ("click", "negative"):
-        assert chosen[task]["kind"] in ("platt", "isotonic")
+        assert chosen[task]["kind"] in ("platt", "spline", "isotonic")
         assert before[task]["calibration"] > 1.5
         assert after[task]["log_loss"] < before[task]["log_loss"] - 0.01
         assert after[task]["calibration"] == pytest.approx(1.0, abs=0.1)
@@ -230,8 +267,8 @@ def test_streaming_calibrates_on_rows_it_never_trains_on(stream_log):
     assert result.model.calibration is not None
     assert set(result.uncalibrated_metrics) == set(result.metrics)
     for task, entry in result.calibration.items():
-        assert entry["kind"] in ("identity", "platt", "isotonic")
-        assert set(entry["cross_fitted_log_loss"]) == {"identity", "platt", "isotonic"}
+        assert entry["kind"] in ("identity", "platt", "spline", "isotonic")
+        assert set(entry["cross_fitted_log_loss"]) == {"identity", "platt", "spline", "isotonic"}
         assert result.metrics[task]["auc"] == pytest.approx(
             result.uncalibrated_metrics[task]["auc"], abs=0.01
         )  # a monotone map keeps the order (isotonic only ties some)

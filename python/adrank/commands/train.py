@@ -47,10 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calibration",
-        choices=("none", "auto", "platt", "isotonic"),
+        choices=("none", "auto", "platt", "spline", "isotonic"),
         default="none",
         help="post-hoc calibration per head on held-back training rows, saved and exported "
-        "with the model (auto: identity, Platt or isotonic by cross-fitted log loss)",
+        "with the model (auto: identity, Platt, spline or isotonic by cross-fitted log loss)",
     )
     parser.add_argument(
         "--uplift",

@@ -1,12 +1,15 @@
 """Post-hoc calibration of a trained head: fitted on held-out rows, applied as a torch op.
 
-Glossary: ``raw`` the head's probability before calibration; ``kind`` ``"identity"``,
-``"platt"`` (``sigmoid(a * logit(raw) + b)``) or ``"isotonic"`` (a non-decreasing
-piecewise-linear map of ``raw`` through ``knots`` -> ``values``, fitted by pool-adjacent-
-violators); a *calibration* is ``{task: {"kind": ..., parameters}}``, plain numbers, so it is
-saved inside the checkpoint beside the weights and read back without pickle.
+Glossary: ``raw`` the head's probability before calibration; ``z = logit(raw)``; ``kind``
+``"identity"``, ``"platt"`` (``sigmoid(a * z + b)``), ``"spline"`` (``sigmoid(a * z + b +
+sum_j c_j * relu(z - k_j))``: Platt with a few hinges ``k_j`` at quantiles of ``z``, so the
+map may bend where a model is off in one tail but not the other; fitted as a logistic
+regression, kept non-decreasing) or ``"isotonic"`` (a non-decreasing piecewise-linear map of
+``raw`` through ``knots`` -> ``values``, fitted by pool-adjacent-violators); a *calibration*
+is ``{task: {"kind": ..., parameters}}``, plain numbers, so it is saved inside the checkpoint
+beside the weights and read back without pickle.
 
-Both maps are built from elementwise ops, broadcasting and a sum (no data-dependent branch,
+Every map is built from elementwise ops, broadcasting and a sum (no data-dependent branch,
 no search), so they trace into TorchScript and export to ONNX inside the served dense model.
 The conversion head is scored (and trained, ESMM) as ``pCTCVR = pCTR * pCVR`` over all
 impressions, so its map ``h`` is fitted on the raw pCTCVR against the conversion label, and the
@@ -29,13 +32,15 @@ __all__ = [
     "CalibrationMap",
     "IsotonicMap",
     "PlattMap",
+    "SplineMap",
     "build_map",
     "check_calibration",
     "fit_isotonic",
     "fit_platt",
+    "fit_spline",
 ]
 
-CALIBRATION_KINDS = ("identity", "platt", "isotonic")
+CALIBRATION_KINDS = ("identity", "platt", "spline", "isotonic")
 _EPS = 1e-6
 
 
@@ -61,6 +66,22 @@ class PlattMap(CalibrationMap):
 
     def forward(self, raw: Tensor) -> Tensor:
         return torch.sigmoid(self.a * _logit(raw) + self.b)
+
+
+class SplineMap(CalibrationMap):
+    """``sigmoid(a * z + b + sum_j c_j * relu(z - k_j))``, ``z = logit(raw)``."""
+
+    def __init__(self, a: float, b: float, knots: Any, slopes: Any) -> None:
+        super().__init__()
+        self.register_buffer("a", torch.tensor(float(a)))
+        self.register_buffer("b", torch.tensor(float(b)))
+        self.register_buffer("knots", torch.as_tensor(np.asarray(knots, dtype=np.float32)))
+        self.register_buffer("slopes", torch.as_tensor(np.asarray(slopes, dtype=np.float32)))
+
+    def forward(self, raw: Tensor) -> Tensor:
+        z = _logit(raw)
+        hinges = (torch.relu(z - self.knots) * self.slopes).sum(dim=-1, keepdim=True)  # [B, 1]
+        return torch.sigmoid(self.a * z + self.b + hinges)
 
 
 class IsotonicMap(CalibrationMap):
@@ -95,6 +116,10 @@ def check_calibration(calibration: Any, tasks: tuple[str, ...]) -> dict[str, dic
             raise ValueError(
                 f"calibration[{task!r}] must be a mapping with kind in {CALIBRATION_KINDS}"
             )
+        if entry["kind"] == "spline":
+            knots, slopes = entry.get("knots"), entry.get("slopes")
+            if knots is None or slopes is None or len(knots) != len(slopes):
+                raise ValueError(f"calibration[{task!r}]: spline needs as many knots as slopes")
         if entry["kind"] == "isotonic":
             knots, values = entry.get("knots"), entry.get("values")
             if knots is None or values is None or len(knots) != len(values) or len(knots) < 2:
@@ -108,6 +133,8 @@ def build_map(entry: Mapping[str, Any] | None) -> CalibrationMap:
         return CalibrationMap()
     if entry["kind"] == "platt":
         return PlattMap(entry["a"], entry["b"])
+    if entry["kind"] == "spline":
+        return SplineMap(entry["a"], entry["b"], entry["knots"], entry["slopes"])
     return IsotonicMap(entry["knots"], entry["values"])
 
 
@@ -159,6 +186,46 @@ def fit_platt(labels: Any, scores: Any, iterations: int = 50) -> dict[str, Any]:
         if np.max(np.abs(step)) < 1e-10:
             break
     return {"kind": "platt", "a": float(a), "b": float(b)}
+
+
+def _newton_logistic(x: np.ndarray, labels: np.ndarray, ridge: float) -> np.ndarray:
+    """Weights ``w`` of ``sigmoid(x @ w)`` by Newton's method on the log loss (+ ridge)."""
+    w = np.zeros(x.shape[1])
+    for _ in range(50):
+        q = 1.0 / (1.0 + np.exp(-(x @ w)))
+        g = x.T @ (q - labels) + ridge * w
+        h = (x * (q * (1.0 - q) + 1e-12)[:, None]).T @ x + ridge * np.eye(len(w))
+        step = np.linalg.solve(h, g)
+        w -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return w
+
+
+def fit_spline(labels: Any, scores: Any, num_knots: int = 4) -> dict[str, Any]:
+    """Platt with hinges: a logistic regression of labels on ``[z, 1, relu(z - k_j)]``,
+    ``k_j`` at the ``j / (num_knots + 1)`` quantiles of ``z = logit(scores)``. A hinge that
+    would make the map decrease somewhere is dropped and the rest refitted."""
+    labels, scores = _validated(labels, scores)
+    z = np.log(np.clip(scores, _EPS, 1.0 - _EPS)) - np.log1p(-np.clip(scores, _EPS, 1.0 - _EPS))
+    knots = np.unique(np.quantile(z, np.arange(1, num_knots + 1) / (num_knots + 1)))
+    ridge = 1e-6 * len(z)  # a hinge with few rows past it stays near 0
+    while True:
+        x = np.column_stack([z, np.ones_like(z), *(np.maximum(z - k, 0.0) for k in knots)])
+        w = _newton_logistic(x, labels, ridge)
+        slopes_by_segment = w[0] + np.concatenate([[0.0], np.cumsum(w[2:])])
+        if (slopes_by_segment >= 0).all() or len(knots) == 0:
+            break
+        knots = np.delete(knots, int(np.argmin(slopes_by_segment[1:])))
+    if w[0] < 0:  # not even Platt's line rises: keep the rates as they are
+        return {"kind": "identity"}
+    return {
+        "kind": "spline",
+        "a": float(w[0]),
+        "b": float(w[1]),
+        "knots": knots.tolist(),
+        "slopes": w[2:].tolist(),
+    }
 
 
 def fit_isotonic(labels: Any, scores: Any, max_knots: int = 256) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 Glossary: *calibration rows* a random part of the training split held back from fitting
 (``TrainConfig.calibration_fraction``); *choice* ``"auto"`` (the lowest 2-fold cross-fitted
-log loss of identity, Platt and isotonic on the calibration rows), ``"platt"`` or
-``"isotonic"``; the winner is refitted on all the calibration rows. The conversion head is
-calibrated on its raw pCTCVR against the conversion label over every row, as ESMM scores it
-(see :class:`adrank.models.calibration.CalibratedHeads`); click and negative likewise. The
-held-out split is never used here, so the held-out metrics of the calibrated model stay out of
-sample.
+log loss of identity, Platt, spline and isotonic on the calibration rows), ``"platt"``,
+``"spline"`` or ``"isotonic"`` (:mod:`adrank.models.calibration`); the winner is refitted on
+all the calibration rows. The conversion head is calibrated on its raw pCTCVR against the
+conversion label over every row, as ESMM scores it (see
+:class:`adrank.models.calibration.CalibratedHeads`); click and negative likewise. The held-out
+split is never used here, so the held-out metrics of the calibrated model stay out of sample.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from adrank.features.pipeline import FeatureBatch
-from adrank.models.calibration import CalibratedHeads, build_map, fit_isotonic, fit_platt
+from adrank.models.calibration import (
+    CalibratedHeads,
+    build_map,
+    fit_isotonic,
+    fit_platt,
+    fit_spline,
+)
 from adrank.models.ranker import MultiTaskRanker
 from adrank.training.metrics import log_loss
 
@@ -31,8 +37,8 @@ __all__ = [
     "fit_calibration_scores",
 ]
 
-CALIBRATION_CHOICES = ("none", "auto", "platt", "isotonic")
-_FITTERS = {"platt": fit_platt, "isotonic": fit_isotonic}
+CALIBRATION_CHOICES = ("none", "auto", "platt", "spline", "isotonic")
+_FITTERS = {"platt": fit_platt, "spline": fit_spline, "isotonic": fit_isotonic}
 _SCORE_OF = {"click": "ctr", "conversion": "ctcvr", "negative": "neg"}  # what each map fits
 _RATE_OF = {"click": "ctr", "conversion": "cvr", "negative": "neg"}  # each head's rate
 
@@ -52,7 +58,7 @@ def choose_calibration(
         raise ValueError(f"choice must be one of {list(CALIBRATION_CHOICES[1:])}, got {choice!r}")
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
-    candidates = ["identity", "platt", "isotonic"] if choice == "auto" else [choice]
+    candidates = ["identity", "platt", "spline", "isotonic"] if choice == "auto" else [choice]
     halves = np.random.default_rng(seed).permutation(len(labels)) % 2 == 0
     losses: dict[str, float] = {}
     for kind in candidates:
@@ -118,8 +124,11 @@ def calibrated_predictions(
     keys = [_RATE_OF[task] for task in tasks]
     heads = CalibratedHeads(tasks, calibration)
     with torch.no_grad():
-        rates = heads([torch.from_numpy(np.asarray(raw[k], dtype=np.float32)) for k in keys])
-    result = {k: r.double().numpy() for k, r in zip(keys, rates, strict=True)}
+        columns = [
+            torch.from_numpy(np.asarray(raw[k], dtype=np.float32)).reshape(-1, 1) for k in keys
+        ]
+        rates = heads(columns)  # [B, 1] each, as the model's heads
+    result = {k: r.reshape(-1).double().numpy() for k, r in zip(keys, rates, strict=True)}
     if "cvr" in result:
         result["ctcvr"] = result["ctr"] * result["cvr"]
     return result

@@ -46,7 +46,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     progress: bool = False
-    # Post-hoc calibration (adrank.training.calibrate): "none", "auto", "platt", "isotonic",
+    # Post-hoc calibration (adrank.training.calibrate): "none", "auto", "platt", "spline",
+    # "isotonic",
     # fitted on calibration_fraction of the training rows, which the model does not fit.
     calibration: str = "none"
     calibration_fraction: float = 0.1
@@ -62,9 +63,10 @@ class TrainConfig:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.calibration not in ("none", "auto", "platt", "isotonic"):
+        if self.calibration not in ("none", "auto", "platt", "spline", "isotonic"):
             raise ValueError(
-                f"calibration must be one of none, auto, platt, isotonic, got {self.calibration!r}"
+                "calibration must be one of none, auto, platt, spline, isotonic, got "
+                f"{self.calibration!r}"
             )
         if not 0.0 < self.calibration_fraction < 1.0:
             raise ValueError(
