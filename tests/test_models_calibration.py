@@ -201,8 +201,13 @@ def test_fm_and_deepfm_train_calibrate_and_round_trip(calibrated, tmp_path):
 def test_calibrated_models_export_every_form_within_its_bound(calibrated, tmp_path):
     result, heldout = calibrated
     model = result.model
+    spline = {"kind": "spline", "a": 0.9, "b": 0.4, "knots": [-3.0, -2.0], "slopes": [0.3, -0.2]}
     model.set_calibration(
-        {**(model.calibration or {}), "click": {"kind": "platt", "a": 0.5, "b": -1.0}}
+        {
+            **(model.calibration or {}),
+            "click": {"kind": "platt", "a": 0.5, "b": -1.0},
+            "negative": spline,  # every kind traces into every form
+        }
     )
     export = export_model(model, repository=tmp_path / "models", artifacts=tmp_path / "art")
     assert export.manifest["architecture"] == model.config.model
@@ -219,6 +224,8 @@ def test_calibrated_models_export_every_form_within_its_bound(calibrated, tmp_pa
             assert float(np.abs(expected - got).max()) <= max_diff, (name, task)
         # the calibration is in the served file: it answers the calibrated rates, not the raw
         assert float(np.abs(raw[0] - outputs[0]).max()) > 0.1, name
+        negative = model.tasks.index("negative")
+        assert float(np.abs(raw[negative] - outputs[negative]).max()) > 0.01, name
 
 
 def test_train_command_takes_model_and_calibration(tmp_path, capsys):
