@@ -76,15 +76,15 @@ def worst_decile(metrics: dict) -> float:
     return max(abs(b["ratio"] - 1.0) for b in metrics["calibration_deciles"])
 
 
-def worst_decile_against_truth(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """The largest |mean predicted / mean true probability - 1| over the ten deciles of the
-    prediction: calibration without the labels' own sampling noise."""
+def deciles_against_truth(predicted: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Mean predicted / mean true probability in each of the ten deciles of the prediction
+    (lowest first): calibration without the labels' own sampling noise."""
     parts = np.array_split(np.argsort(predicted, kind="stable"), 10)
-    return max(abs(predicted[p].mean() / truth[p].mean() - 1.0) for p in parts)
+    return [float(predicted[p].mean() / truth[p].mean()) for p in parts]
 
 
-def truth_deciles(model, table, rows: np.ndarray, batch) -> dict[str, float]:
-    """``worst_decile_against_truth`` per task on the held-out rows of a synthetic log."""
+def truth_deciles(model, table, rows: np.ndarray, batch) -> dict[str, list[float]]:
+    """``deciles_against_truth`` per task on the held-out rows of a synthetic log."""
     from adrank.training.loop import predict
 
     held = table.take(rows)
@@ -100,7 +100,11 @@ def truth_deciles(model, table, rows: np.ndarray, batch) -> dict[str, float]:
         "conversion": predicted["ctcvr"],
         "negative": predicted["neg"],
     }
-    return {task: worst_decile_against_truth(scores[task], truth[task]) for task in model.tasks}
+    return {task: deciles_against_truth(scores[task], truth[task]) for task in model.tasks}
+
+
+def worst(ratios: list[float]) -> float:
+    return max(abs(r - 1.0) for r in ratios)
 
 
 def main() -> None:
@@ -110,6 +114,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--embedding-weight-decay", type=float, default=0.0, help="as adrank train's flag"
+    )
+    parser.add_argument(
+        "--calibration",
+        choices=("auto", "platt", "spline", "isotonic"),
+        default="auto",
+        help="as adrank train's flag",
+    )
     parser.add_argument(
         "--calibration-fraction", type=float, default=0.1, help="training rows held for calibration"
     )
@@ -126,7 +139,8 @@ def main() -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         threads=args.threads,
-        calibration="auto",
+        embedding_weight_decay=args.embedding_weight_decay,
+        calibration=args.calibration,
         calibration_fraction=args.calibration_fraction,
     )
     results = {}
@@ -156,9 +170,12 @@ def main() -> None:
             "calibration": {t: c["kind"] for t, c in result.calibration.items()},
             "raw": result.uncalibrated_metrics,
             "calibrated": result.metrics,
-            "worst_decile_vs_truth": {"raw": truth_before, "calibrated": truth_after},
+            "deciles_vs_truth": {"raw": truth_before, "calibrated": truth_after},
         }
-    print(f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, seed {args.seed}")
+    print(
+        f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, seed {args.seed}, "
+        f"embedding weight decay {args.embedding_weight_decay:g}, calibration {args.calibration}"
+    )
     header = (
         f"{'model':<8}{'task':<12}{'AUC':>8}{'oracle':>8}{'logloss raw':>13}{'cal':>9}"
         f"{'calib raw':>11}{'cal':>7}{'worst dec':>11}{'vs truth raw':>14}{'cal':>7}{'kind':>10}"
@@ -170,9 +187,14 @@ def main() -> None:
             print(
                 f"{name:<8}{task:<12}{m['auc']:8.4f}{oracle[task]:8.4f}{raw['log_loss']:13.5f}"
                 f"{m['log_loss']:9.5f}{raw['calibration']:11.3f}{m['calibration']:7.3f}"
-                f"{worst_decile(m):11.3f}{r['worst_decile_vs_truth']['raw'][task]:14.3f}"
-                f"{r['worst_decile_vs_truth']['calibrated'][task]:7.3f}{r['calibration'][task]:>10}"
+                f"{worst_decile(m):11.3f}{worst(r['deciles_vs_truth']['raw'][task]):14.3f}"
+                f"{worst(r['deciles_vs_truth']['calibrated'][task]):7.3f}"
+                f"{r['calibration'][task]:>10}"
             )
+    print("\ncalibrated / true probability by decile of the prediction (lowest first)")
+    for name, r in results.items():
+        for task, ratios in r["deciles_vs_truth"]["calibrated"].items():
+            print(f"{name:<8}{task:<12}" + " ".join(f"{x:.3f}" for x in ratios))
     print(
         f"\n{'model':<8}{'train s':>9}{'TorchScript fp32 ms':>21}{'ONNX int8 ms':>14}"
         "  (1,000 candidates)"

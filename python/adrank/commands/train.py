@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam, dense part")
     parser.add_argument("--embedding-lr", type=float, default=1e-1, help="Adagrad, tables")
+    parser.add_argument(
+        "--embedding-weight-decay",
+        type=float,
+        default=0.0,
+        help="L2 on the tables (Adagrad weight decay): ids without an effect fit less noise",
+    )
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out fraction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -182,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.lr,
         embedding_learning_rate=args.embedding_lr,
+        embedding_weight_decay=args.embedding_weight_decay,
         holdout=args.holdout,
         seed=args.seed,
         threads=args.threads,
