@@ -127,7 +127,11 @@ class LearnAndServe:
         """The publication that learned from file ``name``, once there is one."""
         folder = self.out / "publications"
         for entry in sorted(folder.glob("[0-9]*"), reverse=True):
-            if name in json.loads((entry / "dense.json").read_text())["sources"]:
+            try:
+                dense = json.loads((entry / "dense.json").read_text())
+            except FileNotFoundError:  # an old window, deleted as a snapshot was published
+                continue
+            if name in dense["sources"]:
                 return int(entry.name)
         return None
 
