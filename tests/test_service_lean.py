@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adrank.service.json_body import UNSURE, parse_fast, parse_json
+from adrank.service.lean_rank import candidate_ids
 from adrank.service.limits import ServiceLimits
 from adrank.service.security import AccessPolicy
 from service_world import LOCAL, TOKEN, build_world, make_service
@@ -69,6 +71,14 @@ def test_lean_and_full_paths_answer_alike(client, world) -> None:
         ({"candidates": [], "k": 3}, 422, "candidates"),  # neither ids nor rows
         ({"k": True}, 422, "k"),  # the body model refuses: handed to the full path
         ({"candidates": [2**64]}, 422, "candidates"),  # beyond 64 bits: the strict parser
+        ({"candidates": [1, True]}, 422, "candidates"),  # ids numpy would take: the schema's
+        ({"candidates": [1, 2.0]}, 422, "candidates"),
+        ({"candidates": [1, "2"]}, 422, "candidates"),
+        ({"candidates": [1, None]}, 422, "candidates"),
+        ({"candidates": [1, [2]]}, 422, "candidates"),
+        ({"candidates": [[1], [2]]}, 422, "candidates"),
+        ({"candidates": [2**63, -1]}, 422, "candidates"),
+        ({"candidates": [1], "candidate_rows": [{"a": 1}]}, 422, None),  # ids and rows
         ({"request_id": "\ud800"}, 422, "request_id"),  # a lone surrogate: likewise
     ],
 )
@@ -81,6 +91,50 @@ def test_refusals_are_the_full_paths(client, world, change, status, field) -> No
     assert lean.headers["x-error-kind"] == full.headers["x-error-kind"]
     if field is not None:
         assert any(field in entry["loc"] for entry in lean.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    ("ids", "typed"),
+    [
+        ([5, 3, 5, -(2**63), 2**63 - 1], True),  # repeats and int64's ends: the endpoint's
+        ([], False),  # empty: the schema's default and its checks
+        ([1, True], False),
+        ([True], False),
+        ([1, 2.0], False),
+        ([1, "2"], False),
+        ([1, None], False),
+        ([1, [2]], False),
+        ([[1], [2]], False),
+        ([1, {}], False),
+        ([2**63], False),
+        ([2**63, -1], False),
+    ],
+)
+def test_candidate_ids_are_typed_only_when_the_schema_would_take_them(ids, typed) -> None:
+    body = json.dumps({"candidates": ids, "k": 1}).encode()
+    got = candidate_ids(json.loads(body), body)
+    if typed:
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, ids)
+    else:
+        assert got is None
+
+
+def test_candidate_ids_leave_a_body_with_a_boolean_anywhere_to_the_schema() -> None:
+    body = json.dumps({"candidates": [1, 2], "user": {"note": "false"}, "k": 1}).encode()
+    assert candidate_ids(json.loads(body), body) is None
+    assert candidate_ids([1, 2], b"[1, 2]") is None  # not an object
+
+
+def test_typed_candidates_rank_as_the_full_path_does(client, world) -> None:
+    ids = world.good_body()["candidates"]
+    data = json.dumps(world.good_body() | {"candidates": [ids[1], ids[0], ids[1]]}).encode()
+    lean = client.post("/v1/rank", content=data, headers=LEAN)
+    full = client.post("/v1/rank", content=data, headers=FULL)
+    assert lean.status_code == full.status_code == 200, lean.text
+    assert without_timings(lean.json()) == without_timings(full.json())
+    assert lean.json()["duplicate_candidates"] == 1
+    assert paths_taken(client) == {"lean": 1.0, "full": 1.0}
 
 
 def test_a_guarded_rank_takes_the_lean_path_with_the_token_only(world) -> None:
