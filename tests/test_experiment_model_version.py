@@ -7,6 +7,7 @@ different weights); over real HTTP with Triton in tests/test_experiment_version_
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 
 import numpy as np
@@ -54,7 +55,7 @@ def world(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
         torch.jit.script(module).save(str(version_dir / MODEL_FILE))
-    return world, TorchScriptModel(version_dir)
+    return world, TorchScriptModel(version_dir), version_dir
 
 
 def _ranker(world, model) -> Ranker:
@@ -74,7 +75,7 @@ def _request(world, user_id: int, request_id: str) -> RankRequest:
 
 
 def test_each_request_is_scored_by_its_version_in_one_batch(world):
-    w, v2 = world
+    w, v2, _ = world
     ranker = _ranker(w, w.ranker.model)
     ranker.pin_model(2, w.schema, w.tables, v2)
     assert ranker.pinned_versions == {2}
@@ -110,7 +111,7 @@ def test_each_request_is_scored_by_its_version_in_one_batch(world):
 
 
 def test_arms_name_the_version_that_scored_them(world):
-    w, v2 = world
+    w, v2, _ = world
     ranker = _ranker(w, w.ranker.model)
     ranker.pin_model(2, w.schema, w.tables, v2)
     logged = []
@@ -125,7 +126,7 @@ def test_arms_name_the_version_that_scored_them(world):
 
 
 def test_an_arm_version_nobody_pinned_is_refused(world):
-    w, _ = world
+    w, _, _ = world
     with pytest.raises(
         ArmVersionError,
         match=r"arm model/v2: model version 2 is not loaded beside the serving one \(loaded: "
@@ -142,7 +143,7 @@ def test_model_version_must_be_an_exported_version_number(bad):
 
 
 def test_the_service_refuses_an_arm_version_it_cannot_serve(world, tmp_path):
-    w, _ = world
+    w, _, _ = world
     ranker = _ranker(w, w.ranker.model)
     root = tmp_path / "ranker"
     (root / "1").mkdir(parents=True)
@@ -161,3 +162,61 @@ def test_the_service_refuses_an_arm_version_it_cannot_serve(world, tmp_path):
         pin_arm_versions(versions, experiments())
     assert ranker.pinned_versions == frozenset()
     assert versions.status()["pinned"] == []
+
+
+class _InProcessClient(TorchScriptModel):
+    """An export's dense model run in process, with the calls ModelVersions makes of a Triton
+    client (warm-up: one call at serving size; close: nothing held)."""
+
+    def warm_up(self, candidates: int, embedding_dim: int, dense_dim: int) -> None:
+        self.predict(
+            np.zeros((candidates, embedding_dim), np.float32),
+            np.zeros((candidates, dense_dim), np.float32),
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def _export(world, directory, version: int) -> None:
+    """``world``'s schema and tables as exported version ``version`` (the format's files)."""
+    from adrank.artifacts import FORMAT, MANIFEST_FILE, SCHEMA_FILE, TABLES_DIR, save_tables
+
+    directory.mkdir(parents=True)
+    (directory / SCHEMA_FILE).write_text(world.schema.text)
+    (directory / TABLES_DIR).mkdir()
+    save_tables(directory / TABLES_DIR, {n: t.to_float32() for n, t in world.tables.items()})
+    manifest = {"format": FORMAT, "model": "ranker", "version": version}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def test_a_pinned_version_is_never_pushed_out_of_tritons_newest_two(world, tmp_path):
+    w, _, v2_dir = world
+    root = tmp_path / "ranker"
+    for version in (1, 2):
+        _export(w, root / str(version), version)
+    v2 = _InProcessClient(v2_dir)
+    ranker = _ranker(w, v2)
+    versions = ModelVersions(
+        ranker,
+        root,
+        ActiveVersion(2, root / "2", v2),
+        connect=lambda _: _InProcessClient(v2_dir),
+        load=lambda: None,  # as the embedded Triton's reload: the newest two versions
+    )
+    assert versions.pin(1)["pinned"] == [1]
+    assert ranker.pinned_versions == {1}
+    _export(w, root / "3", 3)
+    message = (
+        r"version 3 cannot be loaded: Triton serves the newest two exported versions \[2, 3\], "
+        r"and pinned version\(s\) \[1\] would not be served"
+    )
+    with pytest.raises(SwapError, match=message):
+        versions.activate(3)
+    assert versions.current.version == 2
+    others = ModelVersions(
+        _ranker(w, v2), root, ActiveVersion(2, root / "2", v2), connect=None, load=lambda: None
+    )
+    with pytest.raises(SwapError, match=r"version 1 cannot be loaded: .* \[1\] would not be"):
+        others.pin(1)
+    versions.close()

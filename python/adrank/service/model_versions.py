@@ -21,7 +21,8 @@ not retried until a newer one appears).
 :meth:`ModelVersions.pin` serves a version *beside* the current one, for the requests that name
 it (an experiment arm's ``model_version``): steps 1-3, then :meth:`adrank.Ranker.pin_model`.
 A pinned version stays while the current one is switched; Triton serves the newest two exported
-versions (the configs' version policy), so an arm can name the newest or the one before it.
+versions (the configs' version policy), so an arm can name the newest or the one before it, and
+a switch that would load a version past a pinned one is refused (SwapError) before it unloads it.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class ModelVersions:
                 return self.status()
             log.info("activating model version %d", version)
             try:
-                directory, model = self._open(version, self.ranker.swap_model)
+                directory, model = self._open(version, self.ranker.swap_model, set(self._pinned))
             except SwapError as error:
                 self._failed.add(version)
                 log.error("version %d not activated: %s", version, error)
@@ -154,7 +155,7 @@ class ModelVersions:
                 return self.status()
             log.info("pinning model version %d beside the serving one", version)
             pin = functools.partial(self.ranker.pin_model, version)
-            directory, model = self._open(version, pin)
+            directory, model = self._open(version, pin, {*self._pinned, version})
             self._pinned[version] = ActiveVersion(version, directory, model)
             self._pinned_schemas[version] = open_version(directory, self.precision).schema
             return self.status()
@@ -164,12 +165,23 @@ class ModelVersions:
         for version, active in list(self._pinned.items()):
             warm_up(active.model, len(self.ranker.catalog), self._pinned_schemas[version])
 
-    def _open(self, version: int, install: Callable[..., None]) -> tuple[Path, TritonModel]:
+    def _open(
+        self, version: int, install: Callable[..., None], keep: set[int]
+    ) -> tuple[Path, TritonModel]:
         """Steps 1-3 of the module docstring for ``version``, then ``install(schema, tables,
-        model)``; the directory and the model, or LookupError / SwapError."""
+        model)``; the directory and the model, or LookupError / SwapError. ``keep``: the
+        versions Triton must still serve after loading (the pinned ones)."""
         directory = self.artifacts_root / str(version)
         if not (directory / MANIFEST_FILE).exists():
             raise LookupError(f"version {version} is not exported in {self.artifacts_root}")
+        if self.load is not None:  # a reload keeps Triton's newest two: no pin may fall out
+            newest = self.available()[-2:]
+            outside = sorted(set(keep) - set(newest))
+            if outside:
+                raise SwapError(
+                    f"version {version} cannot be loaded: Triton serves the newest two exported "
+                    f"versions {newest}, and pinned version(s) {outside} would not be served"
+                )
         try:
             exported = open_version(directory, self.precision)
             if self.load is not None:
