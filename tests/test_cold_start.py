@@ -238,3 +238,12 @@ def test_the_simulated_day_reaches_the_minimum_exposure_within_the_revenue_bound
         run_cold_start(world(), 10, arms=("bandit",))
     with pytest.raises(ValueError, match=r"new_share must be in \(0, 1\]"):
         run_cold_start(world(), 10, new_share=0.0)
+
+
+def test_serve_refuses_bad_cold_start_settings(tmp_path) -> None:
+    from adrank.cli import main
+
+    with pytest.raises(SystemExit, match=r"--cold-start: traffic_share must be in \[0, 1\]"):
+        main(["serve", "--artifacts", str(tmp_path), "--cold-start", "--cold-start-share", "2"])
+    with pytest.raises(SystemExit, match=r"--cold-start: max_revenue_loss must be in \[0, 1\)"):
+        main(["serve", "--artifacts", str(tmp_path), "--cold-start", "--cold-start-max-loss", "1"])
