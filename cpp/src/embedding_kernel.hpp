@@ -4,7 +4,9 @@
 // to its namespace and its own load_half8/load_byte8/fmadd definitions.
 //
 // No standard-library template is used below: under `#pragma GCC target` its instantiations
-// would be compiled for AVX2 and could be picked by the linker for the baseline build.
+// would be compiled for AVX2 and could be picked by the linker for the baseline build. The
+// dispatch from a call's types to these templates is embedding_dispatch.hpp, shared with the
+// AVX-512 kernel (embedding_avx512.cpp).
 #ifndef ADRANK_EMBEDDING_TARGET
 #error "define ADRANK_EMBEDDING_TARGET before including embedding_kernel.hpp"
 #endif
@@ -227,47 +229,6 @@ void pool_run(const Rows& rows, const Pooling& pooling, const BagRun& run) {
   }
 }
 
-template <class Rows, class Index, class Offset>
-void pool_rows(const Rows& rows, const Pooling& pooling, const BagRun& run) {
-  if (pooling.mode == PoolingMode::kMax) {
-    pool_run<Kind::kMax, Rows, Index, Offset>(rows, pooling, run);
-  } else if (run.weights != nullptr) {
-    pool_run<Kind::kWeightedSum, Rows, Index, Offset>(rows, pooling, run);
-  } else {
-    pool_run<Kind::kSum, Rows, Index, Offset>(rows, pooling, run);
-  }
-}
-
-template <class Index, class Offset>
-void pool_typed(const TableView& table, const Pooling& pooling, const BagRun& run) {
-  const auto dim = static_cast<std::size_t>(table.dim);
-  switch (table.type) {
-    case TableType::kFloat32:
-      pool_rows<Float32Rows, Index, Offset>({static_cast<const float*>(table.data), dim}, pooling,
-                                            run);
-      return;
-    case TableType::kFloat16:
-      pool_rows<Float16Rows, Index, Offset>({static_cast<const std::uint16_t*>(table.data), dim},
-                                            pooling, run);
-      return;
-    case TableType::kInt8Rowwise:
-      pool_rows<Int8RowwiseRows, Index, Offset>({static_cast<const std::uint8_t*>(table.data), dim},
-                                                pooling, run);
-      return;
-  }
-}
-
-void pool_bags(const TableView& table, const Pooling& pooling, const BagRun& run) {
-  if (run.bag_begin >= run.bag_end) return;
-  if (run.index_type == IndexType::kInt32) {
-    if (run.offsets_int64) {
-      pool_typed<std::int32_t, std::int64_t>(table, pooling, run);
-    } else {
-      pool_typed<std::int32_t, std::int32_t>(table, pooling, run);
-    }
-  } else {
-    pool_typed<std::int64_t, std::int64_t>(table, pooling, run);
-  }
-}
+#include "embedding_dispatch.hpp"
 
 }  // namespace adrank::embedding_internal::ADRANK_EMBEDDING_TARGET
