@@ -10,6 +10,7 @@ the control and safety routers, run by uvicorn on a loopback port.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from adrank.service.app import create_app
 from adrank.service.control import make_control_router
 from adrank.service.security import AccessPolicy
 from adrank.service.stack import HttpServer
+from adrank.stores.postgres import RECONNECT_S, StateUnavailableError
 from adrank.stores.safety_audit import MAX_PAGE, SQLiteAuditStore
 from adrank.traffic import SQLiteTrafficStore, TrafficControl
 from postgres_server import running_postgres
@@ -46,6 +48,25 @@ def state(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "state.sqlite")
     return request.getfixturevalue("postgres").new_database()
+
+
+def two_creatives() -> Catalog:
+    """Creative 1 of category 3 (blocked in DE by the rules below), creative 2 of category 1."""
+    return Catalog.from_arrow(
+        pa.table(
+            {
+                "creative_id": [1, 2],
+                "advertiser_id": [1, 1],
+                "campaign_id": [1, 1],
+                "category": [3, 1],
+                "objective": ["CPM"] * 2,
+                "bid": [1.0] * 2,
+                "target_cpa": [0.0] * 2,
+                "regions": [[]] * 2,
+                "status": ["active"] * 2,
+            }
+        )
+    )
 
 
 def block(creative: int, region: str, rule: str) -> AuditEntry:
@@ -114,21 +135,7 @@ def test_a_gate_reads_the_overrides_another_process_wrote(tmp_path: Path) -> Non
     path = tmp_path / "state.sqlite"
     reader = SafetyGate(rules, store=SQLiteAuditStore(path), refresh_s=0)
     writer = SafetyGate(rules, store=SQLiteAuditStore(path), refresh_s=0)
-    catalog = Catalog.from_arrow(
-        pa.table(
-            {
-                "creative_id": [1, 2],
-                "advertiser_id": [1, 1],
-                "campaign_id": [1, 1],
-                "category": [3, 1],
-                "objective": ["CPM"] * 2,
-                "bid": [1.0] * 2,
-                "target_cpa": [0.0] * 2,
-                "regions": [[]] * 2,
-                "status": ["active"] * 2,
-            }
-        )
-    )
+    catalog = two_creatives()
     user = {"age_bucket": 3}
     assert reader.blocked(catalog, np.arange(2), "DE", user).tolist() == [True, False]
     writer.override(1, "DE", allow=True, reason="reviewed", by="ana")
@@ -143,6 +150,27 @@ def test_a_gate_reads_the_overrides_another_process_wrote(tmp_path: Path) -> Non
         SafetyGate(rules, refresh_s="1")
     reader.close()
     writer.close()
+
+
+def test_a_snapshot_decided_in_a_database_outage_is_served_and_logged_after(postgres) -> None:
+    rules = SafetyRules.from_mapping({"regions": {"DE": {"blocked_categories": [3]}}})
+    gate = SafetyGate(rules, clock=lambda: NOW, store=open_audit_store(postgres.new_database()))
+    postgres.stop("fast")
+    try:
+        blocked = gate.blocked(two_creatives(), np.arange(2), "DE", {"age_bucket": 3})
+        assert blocked.tolist() == [True, False]  # served with its decisions all the same
+    finally:
+        postgres.start()
+    deadline = time.monotonic() + 30  # the store reconnects at most every RECONNECT_S
+    while True:
+        try:
+            log = gate.audit()
+            break
+        except StateUnavailableError:
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(RECONNECT_S)
+    assert [(e.creative_id, e.rule) for e in log] == [(1, "category:3")]
+    gate.close()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,10 @@ request costs a gather and two comparisons. A snapshot swapped in is decided ane
 creative is checked again; so is a request's own inline catalog, each time); a block is logged
 when it appears, not again while it holds (:mod:`adrank.stores.safety_audit`), so a restart
 adds nothing to the log. Overrides are read from the store at start, and again when another
-process wrote (checked at most every ``refresh_s``); they apply on top at request time:
+process wrote (checked at most every ``refresh_s``). A snapshot decided while the store does not
+answer (a PostgreSQL outage) is served with its decisions all the same, and its blocks are
+logged when the store answers again (at the next listing, override or snapshot decided).
+Overrides apply on top at request time:
 *deny* blocks the creative in the region; *allow* lifts the rule blocks (keywords, categories,
 advertisers, the classifier) but not an age gate, which is the law, not a judgment.
 
@@ -25,6 +28,7 @@ blocks).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from adrank.safety.rules import DEFAULT_TEXT_FIELDS, RegionRules, SafetyRules
+from adrank.stores.postgres import StateUnavailableError
 from adrank.stores.safety_audit import MAX_PAGE, AuditEntry, AuditStore, SQLiteAuditStore
 
 DEFAULT_REFRESH_S = 0.5  # other processes' overrides are seen within this
@@ -83,6 +88,7 @@ class SafetyGate:
         self.refresh_s = float(refresh_s)
         self._lock = threading.Lock()
         self._decided: weakref.WeakKeyDictionary[Any, _Decisions] = weakref.WeakKeyDictionary()
+        self._unlogged: list[tuple[list[str], list[int], list[AuditEntry]]] = []
         self._version = self.store.version()
         self._overrides = self.store.overrides()  # region -> creative -> allow
         self._next_refresh = time.monotonic() + self.refresh_s
@@ -135,6 +141,7 @@ class SafetyGate:
     ) -> list[AuditEntry]:
         """The latest ``limit`` entries (at most ``MAX_PAGE``), oldest first, of a region and
         a creative if given."""
+        self._log_unlogged()
         return self.store.latest(region, creative_id, limit)
 
     def page(
@@ -146,6 +153,7 @@ class SafetyGate:
     ) -> list[AuditEntry]:
         """Up to ``limit`` entries after the entry ``after`` (its id; 0: from the start), oldest
         first: the next page starts after the last entry's id."""
+        self._log_unlogged()
         return self.store.entries(region, creative_id, after, limit)
 
     def override(
@@ -162,6 +170,7 @@ class SafetyGate:
                 raise TypeError(f"{name} must be a string, got {type(value).__name__}")
         rule = "override:allow" if allow else "override:deny"
         entry = AuditEntry(creative_id, region, rule, None, self.clock(), reason, by)
+        self._log_unlogged()
         with self._lock:
             stored = self.store.record_override(entry, bool(allow))
             self._overrides.setdefault(region, {})[creative_id] = bool(allow)
@@ -200,9 +209,22 @@ class SafetyGate:
                 catalog, region, rules, texts, scores, now
             )
             blocks.extend(entries)
-        regions = list(self.rules.regions)
-        self.store.record_decisions(regions, catalog.creative_id.tolist(), blocks)
+        self._unlogged.append((list(self.rules.regions), catalog.creative_id.tolist(), blocks))
+        self._log_unlogged(locked=True)
         return _Decisions(blocked, min_age)
+
+    def _log_unlogged(self, locked: bool = False) -> None:
+        """Logs the decided snapshots' blocks not logged yet, oldest first; those the store
+        cannot take now (an outage) wait for the next call."""
+        if not self._unlogged:
+            return
+        with contextlib.nullcontext() if locked else self._lock:
+            try:
+                while self._unlogged:
+                    self.store.record_decisions(*self._unlogged[0])
+                    self._unlogged.pop(0)
+            except StateUnavailableError:
+                pass  # served all the same; logged when the store answers again
 
 
 def _decide_region(
