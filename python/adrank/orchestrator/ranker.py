@@ -31,6 +31,11 @@ returns the policy's pool of best eligible creatives instead of ``k``, and the p
 ``k`` slots from it, recording each draw's propensity (:mod:`adrank.experiments.exploration`).
 Without one the path is unchanged.
 
+With a cold-start hook (:mod:`adrank.experiments.cold_start`), the pass values candidates at
+its click-rate estimate and multiplies new creatives' eCPM by its exploration boost on its
+exploring requests (through the pacing column, and the negative-feedback rate, so that the whole
+eCPM scales); the response's eCPM is the estimate's, the boost taken out.
+
 The ad-load cap of the request's placement and region then bounds the ads returned (timed
 with ``selection``): with the request's organic feed, :func:`adrank.allocation.build_feed`
 places the ads and those it leaves out are dropped; without a feed, a cap ``c`` keeps the

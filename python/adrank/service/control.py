@@ -3,6 +3,8 @@
 ``create_app`` includes it with ``app.include_router(make_control_router(pacing, traffic))``.
 
     POST   /v1/events                               spend events (batch); 200 {accepted, duplicates}
+                                                    (an event may name its creative_id: cold
+                                                    start counts its impressions and clicks)
     PUT    /v1/campaigns/{campaign_id}/budget        {"daily_budget": x, "max_charge"?: y}
     GET    /v1/campaigns/{campaign_id}/pacing        budget, spend, target, multiplier
     GET    /v1/kill-switches                         killed advertisers and campaigns
