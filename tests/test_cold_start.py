@@ -247,3 +247,13 @@ def test_serve_refuses_bad_cold_start_settings(tmp_path) -> None:
         main(["serve", "--artifacts", str(tmp_path), "--cold-start", "--cold-start-share", "2"])
     with pytest.raises(SystemExit, match=r"--cold-start: max_revenue_loss must be in \[0, 1\)"):
         main(["serve", "--artifacts", str(tmp_path), "--cold-start", "--cold-start-max-loss", "1"])
+
+
+def test_simulate_refuses_bad_cold_start_settings(tmp_path) -> None:
+    from adrank.cli import main
+
+    base = ["simulate", "--cold-start", "--workspace", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"--cold-start: traffic_share must be in \[0, 1\]"):
+        main([*base, "--explore-share", "-0.1"])
+    with pytest.raises(SystemExit, match=r"--new-share must be in \(0, 1\]"):
+        main([*base, "--new-share", "0"])
