@@ -363,3 +363,65 @@ def test_train_uplift_errors(tmp_path, capsys):
     args = ["train", "--data", str(log), "--uplift", "t", "--out", out, "--no-progress"]
     assert main([*args, "--skip-check"]) != 0
     assert "the log's 'treatment' column must hold 0 or 1" in capsys.readouterr().err
+
+
+@pytest.mark.triton
+def test_the_serving_stack_bids_for_incremental_conversions_through_triton(
+    serving_workspace, tmp_path
+):
+    """The uplift model exported beside a version, served by the real stack (embedded Triton):
+    oCPM winners are scored at target CPA x max(uplift, 0) x 1000 (x their pacing)."""
+    from adrank.service.stack import serving_stack
+    from adrank.workspace import sample_requests
+    from conftest import SERVING_WORLD
+
+    log = generate_log(4000, seed=3, config=SERVING_WORLD, treatment=True).impressions
+    schema = load_schema()
+    learner = TLearner(schema, epochs=1, learning_rate=0.05).fit(
+        FeaturePipeline(schema)(log),
+        log.column("treatment").to_numpy(),
+        log.column("converted").to_numpy(),
+    )
+    uplift_dir = save_uplift(tmp_path / "uplift", learner.exported())
+    export = export_model(
+        serving_workspace.root / "ranker.pt",
+        repository=tmp_path / "models",
+        artifacts=tmp_path / "artifacts",
+        uplift=uplift_dir,
+    )
+    assert export.manifest["uplift"] == "t"
+    request = sample_requests(serving_workspace, 1, candidates=300, k=300, seed=4)[0]
+    with serving_stack(
+        export.artifacts_dir,
+        serving_workspace.catalog_path,
+        repository=tmp_path / "models",
+        scoring_config=ScoringConfig(reserve_ecpm=0.0, neg_penalty=0.0, value="incremental"),
+        deadline_ms=5000,
+    ) as stack:
+        ranker = stack.ranker
+        response = ranker.rank(request)
+        catalog = ranker.catalog
+        rows, _ = catalog.lookup(request.candidates)
+        uplift = ranker.uplift.uplift(request, catalog, rows)
+        pacing = np.asarray(ranker.pacing(catalog.campaign_id[rows]), dtype=np.float64)
+    worth = catalog.target_cpa[rows] * np.maximum(uplift, 0) * 1e3 * pacing
+    ocpm = catalog.objective[rows] == Objective.OCPM
+    value = dict(zip(catalog.creative_id[rows][ocpm].tolist(), worth[ocpm], strict=True))
+    answered = zip(response.creative_id.tolist(), response.ecpm, strict=True)
+    scored = [(c, e) for c, e in answered if c in value]
+    assert scored
+    assert [e for _, e in scored] == pytest.approx([value[c] for c, _ in scored], rel=1e-5)
+
+
+@pytest.mark.triton
+def test_serve_bid_for_incremental_needs_an_exported_uplift_model(serving_workspace, capsys):
+    code = main(
+        [
+            *("serve", "--artifacts", str(serving_workspace.artifacts_dir)),
+            *("--catalog", str(serving_workspace.catalog_path)),
+            *("--repository", str(serving_workspace.repository), "--port", "0"),
+            *("--bid-for", "incremental"),
+        ]
+    )
+    assert code != 0
+    assert "scoring_config.value 'incremental' needs an uplift model" in capsys.readouterr().err

@@ -33,6 +33,12 @@ LIMIT_FLAGS = {
 }
 
 
+def _incremental():
+    from adrank.orchestrator.scoring import ScoringConfig
+
+    return ScoringConfig(value="incremental")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from adrank.service.limits import ServiceLimits
 
@@ -95,6 +101,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="content-safety rules per region (TOML; see the README's Creatives and safety)",
+    )
+    parser.add_argument(
+        "--bid-for",
+        choices=("conversions", "incremental"),
+        default="conversions",
+        help="what oCPM campaigns are valued at: all predicted conversions, or the incremental "
+        "ones of the uplift model exported beside the version (adrank train --uplift)",
     )
     online = parser.add_argument_group("online learning (see the README's Online learning)")
     online.add_argument(
@@ -324,6 +337,7 @@ def _serve(args: argparse.Namespace) -> int:
             safety=safety,
             cold_start=cold_start,
             **({} if online_scorer is None else {"online": online_scorer}),
+            **({} if args.bid_for == "conversions" else {"scoring_config": _incremental()}),
         ) as stack,
         StopSignals() as stop,
         HttpServer(stack.app, host=args.host, port=args.port) as http,
