@@ -4,8 +4,10 @@ same answers, same refusals, and the fast JSON parser against the strict one, va
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -13,8 +15,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adrank.service.app import create_app
 from adrank.service.json_body import UNSURE, parse_fast, parse_json
-from adrank.service.lean_rank import candidate_ids
+from adrank.service.lean_rank import LeanRank, candidate_ids
 from adrank.service.limits import ServiceLimits
 from adrank.service.security import AccessPolicy
 from service_world import LOCAL, TOKEN, build_world, make_service
@@ -222,3 +225,67 @@ def test_the_fast_parser_leaves_the_strict_rules_to_the_strict_parser(data, why)
 def test_many_openers_within_the_depth_still_parse_fast() -> None:
     data = json.dumps({"rows": [{"a": [1]} for _ in range(50)]}).encode()
     assert parse_fast(data, 4) == json.loads(data)
+
+
+class ThreadNoting:
+    """The world's ranker, noting the thread each rank runs on."""
+
+    def __init__(self, ranker) -> None:
+        self.ranker, self.threads = ranker, []
+
+    def rank(self, request):
+        self.threads.append(threading.current_thread())
+        return self.ranker.rank(request)
+
+    def readiness(self):
+        return self.ranker.readiness()
+
+
+async def post_as(app, data: bytes, client: tuple[str, int]) -> tuple[int, dict]:
+    """POST /v1/rank straight into the ASGI app from the connection ``client``."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/rank",
+        "raw_path": b"/v1/rank",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), *[(k.encode(), v.encode()) for k, v in LEAN.items()]],
+        "client": client,
+        "server": ("127.0.0.1", 80),
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_a_sole_connection_ranks_on_the_loop_and_two_on_the_workers(world) -> None:
+    backend = ThreadNoting(world.ranker)
+    app = create_app(backend, schema=world.schema)
+    data = json.dumps(world.good_body()).encode()
+    one, two = ("127.0.0.1", 40001), ("127.0.0.1", 40002)
+
+    async def scenario():
+        answers = [await post_as(app, data, one) for _ in range(3)]  # builds the stack
+        lean = app.middleware_stack
+        while not isinstance(lean, LeanRank):
+            lean = lean.app
+        lean.sole_caller_s = 3600.0  # however slow this machine, "two" comes within it
+        answers += [await post_as(app, data, c) for c in (two, one, one)]
+        return answers, threading.current_thread()
+
+    answers, loop_thread = asyncio.run(scenario())
+    assert [status for status, _ in answers] == [200] * 6
+    assert len({json.dumps(without_timings(body)) for _, body in answers}) == 1
+    on_loop = [thread is loop_thread for thread in backend.threads]
+    assert on_loop == [True, True, True, False, False, False]
