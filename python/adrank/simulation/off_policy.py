@@ -103,7 +103,7 @@ def log_contexts(
         where = np.flatnonzero(pool["creative_id"] == chosen.creative_id[0]) if size else []
         target[i] = int(where[0]) if len(where) else OUTSIDE
         click, one = charges(
-            np.asarray([_objective(world, chosen.campaign_id[0])]),
+            np.asarray([objective_of(world, chosen.campaign_id[0])]),
             chosen.price[:1],
             chosen.p_ctr[:1].astype(np.float64),
             chosen.p_cvr[:1].astype(np.float64),
@@ -117,7 +117,8 @@ def log_contexts(
     return LoggedContexts(probability, p_ctr, per_click, fixed, target, value, own_price)
 
 
-def _objective(world: SyntheticWorld, campaign: int) -> int:
+def objective_of(world: SyntheticWorld, campaign: int) -> int:
+    """The objective of ``campaign`` in the world's catalog."""
     rows = np.flatnonzero(world.catalog.campaign_id == campaign)
     return int(world.catalog.objective[rows[0]])
 
@@ -133,6 +134,45 @@ class CoverageRow:
     coverage: float
     mean_ess: float
     seeds: int
+
+
+def coverage_rows(
+    estimates: dict[tuple[str, str], list], truth: dict[str, float]
+) -> list[CoverageRow]:
+    """Step 3 of the module docstring: per (metric, estimator), the estimates over the seeds
+    against the truth."""
+    rows = []
+    for (metric, name), found in estimates.items():
+        values = np.array([e.value for e in found])
+        rows.append(
+            CoverageRow(
+                metric=metric,
+                estimator=name,
+                truth=truth[metric],
+                mean_estimate=float(values.mean()),
+                bias=float(values.mean() - truth[metric]),
+                std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                coverage=float(np.mean([e.covers(truth[metric]) for e in found])),
+                mean_ess=float(np.mean([e.effective_sample_size for e in found])),
+                seeds=len(found),
+            )
+        )
+    return rows
+
+
+def coverage_table(rows: Sequence[CoverageRow]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| metric | estimator | truth | mean estimate | bias | std | coverage | mean ESS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.metric} | {r.estimator} | {r.truth:.5f} | {r.mean_estimate:.5f} | "
+            f"{r.bias:+.5f} | {r.std:.5f} | {r.coverage:.0%} ({r.seeds} seeds) | "
+            f"{r.mean_ess:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def coverage(
@@ -173,23 +213,7 @@ def coverage(
             result = evaluate(reward, propensity, pi, q[rows, action], v, n_boot=n_boot, seed=seed)
             for name, estimate in result.items():
                 estimates.setdefault((metric, name), []).append(estimate)
-    rows_out = []
-    for (metric, name), found in estimates.items():
-        values = np.array([e.value for e in found])
-        rows_out.append(
-            CoverageRow(
-                metric=metric,
-                estimator=name,
-                truth=truth[metric],
-                mean_estimate=float(values.mean()),
-                bias=float(values.mean() - truth[metric]),
-                std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                coverage=float(np.mean([e.covers(truth[metric]) for e in found])),
-                mean_ess=float(np.mean([e.effective_sample_size for e in found])),
-                seeds=len(found),
-            )
-        )
-    return rows_out
+    return coverage_rows(estimates, truth)
 
 
 def online_value(
@@ -199,43 +223,39 @@ def online_value(
     requests: int,
     seed: int,
     candidates: int = 50,
+    examination: Sequence[float] = (1.0,),
 ) -> dict[str, float]:
-    """The target run online on fresh requests: realized clicks and revenue per request."""
+    """The target run online on fresh requests: realized clicks and revenue per request.
+
+    ``examination`` is the probability that each slot is seen (one slot by default); a shown
+    creative in slot ``j`` is clicked with probability ``examination[j] * p_ctr``."""
+    theta = np.asarray(examination, dtype=np.float64)
+    k = len(theta)
     rng = np.random.default_rng(seed)
     clicks = revenue = 0.0
     for i in range(requests):
-        request = world.request(rng, f"online{seed}-{i}", DAY_START, candidates, 1)
+        request = world.request(rng, f"online{seed}-{i}", DAY_START, candidates, k)
         if target_scoring is not None:
             request = dataclasses.replace(request, scoring=target_scoring)
         response = ranker.rank(request)
-        if not len(response):
+        shown = min(k, len(response))
+        if not shown:
             continue
-        p_ctr = float(response.p_ctr[0])
-        clicked = float(rng.random() < p_ctr)
-        click, fixed = charges(
-            np.asarray([_objective(world, response.campaign_id[0])]),
-            response.price[:1],
-            response.p_ctr[:1].astype(np.float64),
-            response.p_cvr[:1].astype(np.float64),
+        clicked = rng.random(shown) < theta[:shown] * response.p_ctr[:shown]
+        per_click, fixed = charges(
+            np.asarray([objective_of(world, c) for c in response.campaign_id[:shown]]),
+            response.price[:shown],
+            response.p_ctr[:shown].astype(np.float64),
+            response.p_cvr[:shown].astype(np.float64),
         )
-        clicks += clicked
-        revenue += float(click[0] * clicked + fixed[0])
+        clicks += float(clicked.sum())
+        revenue += float((per_click * clicked + fixed).sum())
     return {"clicks": clicks / requests, "revenue": revenue / requests}
 
 
 def coverage_markdown(rows: Sequence[CoverageRow], contexts: LoggedContexts) -> str:
-    lines = [
+    return (
         f"Target's choice inside the logging pool: {contexts.support:.1%} of requests; its "
         f"revenue per request at its own prices {contexts.own_price_revenue.mean():.5f} vs "
-        f"{contexts.truth()['revenue']:.5f} at the logged prices.",
-        "",
-        "| metric | estimator | truth | mean estimate | bias | std | coverage | mean ESS |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.metric} | {r.estimator} | {r.truth:.5f} | {r.mean_estimate:.5f} | "
-            f"{r.bias:+.5f} | {r.std:.5f} | {r.coverage:.0%} ({r.seeds} seeds) | "
-            f"{r.mean_ess:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+        f"{contexts.truth()['revenue']:.5f} at the logged prices.\n\n{coverage_table(rows)}"
+    )

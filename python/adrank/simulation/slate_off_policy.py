@@ -43,7 +43,14 @@ from adrank.experiments.slate_off_policy import (
 from adrank.orchestrator.ranker import Ranker
 from adrank.orchestrator.request import RankResponse
 from adrank.orchestrator.scoring import ScoringConfig
-from adrank.simulation.off_policy import METRICS, CoverageRow
+from adrank.simulation.off_policy import (
+    METRICS,
+    CoverageRow,
+    coverage_rows,
+    coverage_table,
+    objective_of,
+    online_value,
+)
 from adrank.simulation.world import DAY_START, SyntheticWorld, charges
 
 EXAMINATION = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.13, 0.1)  # theta_j: slot j is seen
@@ -168,7 +175,7 @@ def _one_request(
     # The target's expected reward: at the logged prices for its creatives in the pool, at its
     # own for the others (the log cannot show those; they count against support).
     own_click, own_fixed = charges(
-        np.asarray([_objective(world, c) for c in chosen.campaign_id[:k]], dtype=np.int64),
+        np.asarray([objective_of(world, c) for c in chosen.campaign_id[:k]], dtype=np.int64),
         chosen.price[:k],
         chosen.p_ctr[:k].astype(np.float64),
         chosen.p_cvr[:k].astype(np.float64),
@@ -194,11 +201,6 @@ def _one_request(
         "value": value,
         "in_range": in_range,
     }
-
-
-def _objective(world: SyntheticWorld, campaign: int) -> int:
-    rows = np.flatnonzero(world.catalog.campaign_id == campaign)
-    return int(world.catalog.objective[rows[0]])
 
 
 def slate_coverage(
@@ -235,23 +237,7 @@ def slate_coverage(
             result = evaluate_slates(rewards[metric], weights, n_boot=n_boot, seed=seed)
             for name, estimate in result.items():
                 estimates.setdefault((metric, name), []).append(estimate)
-    out = []
-    for (metric, name), found in estimates.items():
-        values = np.array([e.value for e in found])
-        out.append(
-            CoverageRow(
-                metric=metric,
-                estimator=name,
-                truth=truth[metric],
-                mean_estimate=float(values.mean()),
-                bias=float(values.mean() - truth[metric]),
-                std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                coverage=float(np.mean([e.covers(truth[metric]) for e in found])),
-                mean_ess=float(np.mean([e.effective_sample_size for e in found])),
-                seeds=len(found),
-            )
-        )
-    return out
+    return coverage_rows(estimates, truth)
 
 
 def online_slate_value(
@@ -263,43 +249,16 @@ def online_slate_value(
     seed: int = 0,
     candidates: int = 50,
 ) -> dict[str, float]:
-    """The target run online on fresh requests: realized clicks and revenue per request."""
-    theta = examination(k)
-    rng = np.random.default_rng(seed)
-    clicks = revenue = 0.0
-    for i in range(requests):
-        request = world.request(rng, f"slate-online{seed}-{i}", DAY_START, candidates, k)
-        if target_scoring is not None:
-            request = dataclasses.replace(request, scoring=target_scoring)
-        response = ranker.rank(request)
-        shown = min(k, len(response))
-        if not shown:
-            continue
-        clicked = rng.random(shown) < theta[:shown] * response.p_ctr[:shown]
-        per_click, fixed = charges(
-            np.asarray([_objective(world, c) for c in response.campaign_id[:shown]]),
-            response.price[:shown],
-            response.p_ctr[:shown].astype(np.float64),
-            response.p_cvr[:shown].astype(np.float64),
-        )
-        clicks += float(clicked.sum())
-        revenue += float((per_click * clicked + fixed).sum())
-    return {"clicks": clicks / requests, "revenue": revenue / requests}
+    """The target run online on fresh requests, its ``k`` slots seen as :data:`EXAMINATION`
+    says: realized clicks and revenue per request."""
+    return online_value(
+        world, ranker, target_scoring, requests, seed, candidates, examination=examination(k)
+    )
 
 
 def slate_markdown(rows: Sequence[CoverageRow], logged: LoggedSlates) -> str:
-    lines = [
+    return (
         f"Target's slots the logging policy can fill with its creative: {logged.support:.1%}; "
         f"requests whose target is in the range of Gamma (PI unbiased): "
-        f"{logged.pi_in_range.mean():.1%}.",
-        "",
-        "| metric | estimator | truth | mean estimate | bias | std | coverage | mean ESS |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.metric} | {r.estimator} | {r.truth:.5f} | {r.mean_estimate:.5f} | "
-            f"{r.bias:+.5f} | {r.std:.5f} | {r.coverage:.0%} ({r.seeds} seeds) | "
-            f"{r.mean_ess:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+        f"{logged.pi_in_range.mean():.1%}.\n\n{coverage_table(rows)}"
+    )
