@@ -114,6 +114,21 @@ def test_spline_bends_where_platt_cannot_and_matches_its_torch_op():
     assert worst_decile(platt) > 0.15
 
 
+def test_auto_keeps_a_calibrated_head_and_maps_a_miscalibrated_one():
+    """A head whose rates are already right keeps them (a flexible map beats identity on the
+    calibration rows only by their noise, within one standard error); one whose logits are
+    off by 0.3 gets a map."""
+    rng = np.random.default_rng(3)
+    truth = rng.beta(2, 12, 40_000)
+    labels = rng.random(len(truth)) < truth
+    entry, losses = choose_calibration(labels, truth, "auto")
+    assert entry["kind"] == "identity"
+    assert set(losses) == {"identity", "platt", "spline", "isotonic"}
+    shifted = 1 / (1 + np.exp(-(np.log(truth / (1 - truth)) + 0.3)))
+    entry, _ = choose_calibration(labels, shifted, "auto")
+    assert entry["kind"] != "identity"
+
+
 def test_calibration_errors():
     with pytest.raises(ValueError, match="differ in length"):
         fit_platt([0, 1], [0.5])

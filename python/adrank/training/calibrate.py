@@ -2,7 +2,8 @@
 
 Glossary: *calibration rows* a random part of the training split held back from fitting
 (``TrainConfig.calibration_fraction``); *choice* ``"auto"`` (the lowest 2-fold cross-fitted
-log loss of identity, Platt, spline and isotonic on the calibration rows), ``"platt"``,
+log loss of identity, Platt, spline and isotonic on the calibration rows, or the simplest of
+them within one standard error of it), ``"platt"``,
 ``"spline"`` or ``"isotonic"`` (:mod:`adrank.models.calibration`); the winner is refitted on
 all the calibration rows. The conversion head is calibrated on its raw pCTCVR against the
 conversion label over every row, as ESMM scores it (see
@@ -26,7 +27,6 @@ from adrank.models.calibration import (
     fit_spline,
 )
 from adrank.models.ranker import MultiTaskRanker
-from adrank.training.metrics import log_loss
 
 __all__ = [
     "CALIBRATION_CHOICES",
@@ -60,20 +60,37 @@ def choose_calibration(
     scores = np.asarray(scores, dtype=np.float64)
     candidates = ["identity", "platt", "spline", "isotonic"] if choice == "auto" else [choice]
     halves = np.random.default_rng(seed).permutation(len(labels)) % 2 == 0
-    losses: dict[str, float] = {}
+    row_losses: dict[str, np.ndarray] = {}
     for kind in candidates:
-        total = 0.0
+        row_losses[kind] = np.empty(len(labels))
         for fit_rows in (halves, ~halves):
             if kind == "identity":
                 predicted = scores[~fit_rows]
             else:
                 entry = _FITTERS[kind](labels[fit_rows], scores[fit_rows])
                 predicted = apply_entry(entry, scores[~fit_rows])
-            total += log_loss(labels[~fit_rows], predicted) * int((~fit_rows).sum())
-        losses[kind] = total / len(labels)
-    best = min(losses, key=losses.__getitem__)
+            row_losses[kind][~fit_rows] = _row_log_loss(labels[~fit_rows], predicted)
+    losses = {kind: float(values.mean()) for kind, values in row_losses.items()}
+    best = _simplest_within_one_se(row_losses, min(losses, key=losses.__getitem__))
     entry = {"kind": "identity"} if best == "identity" else _FITTERS[best](labels, scores)
     return entry, losses
+
+
+def _row_log_loss(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Each row's cross-entropy (as :func:`adrank.training.metrics.log_loss` averages it)."""
+    p = np.clip(predicted, 1e-7, 1.0 - 1e-7)
+    return -(labels * np.log(p) + (1.0 - labels) * np.log1p(-p))
+
+
+def _simplest_within_one_se(row_losses: dict[str, np.ndarray], best: str) -> str:
+    """The first (simplest) candidate whose mean loss is within one standard error of the
+    best's (paired over the rows): a more flexible map must earn its place, not win by the
+    noise of the calibration rows (which moves a decile's calibration by a few percent)."""
+    for kind, values in row_losses.items():
+        gap = values - row_losses[best]
+        if gap.mean() <= gap.std() / np.sqrt(len(gap)):
+            return kind
+    return best
 
 
 def fit_calibration(
