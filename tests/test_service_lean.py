@@ -282,10 +282,12 @@ def test_a_sole_connection_ranks_on_the_loop_and_two_on_the_workers(world) -> No
             lean = lean.app
         lean.sole_caller_s = 3600.0  # however slow this machine, "two" comes within it
         answers += [await post_as(app, data, c) for c in (two, one, one)]
+        lean.sole_caller_s = 0.0  # "two" asked too long ago: "one" is alone again
+        answers += [await post_as(app, data, one)]
         return answers, threading.current_thread()
 
     answers, loop_thread = asyncio.run(scenario())
-    assert [status for status, _ in answers] == [200] * 6
+    assert [status for status, _ in answers] == [200] * 7
     assert len({json.dumps(without_timings(body)) for _, body in answers}) == 1
     on_loop = [thread is loop_thread for thread in backend.threads]
-    assert on_loop == [True, True, True, False, False, False]
+    assert on_loop == [True, True, True, False, False, False, True]

@@ -78,8 +78,11 @@ class LeanRank:
         self.full = endpoint.metrics.rank_path.labels("full")
         self.sole_caller_s = SOLE_CALLER_S
         self._in_flight = 0  # ranks on worker threads now
-        self._last_client: Any = None  # the connection of the latest rank
-        self._last_switch = -float("inf")  # when a rank last came from another connection
+        self._last_client: Any = None  # the connection of the latest rank, and when it began
+        self._last_start = -float("inf")
+        # When a rank last came from another connection than the one before, which had asked
+        # within SOLE_CALLER_S: a client that reconnects after a pause is still alone.
+        self._last_switch = -float("inf")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != RANK_PATH:
@@ -132,9 +135,10 @@ class LeanRank:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if client != self._last_client:
-            if self._last_client is not None:
+            if now - self._last_start <= self.sole_caller_s:  # both connections are asking
                 self._last_switch = now
             self._last_client = client
+        self._last_start = now
         if now - self._last_switch > self.sole_caller_s and self._in_flight == 0:
             return self._answer(body, candidates)
         self._in_flight += 1
