@@ -228,6 +228,29 @@ def test_bar_and_bucket_sort_match_the_reference_at_every_offset(simd, kind):
         adrank.set_simd("auto")
 
 
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "generic"])
+def test_scores_at_an_odd_byte_offset_match_the_reference(simd):
+    """A float32 view one byte off its size's alignment: the scan cannot align its loads and
+    must still keep within its hit buffer (all scores tie, so every one is a hit)."""
+    try:
+        adrank.set_simd(simd)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {simd} kernels")
+    try:
+        for fill in (0.0, 1.5):
+            raw = bytearray(np.full(5001, fill, np.float32).tobytes() + b"\0")
+            x = np.frombuffer(raw, np.float32, count=5000, offset=1)
+            assert not x.flags.aligned
+            for k in (3, 100):
+                check_same(topk(x, k), topk_ref(x, k))
+            check_same(
+                select(x, 100, (np.arange(5000) % 7, 3)),
+                select_ref(x, 100, [(np.arange(5000) % 7, 3)]),
+            )
+    finally:
+        adrank.set_simd("auto")
+
+
 @pytest.mark.parametrize("value", ["generic", "scalar"])
 def test_adrank_simd_in_the_environment_is_read_at_load(value):
     """ADRANK_SIMD=generic (or its older name, scalar) forces the portable twins from the start."""
