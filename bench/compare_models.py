@@ -10,10 +10,12 @@ ONNX int8 under ONNX Runtime, the default Triton deployment's file), 1 thread, o
 candidates, median of the timed calls, without Triton's transport.
 
     .venv/bin/python bench/compare_models.py                      # 200,000 rows, bounded
-    .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 1 --json out.json
+    .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 2 \
+        --embedding-weight-decay 3e-4 --json out.json
 
-Every model gets the same log, split, seed and optimizer settings (the defaults of
-``adrank train``) and ``--calibration auto``.
+Every model gets the same log, split, seed and optimizer settings (``adrank train``'s, as the
+flags here set them) and ``--calibration auto``. ``bench/click_ceiling.py`` measures what a
+model that knew the truth's terms could reach on the same split.
 """
 
 from __future__ import annotations
@@ -129,10 +131,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50, help="timed model-stage calls")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        help="feature schema (default: the demo one; bench/schemas/ holds an ablation)",
+    )
     args = parser.parse_args()
 
     table = generate_log(args.rows, seed=args.seed, config=DEMO_WORLD).impressions
-    schema = load_schema()
+    schema = load_schema(args.schema)
     batch = FeaturePipeline(schema)(table)
     config = TrainConfig(
         epochs=args.epochs,
@@ -174,7 +181,8 @@ def main() -> None:
         }
     print(
         f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, seed {args.seed}, "
-        f"embedding weight decay {args.embedding_weight_decay:g}, calibration {args.calibration}"
+        f"embedding weight decay {args.embedding_weight_decay:g}, calibration {args.calibration}, "
+        f"schema {args.schema or 'default'}"
     )
     header = (
         f"{'model':<8}{'task':<12}{'AUC':>8}{'oracle':>8}{'logloss raw':>13}{'cal':>9}"
