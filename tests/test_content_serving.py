@@ -19,9 +19,11 @@ import pytest
 import torch
 
 from adrank import EmbeddingTable
+from adrank.cli import main
 from adrank.data import SyntheticConfig, generate_log
 from adrank.data.catalog import catalog_table
 from adrank.features import FeaturePipeline, content_schema_path, load_schema, parse_schema
+from adrank.models import load_checkpoint
 from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.encoder import RequestEncoder
 from adrank.orchestrator.ranker import Ranker
@@ -206,3 +208,26 @@ def test_a_model_trained_on_content_ranks_as_it_predicted(world, tmp_path):
     with torch.no_grad():
         trained = result.model.eval()(sparse, torch.from_numpy(batch.dense))["click"]
     np.testing.assert_allclose(response.p_ctr, trained.numpy().ravel(), rtol=1e-4, atol=1e-6)
+
+
+def test_train_generate_content_trains_on_the_content_schema(tmp_path, capsys):
+    checkpoint = tmp_path / "ranker.pt"
+    code = main(
+        [
+            *("train", "--generate", "3000", "--content", "--out", str(checkpoint)),
+            *("--no-progress", "--batch-size", "256"),
+        ]
+    )
+    assert code == 0
+    capsys.readouterr()
+    _, schema, _ = load_checkpoint(checkpoint)
+    assert schema == load_schema(content_schema_path())
+    assert {"caption", "hashtags"} <= {field.name for field in schema.fields}
+
+
+def test_train_content_goes_with_generate(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "log.csv"), "--content"]) == 1
+    assert capsys.readouterr().err == (
+        "adrank train: error: --content draws the synthetic log's content: it goes with "
+        "--generate\n"
+    )

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--generate", type=int, metavar="ROWS", help="draw a synthetic log of ROWS rows (default)"
     )
+    parser.add_argument(
+        "--content",
+        action="store_true",
+        help="with --generate: creatives carry captions, hashtags and visual/audio tags, users "
+        "topic interests, and the content schema is the default",
+    )
     add_log_arguments(parser)
     parser.add_argument(
         "--schema", type=Path, help="feature schema (default: the format's own, or inferred)"
@@ -172,9 +178,9 @@ def _fit_uplift(args, schema, batch, arms, heldout_rows) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adrank.data import generate_log
+    from adrank.data import SyntheticConfig, generate_log
     from adrank.data.log_errors import BadRowBudget
-    from adrank.features import load_schema
+    from adrank.features import content_schema_path, load_schema
     from adrank.features.pipeline import FeaturePipeline
     from adrank.models import RankerConfig, save_checkpoint
     from adrank.training.heldout import save_heldout
@@ -200,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--uplift is not supported with --stream: it fits on the log in memory")
     if args.stream and args.data is None:
         raise ValueError("--stream reads a log: pass --data")
+    if args.content and args.data is not None:
+        raise ValueError("--content draws the synthetic log's content: it goes with --generate")
     if args.stream:
         from adrank.training.streaming import train_streaming
 
@@ -236,8 +244,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = args.generate or 200_000
         print(f"drawing a synthetic log of {rows:,} rows (seed {args.seed})")
-        table = generate_log(rows, seed=args.seed, treatment=args.uplift is not None).impressions
-        schema = load_schema(args.schema)
+        world = SyntheticConfig(content=True) if args.content else None
+        table = generate_log(
+            rows, seed=args.seed, config=world, treatment=args.uplift is not None
+        ).impressions
+        default = content_schema_path() if args.content else None
+        schema = load_schema(default if args.schema is None else args.schema)
         if not args.skip_check:
             from adrank.quality import check_frame, load_settings
 
