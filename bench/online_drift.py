@@ -247,13 +247,18 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The drifting log's settings (bench/online_memory.py replays the same log)."""
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--per-hour", type=int, default=4000)
     parser.add_argument("--new-per-hour", type=int, default=20)
     parser.add_argument("--lifetime", type=int, default=6)
     parser.add_argument("--users", type=int, default=500)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_world_arguments(parser)
     parser.add_argument("--serve", action="store_true", help="replay through learn + serve too")
     parser.add_argument("--workspace", type=Path, help="with --serve: a prepared workspace")
     parser.add_argument("--figure", type=Path, help="write the AUC-over-time figure here (PNG)")

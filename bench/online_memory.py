@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 
 from adrank.online import FMLearner, LearnerConfig
-from online_drift import World, auc, train
+from online_drift import World, add_world_arguments, auc, train
 
 HASHED = ("creative_id", "user_id")
 DIM = 4
@@ -66,11 +66,7 @@ def run(args: argparse.Namespace, static_rows: int | None, limit: int, ttl: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--per-hour", type=int, default=4000)
-    parser.add_argument("--new-per-hour", type=int, default=20)
-    parser.add_argument("--lifetime", type=int, default=6)
-    parser.add_argument("--users", type=int, default=500)
+    add_world_arguments(parser)
     parser.add_argument("--tolerance", type=float, default=0.002)
     args = parser.parse_args()
     args.hours = args.days * 24
