@@ -31,6 +31,15 @@ returns the policy's pool of best eligible creatives instead of ``k``, and the p
 ``k`` slots from it, recording each draw's propensity (:mod:`adrank.experiments.exploration`).
 Without one the path is unchanged.
 
+Three optional hooks change the rates the pass reads, in this order: an online scorer
+(:mod:`adrank.online.serving`) replaces the model's ``p_ctr`` with the online learner's (timed
+with ``model``; ``model_version`` then names its publication); ``ScoringConfig(value=
+"incremental")`` passes the uplift model's incremental conversions in place of ``p_cvr``
+(:mod:`adrank.orchestrator.scoring`); and the cold-start hook below.
+
+Requests that name a model version (an experiment arm's) are ranked on that version's own
+snapshot, pinned beside the current one (:meth:`Ranker.pin_model`): one model call per version.
+
 With a cold-start hook (:mod:`adrank.experiments.cold_start`), the pass values candidates at
 its click-rate estimate and multiplies new creatives' eCPM by its exploration boost on its
 exploring requests (through the pacing column, and the negative-feedback rate, so that the whole
