@@ -316,8 +316,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         safety = SafetyGate(safety_rules, store=open_audit_store(state))
     # uvicorn runs in a thread and the signals come here, so that leaving these blocks always
-    # stops the server, Triton and the shared-memory regions in order.
+    # stops the server, Triton and the shared-memory regions in order, the audit store last.
     with (
+        contextlib.closing(safety) if safety is not None else contextlib.nullcontext(),
         online as online_scorer,
         serving_stack(
             artifacts,
