@@ -25,6 +25,8 @@ from adrank.orchestrator.catalog import Catalog
 from adrank.orchestrator.model import TorchScriptModel
 from adrank.orchestrator.ranker import Ranker
 from adrank.pacing import PacingService, SQLitePacingStore
+from adrank.safety import SafetyGate
+from adrank.safety.control import make_safety_router
 from adrank.service.app import create_app
 from adrank.service.control import make_control_router
 from adrank.service.limits import ServiceLimits
@@ -103,12 +105,18 @@ class Service:
 
 
 def make_service(
-    world: World, limits: ServiceLimits | None = None, access: AccessPolicy | None = None
+    world: World,
+    limits: ServiceLimits | None = None,
+    access: AccessPolicy | None = None,
+    safety: SafetyGate | None = None,
 ) -> Service:
-    """The app as ``adrank serve`` builds it, over ``world`` and fresh in-memory state."""
+    """The app as ``adrank serve`` builds it, over ``world`` and fresh in-memory state; with
+    ``safety``, its audit and override routes too."""
     pacing = PacingService(SQLitePacingStore(":memory:"))
     traffic = TrafficControl(SQLiteTrafficStore(":memory:"))
     control = make_control_router(pacing, traffic, clock=lambda: NOW)
+    if safety is not None:
+        control.include_router(make_safety_router(safety))
     app = create_app(world.ranker, limits, control, access=access, schema=world.schema)
     return Service(app, pacing, traffic)
 

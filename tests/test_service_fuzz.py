@@ -1,7 +1,7 @@
-"""Schema-driven fuzzing of every route: requests drawn from the app's own OpenAPI document,
-then bent (a value swapped for a hostile one anywhere in the body, the path or the query), sent
-to the real app (a real Ranker over an in-process TorchScript model). No answer may be a 500,
-and every status must be one the route declares.
+"""Schema-driven fuzzing of every route, the safety gate's included: requests drawn from the
+app's own OpenAPI document, then bent (a value swapped for a hostile one anywhere in the body,
+the path or the query), sent to the real app (a real Ranker over an in-process TorchScript
+model). No answer may be a 500, and every status must be one the route declares.
 
 Glossary: a *JSON schema* is an OpenAPI schema object; ``draw`` turns one into a strategy.
 """
@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adrank.safety import SafetyGate, SafetyRules
+from adrank.safety.control import make_safety_router
 from adrank.service.limits import ServiceLimits
 from adrank.service.security import AccessPolicy
 from service_world import LOCAL, NOW, TOKEN, build_world, make_service
@@ -61,13 +63,28 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(world) -> TestClient:
     limits = ServiceLimits(max_candidates=50, max_body_bytes=16 * 1024, max_k=20)
-    app = make_service(world, limits, AccessPolicy(token=TOKEN)).app
+    app = make_service(world, limits, AccessPolicy(token=TOKEN), safety_gate()).app
     return TestClient(app, base_url=LOCAL, raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def openapi(client) -> dict[str, Any]:
     return client.get("/openapi.json").json()
+
+
+def safety_gate() -> SafetyGate:
+    """A gate with a rule of each kind in one region (its routes are fuzzed too)."""
+    rules = {
+        "regions": {
+            "DE": {
+                "keywords": ["casino"],
+                "blocked_categories": [3],
+                "banned_advertisers": [9],
+                "age_gated_categories": {"4": 2},
+            }
+        }
+    }
+    return SafetyGate(SafetyRules.from_mapping(rules), classifier=lambda texts: [0.0] * len(texts))
 
 
 def operations() -> list[tuple[str, str]]:
@@ -79,7 +96,9 @@ def operations() -> list[tuple[str, str]]:
         def rank(self, request): ...
         def readiness(self): ...
 
-    app = create_app(Unused(), control=make_control_router(None, None))
+    control = make_control_router(None, None)
+    control.include_router(make_safety_router(safety_gate()))
+    app = create_app(Unused(), control=control)
     paths = app.openapi()["paths"]
     return [(method.upper(), path) for path, item in paths.items() for method in item]
 
