@@ -12,10 +12,14 @@ candidates, median of the timed calls, without Triton's transport.
     .venv/bin/python bench/compare_models.py                      # 200,000 rows, bounded
     .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 2 \
         --embedding-weight-decay 3e-4 --json out.json
+    .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 2 \
+        --embedding-weight-decay 3e-4 --schema bench/schemas/demo_wide_buckets.toml
 
 Every model gets the same log, split, seed and optimizer settings (``adrank train``'s, as the
 flags here set them) and ``--calibration auto``. ``bench/click_ceiling.py`` measures what a
-model that knew the truth's terms could reach on the same split.
+model that knew the truth's terms could reach on the same split. ``bench/schemas/`` holds the
+demo schema with tables wide enough that the world's values keep their own rows (the demo
+schema's sizes merge some the truth tells apart), and ablations without the signal-free fields.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adrank.commands.train import parse_table_weight_decay
 from adrank.data import generate_log
 from adrank.export import onnx_dense_model, quantize_onnx_int8, script_dense_model
 from adrank.features import FeaturePipeline, load_schema
@@ -120,6 +125,13 @@ def main() -> None:
         "--embedding-weight-decay", type=float, default=0.0, help="as adrank train's flag"
     )
     parser.add_argument(
+        "--table-weight-decay",
+        action="append",
+        default=[],
+        metavar="TABLE=DECAY",
+        help="as adrank train's flag",
+    )
+    parser.add_argument(
         "--calibration",
         choices=("auto", "platt", "spline", "isotonic"),
         default="auto",
@@ -134,7 +146,7 @@ def main() -> None:
     parser.add_argument(
         "--schema",
         type=Path,
-        help="feature schema (default: the demo one; bench/schemas/ holds an ablation)",
+        help="feature schema (default: the demo one; bench/schemas/ holds wider tables, ablations)",
     )
     args = parser.parse_args()
 
@@ -147,6 +159,7 @@ def main() -> None:
         seed=args.seed,
         threads=args.threads,
         embedding_weight_decay=args.embedding_weight_decay,
+        table_weight_decay=parse_table_weight_decay(args.table_weight_decay),
         calibration=args.calibration,
         calibration_fraction=args.calibration_fraction,
     )
@@ -181,7 +194,8 @@ def main() -> None:
         }
     print(
         f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, seed {args.seed}, "
-        f"embedding weight decay {args.embedding_weight_decay:g}, calibration {args.calibration}, "
+        f"embedding weight decay {args.embedding_weight_decay:g} "
+        f"{' '.join(args.table_weight_decay)}, calibration {args.calibration}, "
         f"schema {args.schema or 'default'}"
     )
     header = (

@@ -74,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="L2 on the tables (Adagrad weight decay): ids without an effect fit less noise",
     )
+    parser.add_argument(
+        "--table-weight-decay",
+        action="append",
+        default=[],
+        metavar="TABLE=DECAY",
+        help="one table's own decay, in place of --embedding-weight-decay (repeatable; a "
+        "large id table, e.g. creative=1e-3, shrinks its rarely seen rows more)",
+    )
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out fraction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -177,6 +185,21 @@ def _fit_uplift(args, schema, batch, arms, heldout_rows) -> dict:
     return report
 
 
+def parse_table_weight_decay(entries: list[str]) -> dict[str, float]:
+    """``["creative=1e-3", ...]`` -> ``{"creative": 0.001}``; ValueError naming the flag."""
+    decays: dict[str, float] = {}
+    for entry in entries:
+        table, sep, value = entry.partition("=")
+        try:
+            decay = float(value) if sep and table else None
+        except ValueError:
+            decay = None
+        if decay is None:
+            raise ValueError(f"--table-weight-decay wants TABLE=DECAY, got {entry!r}")
+        decays[table.strip()] = decay
+    return decays
+
+
 def run(args: argparse.Namespace) -> int:
     from adrank.data import SyntheticConfig, generate_log
     from adrank.data.log_errors import BadRowBudget
@@ -195,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         embedding_learning_rate=args.embedding_lr,
         embedding_weight_decay=args.embedding_weight_decay,
+        table_weight_decay=parse_table_weight_decay(args.table_weight_decay),
         holdout=args.holdout,
         seed=args.seed,
         threads=args.threads,

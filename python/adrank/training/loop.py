@@ -8,6 +8,7 @@ torch runs on a fixed number of threads.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,9 @@ class TrainConfig:
     learning_rate: float = 1e-2
     embedding_learning_rate: float = 1e-1
     embedding_weight_decay: float = 0.0
+    # {table name: decay} for tables that need their own (a large id table whose rows see a
+    # few hundred rows each shrinks more than a small one); the rest take the one above.
+    table_weight_decay: Mapping[str, float] = dataclasses.field(default_factory=dict)
     holdout: float = 0.2
     seed: int = 0
     threads: int = 1
@@ -61,6 +65,17 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
+        if not isinstance(self.table_weight_decay, Mapping):
+            raise TypeError(
+                "table_weight_decay must be a mapping table -> decay, got "
+                f"{type(self.table_weight_decay).__name__}"
+            )
+        for table, decay in {"*": self.embedding_weight_decay, **self.table_weight_decay}.items():
+            if not decay >= 0.0:
+                name = (
+                    "embedding_weight_decay" if table == "*" else f"table_weight_decay[{table!r}]"
+                )
+                raise ValueError(f"{name} must be >= 0, got {decay}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.calibration not in ("none", "auto", "platt", "spline", "isotonic"):
@@ -147,17 +162,28 @@ class Stepper:
     calibration of rare labels). Dense gradients: at these sizes one step over every row costs
     less than coalescing sparse gradients (measured: 10x faster steps). The learning rates
     decay linearly to zero over ``total_steps``: the last steps settle instead of jittering,
-    which is what calibration on a short run depends on.
+    which is what calibration on a short run depends on. Each table decays with
+    ``config.table_weight_decay``'s value for it, else ``embedding_weight_decay``.
     """
 
     def __init__(self, model: MultiTaskRanker, config: TrainConfig, total_steps: int) -> None:
         self.model = model
+        tables = model.sparse.tables
+        unknown = sorted(set(config.table_weight_decay) - set(tables))
+        if unknown:
+            raise ValueError(
+                f"table_weight_decay: no table {unknown[0]!r} in the schema (tables: "
+                f"{sorted(tables)})"
+            )
+        groups = [
+            {
+                "params": [table],
+                "weight_decay": config.table_weight_decay.get(name, config.embedding_weight_decay),
+            }
+            for name, table in tables.items()
+        ]
         self.optimizers = [
-            torch.optim.Adagrad(
-                model.sparse.parameters(),
-                lr=config.embedding_learning_rate,
-                weight_decay=config.embedding_weight_decay,
-            ),
+            torch.optim.Adagrad(groups, lr=config.embedding_learning_rate),
             torch.optim.Adam(model.dense.parameters(), lr=config.learning_rate),
         ]
         total = max(1, total_steps)
