@@ -13,7 +13,8 @@ candidates, median of the timed calls, without Triton's transport.
     .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 2 \
         --embedding-weight-decay 3e-4 --json out.json
     .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 2 \
-        --embedding-weight-decay 3e-4 --schema bench/schemas/demo_wide_buckets.toml
+        --embedding-weight-decay 3e-4 --schema bench/schemas/demo_wide_buckets.toml \
+        --table-weight-decay creative=1e-3    # the README's tables
 
 Every model gets the same log, split, seed and optimizer settings (``adrank train``'s, as the
 flags here set them) and ``--calibration auto``. ``bench/click_ceiling.py`` measures what a
