@@ -14,7 +14,7 @@ candidates, median of the timed calls, without Triton's transport.
         --embedding-weight-decay 3e-4 --json out.json
     .venv/bin/python bench/compare_models.py --rows 2000000 --epochs 2 \
         --embedding-weight-decay 3e-4 --schema bench/schemas/demo_wide_buckets.toml \
-        --table-weight-decay creative=1e-3    # the README's tables
+        --table-weight-decay creative=1e-3    # README's 2nd model table (1st: without this flag)
 
 Every model gets the same log, split, seed and optimizer settings (``adrank train``'s, as the
 flags here set them) and ``--calibration auto``. ``bench/click_ceiling.py`` measures what a
