@@ -245,6 +245,14 @@ void pool_run_vecs(const Rows rows, const Pooling& pooling, const BagRun& run,
   }
 }
 
+// pool_run_vecs for a last pass of kVecs registers, its last one masked or not.
+template <Kind K, int kVecs, class Rows, class Index, class Offset>
+void pool_run_width(bool masked, const Rows rows, const Pooling& pooling, const BagRun& run,
+                    const Prefetch ahead) {
+  if (masked) return pool_run_vecs<K, kVecs, true, Rows, Index, Offset>(rows, pooling, run, ahead);
+  pool_run_vecs<K, kVecs, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+}
+
 // How many ids ahead rows are prefetched. Measured on Zen 4 (1e6-row tables, bags of 1-50 ids):
 // rows of up to 3 lines gain up to 64 ids ahead (int8 D=128: 0.94 -> 0.51 ms from 16 to 64),
 // wider rows are best near 32; FBGEMM's fixed 16 is short for both here.
@@ -269,29 +277,21 @@ void pool_run(const Rows rows, const Pooling& pooling, const BagRun& run) {
   const bool masked = last % kLanes != 0;
   switch ((last + kLanes - 1) / kLanes) {
     case 1:
-      return masked ? pool_run_vecs<K, 1, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 1, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 1, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     case 2:
-      return masked ? pool_run_vecs<K, 2, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 2, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 2, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     case 3:
-      return masked ? pool_run_vecs<K, 3, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 3, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 3, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     case 4:
-      return masked ? pool_run_vecs<K, 4, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 4, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 4, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     case 5:
-      return masked ? pool_run_vecs<K, 5, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 5, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 5, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     case 6:
-      return masked ? pool_run_vecs<K, 6, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 6, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 6, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     case 7:
-      return masked ? pool_run_vecs<K, 7, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 7, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 7, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
     default:
-      return masked ? pool_run_vecs<K, 8, true, Rows, Index, Offset>(rows, pooling, run, ahead)
-                    : pool_run_vecs<K, 8, false, Rows, Index, Offset>(rows, pooling, run, ahead);
+      return pool_run_width<K, 8, Rows, Index, Offset>(masked, rows, pooling, run, ahead);
   }
 }
 
