@@ -222,21 +222,28 @@ def test_split_pipeline_through_the_real_triton_server(trained, exported, tmp_pa
     rows = heldout.take(np.arange(2000))
     with torch.no_grad():
         unsplit = [t.numpy().ravel() for t in model(*to_torch(rows)).values()]
+    assert_python_variants_serve(export, model.tasks, rows, unsplit, tmp_path)
+
+
+def assert_python_variants_serve(export, tasks, rows, unsplit, repository: Path) -> None:
+    """Each Python-backend variant of ``export``, copied into ``repository`` under its own name
+    and served by one embedded Triton, answers ``unsplit`` (the module's outputs on ``rows``, one
+    array per task) within its form's bound."""
     embeddings = split_embeddings(export, rows, "fp32")
     variants = [name for name, spec in DEPLOYMENTS.items() if spec.backend == "python"]
     for variant in variants:
-        model_dir = tmp_path / variant
+        model_dir = repository / variant
         shutil.copytree(export.version_dir, model_dir / "1")
         config = (export.model_dir / "configs" / f"{variant}.pbtxt").read_text()
         (model_dir / "config.pbtxt").write_text(
             config.replace('name: "ranker"', f'name: "{variant}"')
         )
-    with serve_ranker(tmp_path) as (server, _):
+    with serve_ranker(repository) as (server, _):
         for variant in variants:
             with RankerClient(server.grpc_url, model=variant, timeout_s=30) as client:
                 served = client.predict(embeddings, rows.dense)
             max_diff, _ = FORM_BOUNDS[DEPLOYMENTS[variant].model_file]
-            for task, expected, got in zip(model.tasks, unsplit, served, strict=True):
+            for task, expected, got in zip(tasks, unsplit, served, strict=True):
                 assert float(np.abs(expected - got).max()) <= max_diff, (variant, task)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -34,11 +33,14 @@ from adrank.training.calibrate import apply_entry, choose_calibration, fit_calib
 from adrank.training.loop import TrainConfig, evaluate, split_holdout, to_torch, train
 from adrank.training.metrics import log_loss
 from adrank.training.streaming import heldout_mask, train_streaming
-from adrank.triton import RankerClient
-from adrank.triton.model_config import DEPLOYMENTS
-from adrank.triton.testing import serve_ranker
 from conftest import SERVING_WORLD
-from test_export import FORM_BOUNDS, WORLD, served_forms, split_embeddings
+from test_export import (
+    FORM_BOUNDS,
+    WORLD,
+    assert_python_variants_serve,
+    served_forms,
+    split_embeddings,
+)
 
 
 @pytest.fixture(scope="module")
@@ -335,22 +337,7 @@ def test_fm_and_deepfm_serve_calibrated_through_the_real_triton(calibrated, tmp_
     export = export_model(model, repository=tmp_path / "export", artifacts=tmp_path / "art")
     with torch.no_grad():
         unsplit = [t.numpy().ravel() for t in model(*to_torch(rows)).values()]
-    embeddings = split_embeddings(export, rows, "fp32")
-    variants = [name for name, spec in DEPLOYMENTS.items() if spec.backend == "python"]
-    repository = tmp_path / "models"
-    for variant in variants:
-        shutil.copytree(export.version_dir, repository / variant / "1")
-        config = (export.model_dir / "configs" / f"{variant}.pbtxt").read_text()
-        (repository / variant / "config.pbtxt").write_text(
-            config.replace('name: "ranker"', f'name: "{variant}"')
-        )
-    with serve_ranker(repository) as (server, _):
-        for variant in variants:
-            with RankerClient(server.grpc_url, model=variant, timeout_s=30) as client:
-                served = client.predict(embeddings, rows.dense)
-            max_diff, _ = FORM_BOUNDS[DEPLOYMENTS[variant].model_file]
-            for task, expected, got in zip(model.tasks, unsplit, served, strict=True):
-                assert float(np.abs(expected - got).max()) <= max_diff, (variant, task)
+    assert_python_variants_serve(export, model.tasks, rows, unsplit, tmp_path / "models")
 
 
 class _Recording:
