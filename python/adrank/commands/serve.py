@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from adrank.experiments.cold_start import METHODS, ColdStartConfig
 from adrank.stores import state_location
 
 HELP = "serve POST /v1/rank over HTTP (FastAPI on uvicorn), the model on Triton"
@@ -127,16 +128,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="value creatives at their click-rate estimate (the model's and their own clicks, "
         "from events with a creative_id) and explore new ones (adrank.experiments.cold_start)",
     )
+    defaults = ColdStartConfig()
     cold.add_argument(
-        "--cold-start-min-impressions", type=int, default=200, help="a new creative's exposure"
+        "--cold-start-min-impressions",
+        type=int,
+        default=defaults.min_impressions,
+        help="a new creative's exposure",
     )
     cold.add_argument(
-        "--cold-start-share", type=float, default=0.1, help="share of requests that explore"
+        "--cold-start-share",
+        type=float,
+        default=defaults.traffic_share,
+        help="share of requests that explore",
     )
     cold.add_argument(
-        "--cold-start-max-loss", type=float, default=0.5, help="an exploring slot's eCPM bound"
+        "--cold-start-max-loss",
+        type=float,
+        default=defaults.max_revenue_loss,
+        help="an exploring slot's eCPM bound",
     )
-    cold.add_argument("--cold-start-method", choices=["ucb", "thompson"], default="ucb")
+    cold.add_argument("--cold-start-method", choices=METHODS, default=defaults.method)
     experiments = parser.add_argument_group("experiments (see the README's Experiments)")
     experiments.add_argument(
         "--experiments", type=Path, metavar="FILE", help="experiments' TOML: arms per request"
@@ -267,7 +278,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise SystemExit(f"adrank serve: --safety-rules: {error}") from None
     cold_start = None
     if args.cold_start:
-        from adrank.experiments.cold_start import ColdStart, ColdStartConfig
+        from adrank.experiments.cold_start import ColdStart
 
         try:
             cold_start = ColdStart(

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adrank.experiments.cold_start import ColdStartConfig
+
 HELP = "Replay a synthetic day of ad traffic with pacing on and off; write a report with plots."
 
 
@@ -47,14 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cold-start", action="store_true", help="run adrank.simulation.cold_start's arms"
     )
     cold.add_argument("--new-share", type=float, default=0.2, help="share of creatives new (0.2)")
+    defaults = ColdStartConfig()
     cold.add_argument(
-        "--min-impressions", type=int, default=200, help="exploration's exposure goal (200)"
+        "--min-impressions",
+        type=int,
+        default=defaults.min_impressions,
+        help=f"exploration's exposure goal ({defaults.min_impressions})",
     )
     cold.add_argument(
-        "--explore-share", type=float, default=0.1, help="share of requests that explore (0.1)"
+        "--explore-share",
+        type=float,
+        default=defaults.traffic_share,
+        help=f"share of requests that explore ({defaults.traffic_share})",
     )
     cold.add_argument(
-        "--max-revenue-loss", type=float, default=0.5, help="an exploring slot's bound (0.5)"
+        "--max-revenue-loss",
+        type=float,
+        default=defaults.max_revenue_loss,
+        help=f"an exploring slot's bound ({defaults.max_revenue_loss})",
     )
     sweep = parser.add_argument_group("sweep: many worlds, pacing's bounds over all of them")
     sweep.add_argument("--sweep", action="store_true", help="run the sweep, not one day")
@@ -185,7 +197,6 @@ def _ab(args: argparse.Namespace) -> int:
 
 
 def _cold_start(args: argparse.Namespace) -> int:
-    from adrank.experiments.cold_start import ColdStartConfig
     from adrank.simulation.cold_start import run_cold_start
 
     try:
